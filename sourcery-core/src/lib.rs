@@ -1,0 +1,14 @@
+//! The core of Sourcery: domain events, the event store contract, concurrency
+//! strategies, codecs and the in-memory store.
+//!
+//! Applications depend on the `sourcery` facade crate; store authors and
+//! other libraries can depend on this crate alone. See [`store`] for the
+//! contract and an example.
+
+pub mod codec;
+pub mod concurrency;
+pub mod event;
+mod non_empty;
+pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test;

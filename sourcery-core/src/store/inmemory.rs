@@ -1,0 +1,273 @@
+//! An event store in memory, for tests and demos.
+//!
+//! [`Store`] keeps one log shared by all its clones, indexed per stream and
+//! per event kind, so loading one aggregate touches only that aggregate's
+//! events. Positions are `u64`, starting at 1, assigned in commit order, so
+//! the store is [`GloballyOrdered`]. Nothing survives the process.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::codec::JsonCodec;
+use crate::concurrency::ConcurrencyConflict;
+use crate::store::{
+    AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, NonEmpty, PersistableEvent,
+    StoredEvent,
+};
+
+/// An in-memory event store: cheap to clone (clones share one log), safe
+/// across tasks and threads.
+///
+/// `Id` is the aggregate id type, `M` the metadata type.
+///
+/// ```
+/// use sourcery_core::store::inmemory::Store;
+///
+/// let store = Store::<String, ()>::new();
+/// let same_log = store.clone();
+/// # let _ = same_log;
+/// ```
+pub struct Store<Id, M> {
+    log: Arc<RwLock<Log<Id, M>>>,
+    codec: JsonCodec,
+}
+
+struct Log<Id, M> {
+    /// Every event, in position order: the event at index `i` has position `i + 1`.
+    events: Vec<StoredEvent<Id, u64, M>>,
+    /// Indices into `events`, per aggregate kind and id, ascending.
+    streams: HashMap<String, HashMap<Id, Vec<usize>>>,
+    /// Indices into `events`, per event kind, ascending.
+    kinds: HashMap<String, Vec<usize>>,
+}
+
+impl<Id, M> Store<Id, M> {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            log: Arc::new(RwLock::new(Log {
+                events: Vec::new(),
+                streams: HashMap::new(),
+                kinds: HashMap::new(),
+            })),
+            codec: JsonCodec,
+        }
+    }
+
+    /// The number of events in the store.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().events.len()
+    }
+
+    /// Whether the store holds no events.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.read().events.is_empty()
+    }
+
+    // Nothing panics while the lock is held, so a poisoned lock still guards
+    // a consistent log: take it rather than propagate someone else's panic.
+    fn read(&self) -> RwLockReadGuard<'_, Log<Id, M>> {
+        self.log.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Log<Id, M>> {
+        self.log.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<Id, M> Default for Store<Id, M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<Id, M> Clone for Store<Id, M> {
+    fn clone(&self) -> Self {
+        Self {
+            log: Arc::clone(&self.log),
+            codec: self.codec,
+        }
+    }
+}
+
+impl<Id, M> fmt::Debug for Store<Id, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("inmemory::Store")
+            .field("events", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Id: Eq + Hash, M> Log<Id, M> {
+    fn stream(&self, aggregate_kind: &str, aggregate_id: &Id) -> &[usize] {
+        self.streams
+            .get(aggregate_kind)
+            .and_then(|ids| ids.get(aggregate_id))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn version(&self, aggregate_kind: &str, aggregate_id: &Id) -> Option<u64> {
+        self.stream(aggregate_kind, aggregate_id)
+            .last()
+            .map(|&index| position_of(index))
+    }
+
+    /// Indices of the events `filter` selects, ascending.
+    fn select(&self, filter: &EventFilter<Id, u64>, into: &mut Vec<usize>) {
+        let candidates: &[usize] = match filter.aggregate() {
+            Some((kind, id)) => self.stream(kind, id),
+            None => self.kinds.get(filter.event_kind()).map_or(&[], Vec::as_slice),
+        };
+        // Positions rise with indices: skip everything at or before `after`.
+        let start = filter.after_position().map_or(0, |after| {
+            candidates.partition_point(|&index| position_of(index) <= after)
+        });
+        let wanted = &candidates[start..];
+        if filter.aggregate().is_some() {
+            into.extend(
+                wanted
+                    .iter()
+                    .copied()
+                    .filter(|&index| self.events[index].kind == filter.event_kind()),
+            );
+        } else {
+            into.extend_from_slice(wanted);
+        }
+    }
+}
+
+fn position_of(index: usize) -> u64 {
+    // A `Vec` never holds more than `isize::MAX` elements, which fits in `u64`.
+    u64::try_from(index).map_or(u64::MAX, |index| index + 1)
+}
+
+impl<Id, M> EventStore for Store<Id, M>
+where
+    Id: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    M: Clone + Send + Sync + 'static,
+{
+    type Id = Id;
+    type Position = u64;
+    type Error = Infallible;
+    type Codec = JsonCodec;
+    type Metadata = M;
+
+    fn codec(&self) -> &JsonCodec {
+        &self.codec
+    }
+
+    async fn stream_version<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+    ) -> Result<Option<u64>, Infallible> {
+        Ok(self.read().version(aggregate_kind, aggregate_id))
+    }
+
+    async fn append<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        expected_version: Option<u64>,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<u64, Infallible> {
+        let mut log = self.write();
+        if let Some(expected) = expected_version {
+            let actual = log.version(aggregate_kind, aggregate_id);
+            if actual != Some(expected) {
+                return Err(ConcurrencyConflict {
+                    expected: Some(expected),
+                    actual,
+                }
+                .into());
+            }
+        }
+        Ok(log.push(aggregate_kind, aggregate_id, events))
+    }
+
+    async fn append_expecting_new<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<u64, Infallible> {
+        let mut log = self.write();
+        if let Some(actual) = log.version(aggregate_kind, aggregate_id) {
+            return Err(ConcurrencyConflict {
+                expected: None,
+                actual: Some(actual),
+            }
+            .into());
+        }
+        Ok(log.push(aggregate_kind, aggregate_id, events))
+    }
+
+    async fn load_events<'a>(
+        &'a self,
+        filters: &'a [EventFilter<Id, u64>],
+    ) -> Result<Vec<StoredEvent<Id, u64, M>>, Infallible> {
+        let log = self.read();
+        let mut indices = Vec::new();
+        for filter in filters {
+            log.select(filter, &mut indices);
+        }
+        if filters.len() > 1 {
+            indices.sort_unstable();
+            indices.dedup();
+        }
+        Ok(indices
+            .into_iter()
+            .map(|index| log.events[index].clone())
+            .collect())
+    }
+}
+
+impl<Id: Clone + Eq + Hash, M> Log<Id, M> {
+    fn push(
+        &mut self,
+        aggregate_kind: &str,
+        aggregate_id: &Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendResult<u64> {
+        let mut indices = Vec::with_capacity(events.len());
+        for event in events {
+            let index = self.events.len();
+            match self.kinds.get_mut(event.kind.as_str()) {
+                Some(list) => list.push(index),
+                None => {
+                    self.kinds.insert(event.kind.clone(), vec![index]);
+                }
+            }
+            self.events.push(StoredEvent {
+                aggregate_kind: aggregate_kind.to_owned(),
+                aggregate_id: aggregate_id.clone(),
+                kind: event.kind,
+                position: position_of(index),
+                data: event.data,
+                metadata: event.metadata,
+            });
+            indices.push(index);
+        }
+        let last_position = position_of(self.events.len() - 1);
+        self.streams
+            .entry(aggregate_kind.to_owned())
+            .or_default()
+            .entry(aggregate_id.clone())
+            .or_default()
+            .extend(indices);
+        AppendResult { last_position }
+    }
+}
+
+impl<Id, M> GloballyOrdered for Store<Id, M>
+where
+    Id: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    M: Clone + Send + Sync + 'static,
+{
+}

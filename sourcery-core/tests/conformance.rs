@@ -1,0 +1,14 @@
+//! The in-memory store passes the store conformance suite.
+
+use sourcery_core::store::inmemory;
+use sourcery_core::test::conformance;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inmemory_store_with_json_metadata_conforms() {
+    conformance::run(|| async { inmemory::Store::<String, serde_json::Value>::new() }).await;
+}
+
+#[tokio::test]
+async fn inmemory_store_with_unit_metadata_conforms() {
+    conformance::run(|| async { inmemory::Store::<String, ()>::new() }).await;
+}

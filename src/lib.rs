@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+pub use sourcery_core::{codec, concurrency, event};
+
+pub use sourcery_core::event::DomainEvent;
+
+/// The event store contract and the stores that implement it.
+///
+/// [`inmemory::Store`](store::inmemory::Store) is always here; the
+/// PostgreSQL and SQLite stores arrive with the `postgres` and `sqlite`
+/// features.
+pub mod store {
+    pub use sourcery_core::store::*;
+}
+
+#[cfg(feature = "test-util")]
+pub use sourcery_core::test;
