@@ -11,6 +11,14 @@ pub use sourcery_core::event::DomainEvent;
 /// features.
 pub mod store {
     pub use sourcery_core::store::*;
+
+    #[cfg(feature = "postgres")]
+    #[doc(inline)]
+    pub use sourcery_postgres as postgres;
+
+    #[cfg(feature = "sqlite")]
+    #[doc(inline)]
+    pub use sourcery_sqlite as sqlite;
 }
 
 #[cfg(feature = "test-util")]

@@ -1,0 +1,1 @@
+//! The postgres event store for Sourcery (in progress).

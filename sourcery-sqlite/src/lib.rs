@@ -1,0 +1,1 @@
+//! The sqlite event store for Sourcery (in progress).
