@@ -68,8 +68,10 @@ use crate::event::{DecodeError, DecodeEvent, DecodeFailure, EncodeError, EventPa
 
 pub use crate::codec::JsonCodec;
 pub use crate::non_empty::NonEmpty;
+pub use text_id::{IdParseError, TextId};
 
 pub mod inmemory;
+mod text_id;
 
 /// An event on its way into a store: its kind, its encoded data and its
 /// metadata. The store assigns the position.
