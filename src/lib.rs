@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 
-pub use sourcery_core::{codec, concurrency, event};
+pub use sourcery_core::{aggregate, codec, concurrency, event, projection};
 
+pub use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
 pub use sourcery_core::event::DomainEvent;
+pub use sourcery_core::projection::{ApplyProjection, Projection};
+// Derive macros: `pub use sourcery_macros::{Aggregate, Projection};` goes here.
 
 /// The event store contract and the stores that implement it.
 ///

@@ -5,10 +5,12 @@
 //! other libraries can depend on this crate alone. See [`store`] for the
 //! contract and an example.
 
+pub mod aggregate;
 pub mod codec;
 pub mod concurrency;
 pub mod event;
 mod non_empty;
+pub mod projection;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod test;
