@@ -9,8 +9,10 @@ pub mod aggregate;
 pub mod codec;
 pub mod concurrency;
 pub mod event;
+pub mod metadata;
 mod non_empty;
 pub mod projection;
+pub mod repository;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod test;

@@ -106,7 +106,10 @@ pub struct ProjectionEvents<S: EventStore, P> {
     entries: Vec<Entry<S, P>>,
 }
 
-type Entry<S, P> = (EventFilter<<S as EventStore>::Id, <S as EventStore>::Position>, Handler<S, P>);
+type Entry<S, P> = (
+    EventFilter<<S as EventStore>::Id, <S as EventStore>::Position>,
+    Handler<S, P>,
+);
 
 impl<S, P> ProjectionEvents<S, P>
 where
@@ -144,7 +147,8 @@ where
         P: ApplyProjection<T>,
     {
         for kind in T::event_kinds() {
-            self.entries.push((EventFilter::for_event(*kind), apply::<S, P, T>));
+            self.entries
+                .push((EventFilter::for_event(*kind), apply::<S, P, T>));
         }
         self
     }
@@ -157,8 +161,10 @@ where
         E: DomainEvent,
         P: ApplyProjection<E>,
     {
-        self.entries
-            .push((EventFilter::for_aggregate(E::KIND, A::KIND, id.clone()), apply::<S, P, E>));
+        self.entries.push((
+            EventFilter::for_aggregate(E::KIND, A::KIND, id.clone()),
+            apply::<S, P, E>,
+        ));
         self
     }
 
@@ -217,7 +223,12 @@ where
         S::Id: PartialEq,
     {
         let handler = self.entries.iter().find(|(filter, _)| {
-            filter.matches(&event.aggregate_kind, &event.aggregate_id, &event.kind, &event.position)
+            filter.matches(
+                &event.aggregate_kind,
+                &event.aggregate_id,
+                &event.kind,
+                &event.position,
+            )
         });
         match handler {
             Some((_, handler)) => handler(projection, event, codec).map(|()| true),

@@ -1,6 +1,14 @@
 //! Test helpers (feature `test-util`).
 //!
+//! - [`TestFramework`]: given–when–then tests of an aggregate's decisions.
+//! - [`RepositoryTestExt`]: seed a store with history, and simulate a
+//!   concurrent writer, in integration tests.
 //! - [`conformance`]: the suite every [`EventStore`](crate::store::EventStore)
 //!   implementation must pass: ours and yours.
 
 pub mod conformance;
+mod framework;
+mod repository;
+
+pub use framework::{Outcome, TestFramework};
+pub use repository::RepositoryTestExt;

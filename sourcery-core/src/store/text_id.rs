@@ -57,4 +57,3 @@ pub struct IdParseError {
     #[source]
     pub source: Box<dyn StdError + Send + Sync>,
 }
-
