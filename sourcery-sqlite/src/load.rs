@@ -1,0 +1,321 @@
+//! Loading events: one `SELECT` for any set of filters.
+//!
+//! Filters on the same stream with the same `after` become one predicate
+//! with `event_kind IN (...)`, and so do filters on event kinds alone with
+//! the same `after`; the predicates are joined with `OR` in one statement
+//! ordered by position, so each event comes once and in order. Only a set of
+//! filters too large for one statement's parameters is split into several
+//! statements, run in one read transaction (one snapshot) and merged.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params_from_iter};
+use serde::de::DeserializeOwned;
+use sourcery_core::store::{EventFilter, StoredEvent, TextId};
+
+use crate::Error;
+use crate::schema::At;
+
+/// At most this many kinds in one `IN (...)` list.
+const KINDS_PER_PREDICATE: usize = 500;
+/// At most this many parameters in one statement (SQLite allows 32,766).
+const PARAMETERS_PER_STATEMENT: usize = 30_000;
+
+const SELECT: &str =
+    "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata FROM sourcery_events";
+
+/// A stream as stored (aggregate kind, aggregate id as text), or `None` for
+/// every stream.
+type Stream = Option<(String, String)>;
+
+/// One predicate: some event kinds, optionally in one stream, optionally
+/// after a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Predicate {
+    stream: Stream,
+    after: Option<i64>,
+    kinds: Vec<String>,
+}
+
+impl Predicate {
+    fn parameters(&self) -> usize {
+        self.kinds.len() + 2 * usize::from(self.stream.is_some()) + usize::from(self.after.is_some())
+    }
+
+    fn write(&self, sql: &mut String, parameters: &mut Vec<Value>) {
+        sql.push('(');
+        if let Some((kind, id)) = &self.stream {
+            sql.push_str("aggregate_kind = ? AND aggregate_id = ? AND ");
+            parameters.push(Value::Text(kind.clone()));
+            parameters.push(Value::Text(id.clone()));
+        }
+        if let [kind] = self.kinds.as_slice() {
+            sql.push_str("event_kind = ?");
+            parameters.push(Value::Text(kind.clone()));
+        } else {
+            sql.push_str("event_kind IN (");
+            for (index, kind) in self.kinds.iter().enumerate() {
+                sql.push_str(if index == 0 { "?" } else { ", ?" });
+                parameters.push(Value::Text(kind.clone()));
+            }
+            sql.push(')');
+        }
+        if let Some(after) = self.after {
+            sql.push_str(" AND position > ?");
+            parameters.push(Value::Integer(after));
+        }
+        sql.push(')');
+    }
+}
+
+/// The statements (SQL and parameters) that load what `filters` select.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Query {
+    statements: Vec<(String, Vec<Value>)>,
+}
+
+impl Query {
+    /// Builds the query; no filters give no statement.
+    pub(crate) fn new<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Self {
+        let mut predicates: Vec<Predicate> = Vec::new();
+        // Where each (stream, after) pair's predicate sits in `predicates`.
+        let mut index: HashMap<(Stream, Option<i64>), usize> = HashMap::new();
+        for filter in filters {
+            let stream = filter
+                .aggregate()
+                .map(|(kind, id)| (kind.to_owned(), id.to_text()));
+            let after = filter.after_position();
+            let kind = filter.event_kind();
+            let slot = *index.entry((stream.clone(), after)).or_insert_with(|| {
+                predicates.push(Predicate {
+                    stream,
+                    after,
+                    kinds: Vec::new(),
+                });
+                predicates.len() - 1
+            });
+            let kinds = &mut predicates[slot].kinds;
+            if !kinds.iter().any(|known| known == kind) {
+                kinds.push(kind.to_owned());
+            }
+        }
+        // Keep each `IN` list and each statement within SQLite's limits.
+        let predicates = predicates.into_iter().flat_map(|predicate| {
+            let Predicate { stream, after, kinds } = predicate;
+            kinds
+                .chunks(KINDS_PER_PREDICATE)
+                .map(|kinds| Predicate {
+                    stream: stream.clone(),
+                    after,
+                    kinds: kinds.to_vec(),
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut statements = Vec::new();
+        let mut batch: Vec<Predicate> = Vec::new();
+        let mut batch_parameters = 0;
+        for predicate in predicates {
+            if !batch.is_empty() && batch_parameters + predicate.parameters() > PARAMETERS_PER_STATEMENT {
+                statements.push(statement(&batch));
+                batch.clear();
+                batch_parameters = 0;
+            }
+            batch_parameters += predicate.parameters();
+            batch.push(predicate);
+        }
+        if !batch.is_empty() {
+            statements.push(statement(&batch));
+        }
+        Self { statements }
+    }
+
+    /// Whether the query selects nothing (no filters).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Runs the query on `connection` and decodes the rows.
+    pub(crate) fn run<Id, M>(
+        &self,
+        connection: &mut Connection,
+        path: &Path,
+    ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error>
+    where
+        Id: TextId + Clone,
+        M: DeserializeOwned,
+    {
+        match self.statements.as_slice() {
+            [] => Ok(Vec::new()),
+            [(sql, parameters)] => {
+                let mut events = Vec::new();
+                select(connection, path, sql, parameters, &mut events)?;
+                Ok(events)
+            }
+            statements => {
+                // One read transaction: every statement sees the same snapshot.
+                let transaction = connection.transaction().at(path)?;
+                let mut events = Vec::new();
+                for (sql, parameters) in statements {
+                    select(&transaction, path, sql, parameters, &mut events)?;
+                }
+                transaction.commit().at(path)?;
+                events.sort_by_key(|event| event.position);
+                events.dedup_by_key(|event| event.position);
+                Ok(events)
+            }
+        }
+    }
+}
+
+fn statement(predicates: &[Predicate]) -> (String, Vec<Value>) {
+    let mut sql = String::with_capacity(SELECT.len() + 64 * predicates.len() + 32);
+    let mut parameters = Vec::new();
+    sql.push_str(SELECT);
+    sql.push_str(" WHERE ");
+    for (index, predicate) in predicates.iter().enumerate() {
+        if index > 0 {
+            sql.push_str(" OR ");
+        }
+        predicate.write(&mut sql, &mut parameters);
+    }
+    let _ = write!(sql, " ORDER BY position");
+    (sql, parameters)
+}
+
+/// Runs one `SELECT` and appends its decoded rows to `events`.
+fn select<Id, M>(
+    connection: &Connection,
+    path: &Path,
+    sql: &str,
+    parameters: &[Value],
+    events: &mut Vec<StoredEvent<Id, i64, M>>,
+) -> Result<(), Error>
+where
+    Id: TextId + Clone,
+    M: DeserializeOwned,
+{
+    let mut statement = connection.prepare_cached(sql).at(path)?;
+    let mut rows = statement.query(params_from_iter(parameters)).at(path)?;
+    // Consecutive rows mostly share their stream: reuse its decoded id.
+    let mut previous: Option<(String, String, Id)> = None;
+    while let Some(row) = rows.next().at(path)? {
+        let position: i64 = row.get(0).at(path)?;
+        let aggregate_kind = row.get_ref(1).and_then(|value| Ok(value.as_str()?)).at(path)?;
+        let id_text = row.get_ref(2).and_then(|value| Ok(value.as_str()?)).at(path)?;
+        let kind: String = row.get(3).at(path)?;
+        let data = row
+            .get_ref(4)
+            .and_then(|value| Ok(value.as_blob()?))
+            .at(path)?
+            .to_vec();
+        let metadata_text = row.get_ref(5).and_then(|value| Ok(value.as_str()?)).at(path)?;
+
+        let (aggregate_kind, aggregate_id) = match &previous {
+            Some((known_kind, known_text, known_id))
+                if known_kind == aggregate_kind && known_text == id_text =>
+            {
+                (known_kind.clone(), known_id.clone())
+            }
+            _ => {
+                let aggregate_id = Id::from_text(id_text).map_err(|source| Error::DecodeAggregateId {
+                    event_kind: kind.clone(),
+                    aggregate_kind: aggregate_kind.to_owned(),
+                    position,
+                    source,
+                })?;
+                previous = Some((
+                    aggregate_kind.to_owned(),
+                    id_text.to_owned(),
+                    aggregate_id.clone(),
+                ));
+                (aggregate_kind.to_owned(), aggregate_id)
+            }
+        };
+        let metadata = serde_json::from_str(metadata_text).map_err(|source| Error::DecodeMetadata {
+            event_kind: kind.clone(),
+            aggregate_kind: aggregate_kind.clone(),
+            aggregate_id: id_text.to_owned(),
+            position,
+            source,
+        })?;
+        events.push(StoredEvent {
+            aggregate_kind,
+            aggregate_id,
+            kind,
+            position,
+            data,
+            metadata,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(query: &Query) -> Vec<&str> {
+        query.statements.iter().map(|(sql, _)| sql.as_str()).collect()
+    }
+
+    #[test]
+    fn filters_on_one_stream_become_one_predicate() {
+        let id = "a".to_owned();
+        let query = Query::new(&[
+            EventFilter::<String, i64>::for_aggregate("opened", "account", id.clone()),
+            EventFilter::for_aggregate("noted", "account", id.clone()),
+            EventFilter::for_aggregate("noted", "account", id),
+        ]);
+        assert_eq!(
+            sql(&query),
+            [format!(
+                "{SELECT} WHERE (aggregate_kind = ? AND aggregate_id = ? AND event_kind IN (?, ?)) ORDER BY position"
+            )]
+        );
+        assert_eq!(query.statements[0].1.len(), 4);
+    }
+
+    #[test]
+    fn kinds_and_positions_group_separately() {
+        let query = Query::new(&[
+            EventFilter::<String, i64>::for_event("opened").after(3),
+            EventFilter::for_event("noted").after(3),
+            EventFilter::for_event("closed"),
+        ]);
+        assert_eq!(
+            sql(&query),
+            [format!(
+                "{SELECT} WHERE (event_kind IN (?, ?) AND position > ?) OR (event_kind = ?) ORDER BY position"
+            )]
+        );
+    }
+
+    #[test]
+    fn no_filters_no_statement() {
+        assert!(Query::new::<String>(&[]).statements.is_empty());
+    }
+
+    #[test]
+    fn many_filters_split_within_the_parameter_limit() {
+        let filters: Vec<EventFilter<String, i64>> = (0..20_000)
+            .map(|n| EventFilter::for_aggregate("noted", "account", n.to_string()))
+            .collect();
+        let query = Query::new(&filters);
+        assert!(query.statements.len() > 1);
+        assert!(
+            query
+                .statements
+                .iter()
+                .all(|(_, parameters)| parameters.len() <= PARAMETERS_PER_STATEMENT)
+        );
+        let total: usize = query
+            .statements
+            .iter()
+            .map(|(_, parameters)| parameters.len())
+            .sum();
+        assert_eq!(total, 20_000 * 3);
+    }
+}

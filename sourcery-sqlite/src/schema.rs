@@ -1,0 +1,165 @@
+//! Opening connections and migrating the schema.
+//!
+//! The schema is versioned by numbered files in `migrations/`, applied in
+//! order, each in the same write transaction as the row recording it in
+//! `sourcery_migrations`. Opening applies the missing ones, so opening is
+//! idempotent and two processes opening one file at once apply each
+//! migration exactly once. (A table rather than `PRAGMA user_version`, which
+//! the application may use for its own tables in the same file.)
+//!
+//! Every table is prefixed `sourcery_`; snapshot and checkpoint tables will
+//! come as further migrations.
+
+use std::path::Path;
+
+use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
+
+use crate::Error;
+use crate::options::OpenOptions;
+
+/// A numbered schema change.
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, in order.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "events",
+    sql: include_str!("../migrations/0001_events.sql"),
+}];
+
+/// The schema version this crate writes and reads.
+pub(crate) const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS sourcery_migrations (
+    version     INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT";
+
+/// Attaches the path to a SQLite failure.
+pub(crate) trait At<T> {
+    fn at(self, path: &Path) -> Result<T, Error>;
+}
+
+impl<T> At<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T, Error> {
+        self.map_err(|error| Error::from_sqlite(path, error))
+    }
+}
+
+/// Opens the connection that writes, checks that the file is a database the
+/// store may use, switches it to WAL and migrates it.
+///
+/// The checks run before anything is written, so a file that is not a
+/// database, or whose schema is newer, is left exactly as it was.
+pub(crate) fn open_writer(path: &Path, options: &OpenOptions) -> Result<Connection, Error> {
+    // No SQLITE_OPEN_URI: the path is a path, even if it starts with `file:`.
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut connection = Connection::open_with_flags(path, flags).map_err(|error| open_error(path, error))?;
+    connection.busy_timeout(options.busy_timeout).at(path)?;
+    // SQLite falls back to read-only when the file cannot be opened for
+    // writing; the store cannot work like that.
+    if connection.is_readonly(DatabaseName::Main).at(path)? {
+        return Err(Error::ReadOnly {
+            path: path.to_owned(),
+        });
+    }
+    // The first statement reads the file's header: a file that is not a
+    // database fails here, untouched.
+    check_version(&connection, path)?;
+    // WAL lets readers work while the writer writes. Where it cannot be used
+    // (a file system without shared memory), SQLite keeps its rollback
+    // journal: as durable, but readers and the writer then wait for each
+    // other, within the busy timeout.
+    let _mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .at(path)?;
+    connection
+        .pragma_update(None, "synchronous", options.synchronous.pragma_value())
+        .at(path)?;
+    migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+/// Opens a connection that only reads, on a database `open_writer` prepared.
+pub(crate) fn open_reader(path: &Path, options: &OpenOptions) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(|error| open_error(path, error))?;
+    connection.busy_timeout(options.busy_timeout).at(path)?;
+    connection.pragma_update(None, "query_only", true).at(path)?;
+    Ok(connection)
+}
+
+/// Opens a private in-memory database with the schema: the one connection
+/// both writes and reads.
+pub(crate) fn open_memory(path: &Path) -> Result<Connection, Error> {
+    let mut connection = Connection::open_in_memory().map_err(|error| open_error(path, error))?;
+    migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+fn open_error(path: &Path, error: rusqlite::Error) -> Error {
+    match Error::from_sqlite(path, error) {
+        Error::Database(source) | Error::Busy(source) => Error::Open {
+            path: path.to_owned(),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// The highest migration recorded in the database, `None` for a database
+/// the store has never opened.
+fn recorded_version(connection: &Connection) -> rusqlite::Result<Option<i64>> {
+    let has_table: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sourcery_migrations')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
+    connection.query_row("SELECT max(version) FROM sourcery_migrations", [], |row| {
+        row.get(0)
+    })
+}
+
+fn check_version(connection: &Connection, path: &Path) -> Result<Option<i64>, Error> {
+    let found = recorded_version(connection).at(path)?;
+    match found {
+        Some(found) if found > LATEST_VERSION => Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: LATEST_VERSION,
+        }),
+        _ => Ok(found),
+    }
+}
+
+/// Applies the missing migrations in one write transaction.
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), Error> {
+    if check_version(connection, path)? == Some(LATEST_VERSION) {
+        return Ok(());
+    }
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .at(path)?;
+    transaction.execute_batch(CREATE_MIGRATIONS_TABLE).at(path)?;
+    // Another process may have migrated between the check and the lock.
+    let current = check_version(&transaction, path)?.unwrap_or(0);
+    for migration in MIGRATIONS.iter().filter(|migration| migration.version > current) {
+        transaction.execute_batch(migration.sql).at(path)?;
+        transaction
+            .execute(
+                "INSERT INTO sourcery_migrations (version, description) VALUES (?1, ?2)",
+                (migration.version, migration.description),
+            )
+            .at(path)?;
+    }
+    transaction.commit().at(path)
+}

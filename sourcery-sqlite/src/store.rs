@@ -1,0 +1,299 @@
+//! The store: [`Store`] and its [`EventStore`] implementation.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sourcery_core::store::{
+    AppendError, AppendOutcome, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
+    PersistableEvent, StoredEvent, TextId,
+};
+
+use crate::Error;
+use crate::append::{self, Expected, Row};
+use crate::load::Query;
+use crate::options::OpenOptions;
+use crate::schema::{self, At};
+use crate::worker::Worker;
+
+/// What [`Store::path`] reports for a store in memory, and what its errors
+/// name.
+const IN_MEMORY: &str = ":memory:";
+
+/// An event store in one SQLite file (or in memory).
+///
+/// `Id` is the aggregate id type, kept as text through [`TextId`] (`String`,
+/// `uuid::Uuid`, integers, your newtypes with `Display` + `FromStr`); `M` is
+/// the metadata type, kept as JSON text, so any serde type works (`()`
+/// included). Event data is kept as a BLOB, as the [`JsonCodec`] encoded it.
+///
+/// Clones are cheap and share the connections; the connections close when
+/// the last clone is dropped.
+///
+/// One connection writes, on a thread of its own; reads run on a pool of
+/// reader connections (in WAL mode, readers never wait for the writer nor the
+/// writer for them). See the [crate docs](crate) for durability and
+/// ordering.
+pub struct Store<Id, M> {
+    inner: Arc<Inner>,
+    codec: JsonCodec,
+    types: PhantomData<fn() -> (Id, M)>,
+}
+
+struct Inner {
+    path: Option<PathBuf>,
+    writer: Worker,
+    readers: Worker,
+}
+
+impl<Id, M> Store<Id, M> {
+    /// Opens the store in the SQLite file at `path`, creating the file if it
+    /// is missing and migrating its schema, with the default
+    /// [`OpenOptions`] (`synchronous=FULL`: every committed batch survives a
+    /// power loss).
+    ///
+    /// The file may hold other tables: the store's are all named
+    /// `sourcery_*`.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotADatabase`]: the file is not a SQLite database.
+    /// - [`Error::SchemaTooNew`]: a newer `sourcery-sqlite` wrote the schema.
+    /// - [`Error::ReadOnly`]: the file cannot be written.
+    /// - [`Error::Open`]: the file cannot be opened or created.
+    /// - [`Error::Busy`]: another process held the database lock for longer
+    ///   than the busy timeout while the schema was migrated.
+    /// - [`Error::Database`], [`Error::Thread`]: SQLite or the system failed.
+    ///
+    /// Nothing is written to a file that fails the first three checks.
+    pub fn open(path: impl AsRef<Path>) -> impl Future<Output = Result<Self, Error>> + Send {
+        Self::open_with(path, OpenOptions::new())
+    }
+
+    /// Opens the store in the SQLite file at `path` with `options`; see
+    /// [`Store::open`] and [`OpenOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`].
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: OpenOptions,
+    ) -> impl Future<Output = Result<Self, Error>> + Send {
+        let path: Arc<Path> = Arc::from(path.as_ref());
+        async move {
+            let writer = {
+                let options = options.clone();
+                Worker::start("sourcery-sqlite-writer", 1, Arc::clone(&path), move |path| {
+                    schema::open_writer(path, &options)
+                })
+                .await?
+            };
+            let readers = {
+                let options = options.clone();
+                Worker::start(
+                    "sourcery-sqlite-reader",
+                    options.readers.get(),
+                    Arc::clone(&path),
+                    move |path| schema::open_reader(path, &options),
+                )
+                .await?
+            };
+            Ok(Self::from_inner(Inner {
+                path: Some(path.to_path_buf()),
+                writer,
+                readers,
+            }))
+        }
+    }
+
+    /// Opens a store in memory: private to this value and its clones, gone
+    /// when the last is dropped. For tests and demos; one connection serves
+    /// both reads and writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`], [`Error::Database`] or [`Error::Thread`] when SQLite
+    /// or the system fails.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "the signature states that the future is `Send`, as every public async method does here"
+    )]
+    pub fn open_in_memory() -> impl Future<Output = Result<Self, Error>> + Send {
+        async move {
+            let worker = Worker::start(
+                "sourcery-sqlite-memory",
+                1,
+                Arc::from(Path::new(IN_MEMORY)),
+                |path| schema::open_memory(path),
+            )
+            .await?;
+            Ok(Self::from_inner(Inner {
+                path: None,
+                writer: worker.clone(),
+                readers: worker,
+            }))
+        }
+    }
+
+    fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            codec: JsonCodec,
+            types: PhantomData,
+        }
+    }
+
+    /// The file the store keeps its events in, `None` for a store in memory.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+}
+
+impl<Id, M> Clone for Store<Id, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            codec: self.codec,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<Id, M> fmt::Debug for Store<Id, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("sqlite::Store")
+            .field("path", &self.path().unwrap_or(Path::new(IN_MEMORY)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Id, M> Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn write(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: &Id,
+        expected: Expected,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        // Encode here, on the caller's task, so the single writer thread only
+        // writes.
+        let rows = events
+            .into_iter()
+            .map(|event| {
+                let metadata =
+                    serde_json::to_string(&event.metadata).map_err(|source| Error::EncodeMetadata {
+                        event_kind: event.kind.clone(),
+                        source,
+                    })?;
+                Ok(Row {
+                    kind: event.kind,
+                    data: event.data,
+                    metadata,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()
+            .map_err(AppendError::Store)?;
+        let aggregate_kind = aggregate_kind.to_owned();
+        let aggregate_id = aggregate_id.to_text();
+        self.inner
+            .writer
+            .run(move |connection, path| {
+                append::append(connection, path, &aggregate_kind, &aggregate_id, expected, &rows)
+            })
+            .await
+            .map_err(AppendError::Store)?
+    }
+}
+
+impl<Id, M> EventStore for Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Id = Id;
+    type Position = i64;
+    type Error = Error;
+    type Codec = JsonCodec;
+    type Metadata = M;
+
+    fn codec(&self) -> &JsonCodec {
+        &self.codec
+    }
+
+    async fn stream_version<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+    ) -> Result<Option<i64>, Error> {
+        let aggregate_kind = aggregate_kind.to_owned();
+        let aggregate_id = aggregate_id.to_text();
+        self.inner
+            .readers
+            .run(move |connection, path| {
+                connection
+                    .prepare_cached(append::STREAM_VERSION)
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row((aggregate_kind.as_str(), aggregate_id.as_str()), |row| row.get(0))
+                    })
+                    .at(path)
+            })
+            .await?
+    }
+
+    async fn append<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        expected_version: Option<i64>,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        let expected = expected_version.map_or(Expected::Any, Expected::At);
+        self.write(aggregate_kind, aggregate_id, expected, events).await
+    }
+
+    async fn append_expecting_new<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        self.write(aggregate_kind, aggregate_id, Expected::New, events)
+            .await
+    }
+
+    async fn load_events<'a>(
+        &'a self,
+        filters: &'a [EventFilter<Id, i64>],
+    ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error> {
+        let query = Query::new(filters);
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .readers
+            .run(move |connection, path| query.run(connection, path))
+            .await?
+    }
+}
+
+/// Positions are assigned inside SQLite's write lock (`BEGIN IMMEDIATE`),
+/// which admits one writer at a time across every process using the file,
+/// so they rise in commit order; a reader's snapshot always holds a prefix
+/// of the log.
+impl<Id, M> GloballyOrdered for Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+}
