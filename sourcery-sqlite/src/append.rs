@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use sourcery_core::concurrency::ConcurrencyConflict;
 use sourcery_core::store::{AppendError, AppendOutcome, AppendResult};
 
@@ -11,8 +11,10 @@ use crate::Error;
 use crate::schema::At;
 
 /// The stream's version: the position of its last event.
-pub(crate) const STREAM_VERSION: &str =
-    "SELECT max(position) FROM sourcery_events WHERE aggregate_kind = ?1 AND aggregate_id = ?2";
+/// Walks the stream index backwards and stops at the first entry.
+pub(crate) const STREAM_VERSION: &str = "SELECT position FROM sourcery_events \
+                                         WHERE aggregate_kind = ?1 AND aggregate_id = ?2 \
+                                         ORDER BY position DESC LIMIT 1";
 
 const INSERT: &str = "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata) \
                       VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -63,7 +65,11 @@ pub(crate) fn append(
     if let Some(wanted) = wanted {
         let actual: Option<i64> = transaction
             .prepare_cached(STREAM_VERSION)
-            .and_then(|mut statement| statement.query_row((aggregate_kind, aggregate_id), |row| row.get(0)))
+            .and_then(|mut statement| {
+                statement
+                    .query_row((aggregate_kind, aggregate_id), |row| row.get(0))
+                    .optional()
+            })
             .at(path)
             .map_err(AppendError::Store)?;
         if actual != wanted {

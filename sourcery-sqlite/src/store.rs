@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sourcery_core::store::{
@@ -245,6 +246,7 @@ where
                     .and_then(|mut statement| {
                         statement
                             .query_row((aggregate_kind.as_str(), aggregate_id.as_str()), |row| row.get(0))
+                            .optional()
                     })
                     .at(path)
             })
