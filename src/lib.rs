@@ -5,7 +5,7 @@ pub use sourcery_core::{aggregate, codec, concurrency, event, projection};
 pub use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
 pub use sourcery_core::event::DomainEvent;
 pub use sourcery_core::projection::{ApplyProjection, Projection};
-// Derive macros: `pub use sourcery_macros::{Aggregate, Projection};` goes here.
+pub use sourcery_macros::{Aggregate, Projection};
 
 /// The event store contract and the stores that implement it.
 ///

@@ -1,0 +1,247 @@
+//! `#[derive(Aggregate)]`.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Ident, LitStr, Path, Type};
+
+use crate::attr::{self, Errors};
+use crate::naming;
+
+const EXPECTED: &str = "`id`, `error`, `events`, `kind` or `event_enum`";
+
+/// What `#[aggregate(..)]` says.
+struct Settings {
+    id: Type,
+    error: Type,
+    events: Vec<Path>,
+    kind: LitStr,
+    event_enum: Ident,
+}
+
+pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+    attr::require_struct(input, "Aggregate")?;
+    let mut errors = Errors::default();
+    let krate = attr::crate_path(&input.attrs, &mut errors);
+    let settings = settings(input, &mut errors);
+    errors.finish()?;
+    let Some(settings) = settings else {
+        // `settings` only fails after pushing an error.
+        return Ok(TokenStream::new());
+    };
+    let variants = naming::variant_names(&settings.events)?;
+    Ok(expand(input, &krate, &settings, &variants))
+}
+
+fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
+    let mut id = None;
+    let mut error = None;
+    let mut events = None;
+    let mut kind = None;
+    let mut event_enum = None;
+    let mut seen = BTreeSet::new();
+    let found = attr::parse_attributes(&input.attrs, "aggregate", errors, |key, stream| {
+        let name = key.to_string();
+        seen.insert(name.clone());
+        match name.as_str() {
+            "id" => attr::set_once(&mut id, key, attr::type_value(key, stream)?),
+            "error" => attr::set_once(&mut error, key, attr::type_value(key, stream)?),
+            "events" => attr::set_once(&mut events, key, attr::events_value(key, stream)?),
+            "kind" => attr::set_once(&mut kind, key, attr::kind_value(key, stream)?),
+            "event_enum" => attr::set_once(&mut event_enum, key, attr::ident_value(key, stream)?),
+            _ => Err(attr::unknown_key(key, "aggregate", EXPECTED)),
+        }
+    });
+
+    let missing: Vec<&str> = [
+        ("id", "`id = ..`"),
+        ("error", "`error = ..`"),
+        ("events", "`events(..)`"),
+    ]
+    .into_iter()
+    .filter(|(key, _)| !seen.contains(*key))
+    .map(|(_, shown)| shown)
+    .collect();
+    if !missing.is_empty() {
+        let blame = attr::missing_span(&found, &input.ident);
+        let message = if found.is_empty() {
+            "`#[derive(Aggregate)]` needs `#[aggregate(id = .., error = .., events(..))]`".to_owned()
+        } else {
+            format!("`#[aggregate(..)]` is missing {}", missing.join(", "))
+        };
+        errors.push(syn::Error::new_spanned(blame, message));
+    }
+
+    let name = &input.ident;
+    Some(Settings {
+        id: id?,
+        error: error?,
+        events: events?.paths,
+        kind: kind.unwrap_or_else(|| LitStr::new(&naming::kebab_case(&name.to_string()), name.span())),
+        event_enum: event_enum.unwrap_or_else(|| format_ident!("{}Event", name)),
+    })
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one quote! per generated item, read top to bottom"
+)]
+fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variants: &[Ident]) -> TokenStream {
+    let Settings {
+        id,
+        error,
+        events,
+        kind,
+        event_enum,
+    } = settings;
+    let name = &input.ident;
+    let vis = &input.vis;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+
+    let aggregate = quote!(#krate::aggregate::Aggregate);
+    let apply = quote!(#krate::aggregate::Apply);
+    let domain_event = quote!(#krate::event::DomainEvent);
+    let payload = quote!(#krate::event::EventPayload);
+    let decode = quote!(#krate::event::DecodeEvent);
+    let codec = quote!(#krate::codec::Codec);
+
+    // `<E as DomainEvent>::KIND`, spanned at the event so a type that is no
+    // domain event is pointed at in the attribute.
+    let kinds: Vec<TokenStream> = events
+        .iter()
+        .map(|event| quote_spanned!(event.span()=> <#event as #domain_event>::KIND))
+        .collect();
+
+    let enum_doc = format!(
+        "The events of [`{name}`], one variant per event type.\n\n\
+         Written by `#[derive(Aggregate)]`; convert an event into it with `.into()`."
+    );
+    let variant_docs = events
+        .iter()
+        .map(|event| format!("A `{}` event.", attr::display_path(event)));
+    let enum_item = quote! {
+        #[doc = #enum_doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
+        #vis enum #event_enum {
+            #(
+                #[doc = #variant_docs]
+                #variants(#events),
+            )*
+        }
+    };
+
+    let from_impls = events.iter().zip(variants).map(|(event, variant)| {
+        quote! {
+            #[automatically_derived]
+            impl ::core::convert::From<#event> for #event_enum {
+                #[inline]
+                fn from(event: #event) -> Self {
+                    Self::#variant(event)
+                }
+            }
+        }
+    });
+
+    let decode_arms = events
+        .iter()
+        .zip(variants)
+        .zip(&kinds)
+        .map(|((event, variant), kind)| {
+            quote! {
+                if kind == #kind {
+                    return <#event as #decode>::decode_with(codec, kind, data)
+                        .map(|event| event.map(Self::#variant));
+                }
+            }
+        });
+
+    let glue = quote! {
+        #[automatically_derived]
+        impl #payload for #event_enum {
+            fn kind(&self) -> &'static str {
+                match self {
+                    #( Self::#variants(_) => #kinds, )*
+                }
+            }
+
+            fn encode_with<C: #codec>(
+                &self,
+                codec: &C,
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, <C as #codec>::Error> {
+                match self {
+                    #( Self::#variants(event) => <#events as #payload>::encode_with(event, codec), )*
+                }
+            }
+        }
+
+        #[automatically_derived]
+        impl #decode for #event_enum {
+            fn event_kinds() -> &'static [&'static str] {
+                const { &[#(#kinds),*] }
+            }
+
+            fn decode_with<C: #codec>(
+                codec: &C,
+                kind: &str,
+                data: &[u8],
+            ) -> ::core::result::Result<::core::option::Option<Self>, <C as #codec>::Error> {
+                #(#decode_arms)*
+                ::core::result::Result::Ok(::core::option::Option::None)
+            }
+        }
+    };
+
+    let distinct_kinds = (events.len() > 1).then(|| {
+        let message = LitStr::new(
+            &format!("two events of `{name}` have the same `DomainEvent::KIND`; every event needs its own"),
+            name.span(),
+        );
+        quote! {
+            const _: () = {
+                const KINDS: &[&str] = &[#(#kinds),*];
+                let mut i = 0;
+                while i < KINDS.len() {
+                    let mut j = i + 1;
+                    while j < KINDS.len() {
+                        let (a, b) = (KINDS[i].as_bytes(), KINDS[j].as_bytes());
+                        let mut same = a.len() == b.len();
+                        let mut k = 0;
+                        while same && k < a.len() {
+                            same = a[k] == b[k];
+                            k += 1;
+                        }
+                        ::core::assert!(!same, #message);
+                        j += 1;
+                    }
+                    i += 1;
+                }
+            };
+        }
+    });
+
+    let aggregate_impl = quote! {
+        #[automatically_derived]
+        impl #impl_generics #aggregate for #name #ty_generics #where_clause {
+            const KIND: &'static str = #kind;
+            type Id = #id;
+            type Event = #event_enum;
+            type Error = #error;
+
+            fn apply(&mut self, event: &Self::Event) {
+                match event {
+                    #( #event_enum::#variants(event) => <Self as #apply<#events>>::apply(self, event), )*
+                }
+            }
+        }
+    };
+
+    quote! {
+        #enum_item
+        #(#from_impls)*
+        #glue
+        #distinct_kinds
+        #aggregate_impl
+    }
+}
