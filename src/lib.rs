@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
-pub use sourcery_core::{aggregate, codec, concurrency, event, projection};
+pub use sourcery_core::{aggregate, codec, concurrency, event, metadata, projection, repository};
 
 pub use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
 pub use sourcery_core::event::DomainEvent;
+pub use sourcery_core::metadata::EventMetadata;
 pub use sourcery_core::projection::{ApplyProjection, Projection};
+pub use sourcery_core::repository::Repository;
 pub use sourcery_macros::{Aggregate, Projection};
 
 /// The event store contract and the stores that implement it.
