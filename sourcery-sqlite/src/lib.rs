@@ -98,3 +98,8 @@ mod worker;
 pub use error::{DatabaseError, Error};
 pub use options::{OpenOptions, Synchronous};
 pub use store::Store;
+
+/// The version of the store's schema that this crate writes: the number of
+/// the last file in `migrations/`. A database recorded at a higher version
+/// is refused with [`Error::SchemaTooNew`].
+pub const SCHEMA_VERSION: i64 = schema::LATEST_VERSION;

@@ -130,7 +130,7 @@ impl<Id, M> Store<Id, M> {
                 "sourcery-sqlite-memory",
                 1,
                 Arc::from(Path::new(IN_MEMORY)),
-                |path| schema::open_memory(path),
+                schema::open_memory,
             )
             .await?;
             Ok(Self::from_inner(Inner {
