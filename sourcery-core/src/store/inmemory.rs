@@ -118,28 +118,45 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
             .map(|&index| position_of(index))
     }
 
-    /// Indices of the events `filter` selects, ascending.
-    fn select(&self, filter: &EventFilter<Id, u64>, into: &mut Vec<usize>) {
-        let candidates: &[usize] = match filter.aggregate() {
-            Some((kind, id)) => self.stream(kind, id),
-            None => self.kinds.get(filter.event_kind()).map_or(&[], Vec::as_slice),
-        };
-        // Positions rise with indices: skip everything at or before `after`.
-        let start = filter.after_position().map_or(0, |after| {
-            candidates.partition_point(|&index| position_of(index) <= after)
-        });
-        let wanted = &candidates[start..];
-        if filter.aggregate().is_some() {
-            into.extend(
-                wanted
-                    .iter()
-                    .copied()
-                    .filter(|&index| self.events[index].kind == filter.event_kind()),
-            );
-        } else {
-            into.extend_from_slice(wanted);
-        }
+    /// Indices of the events a kind-wide filter selects, ascending.
+    fn select_kind(&self, filter: &EventFilter<Id, u64>, into: &mut Vec<usize>) {
+        let candidates = self.kinds.get(filter.event_kind()).map_or(&[][..], Vec::as_slice);
+        into.extend_from_slice(&candidates[first_after(candidates, filter.after_position())..]);
     }
+
+    /// Indices of the events that any of `filters` (all on the stream
+    /// `aggregate_kind` / `aggregate_id`) selects, ascending, in one pass
+    /// over the stream.
+    fn select_stream(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: &Id,
+        filters: &[&EventFilter<Id, u64>],
+        into: &mut Vec<usize>,
+    ) {
+        let candidates = self.stream(aggregate_kind, aggregate_id);
+        let earliest = filters
+            .iter()
+            .map(|filter| first_after(candidates, filter.after_position()))
+            .min()
+            .unwrap_or(candidates.len());
+        into.extend(candidates[earliest..].iter().copied().filter(|&index| {
+            let event = &self.events[index];
+            filters.iter().any(|filter| {
+                filter.event_kind() == event.kind
+                    && filter.after_position().is_none_or(|after| event.position > after)
+            })
+        }));
+    }
+}
+
+/// The filters of one load that are restricted to one stream.
+type StreamFilters<'a, Id> = (&'a str, &'a Id, Vec<&'a EventFilter<Id, u64>>);
+
+/// Where the indices after `after` start in an ascending list of indices
+/// (positions rise with indices).
+fn first_after(indices: &[usize], after: Option<u64>) -> usize {
+    after.map_or(0, |after| indices.partition_point(|&index| position_of(index) <= after))
 }
 
 fn position_of(index: usize) -> u64 {
@@ -214,10 +231,22 @@ where
     ) -> Result<Vec<StoredEvent<Id, u64, M>>, Infallible> {
         let log = self.read();
         let mut indices = Vec::new();
+        // Filters on one stream are served by one pass over that stream.
+        let mut streams: Vec<StreamFilters<'_, Id>> = Vec::new();
         for filter in filters {
-            log.select(filter, &mut indices);
+            match filter.aggregate() {
+                None => log.select_kind(filter, &mut indices),
+                Some((kind, id)) => match streams.iter_mut().find(|(k, i, _)| *k == kind && *i == id) {
+                    Some((_, _, group)) => group.push(filter),
+                    None => streams.push((kind, id, vec![filter])),
+                },
+            }
         }
-        if filters.len() > 1 {
+        let passes = streams.len() + filters.iter().filter(|f| f.aggregate().is_none()).count();
+        for (kind, id, group) in &streams {
+            log.select_stream(kind, id, group, &mut indices);
+        }
+        if passes > 1 {
             indices.sort_unstable();
             indices.dedup();
         }
