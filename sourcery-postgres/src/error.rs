@@ -1,0 +1,149 @@
+//! What goes wrong in the PostgreSQL store.
+
+use sourcery_core::store::IdParseError;
+
+/// A failure of the PostgreSQL store.
+///
+/// Concurrency conflicts are not errors of the store: they come back as
+/// [`AppendError::Conflict`](sourcery_core::store::AppendError::Conflict).
+/// Everything here is either the database failing ([`Error::Database`],
+/// worth an alert and perhaps a retry), the store's tables missing, or data
+/// in the database that this program cannot read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database or the connection to it failed.
+    #[error("the database failed")]
+    Database(#[source] sqlx::Error),
+
+    /// The store's tables or functions are not in the schema: run
+    /// [`Store::migrate`](crate::Store::migrate).
+    #[error("the event store is not set up in schema {schema:?}; run `Store::migrate` first")]
+    NotMigrated {
+        /// The schema the store was configured with.
+        schema: String,
+        /// What the database said.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A stored aggregate id does not parse into the store's id type.
+    #[error(
+        "the event at position {position} in a stream of kind {aggregate_kind:?} has an aggregate id that does not parse"
+    )]
+    AggregateId {
+        /// The stream's aggregate kind.
+        aggregate_kind: String,
+        /// The event's position.
+        position: i64,
+        /// The parse failure, with the stored text.
+        #[source]
+        source: IdParseError,
+    },
+
+    /// Stored metadata does not decode into the store's metadata type.
+    #[error(
+        "the metadata of the event at position {position} in stream {aggregate_kind:?}/{aggregate_id:?} does not decode"
+    )]
+    Metadata {
+        /// The stream's aggregate kind.
+        aggregate_kind: String,
+        /// The stream's aggregate id, as stored.
+        aggregate_id: String,
+        /// The event's position.
+        position: i64,
+        /// What the JSON decoder said.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The metadata of an event in a batch does not encode as JSON; nothing
+    /// of the batch was written.
+    #[error("the metadata of event {index} of the batch does not encode as JSON")]
+    EncodeMetadata {
+        /// The event's index in the batch, from 0.
+        index: usize,
+        /// What the JSON encoder said.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A filter's `after` is negative. Positions start at 1; `after(0)`
+    /// selects everything.
+    #[error("`after({position})` is out of range: positions start at 1, `after` takes 0 or more")]
+    InvalidAfter {
+        /// The position given.
+        position: i64,
+    },
+
+    /// A load combined more distinct filters than one statement can bind
+    /// (filters on the same kinds or streams merge, so this takes many
+    /// thousands of distinct streams).
+    #[error("one load binds at most {max} values, these filters need {count}")]
+    TooManyFilters {
+        /// The number of values the filters need.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The schema name cannot be a PostgreSQL identifier.
+    #[error("{name:?} is not a usable schema name: {reason}")]
+    InvalidSchemaName {
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A migration failed; it was rolled back, with every other migration of
+    /// the same `migrate` call.
+    #[error("migration {version} ({name}) failed")]
+    Migration {
+        /// The migration's number.
+        version: i64,
+        /// The migration's file name.
+        name: &'static str,
+        /// What the database said.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A migration recorded in the schema is not the one this release ships
+    /// under the same number.
+    #[error(
+        "migration {version} recorded in schema {schema:?} is not the migration {name} this release ships"
+    )]
+    MigrationChanged {
+        /// The schema.
+        schema: String,
+        /// The migration's number.
+        version: i64,
+        /// The file this release ships under that number.
+        name: &'static str,
+    },
+
+    /// The schema was migrated by a newer release of this crate.
+    #[error("schema {schema:?} is at migration {found}, newer than this release knows ({known})")]
+    SchemaTooNew {
+        /// The schema.
+        schema: String,
+        /// The highest migration recorded in the schema.
+        found: i64,
+        /// The highest migration this release ships.
+        known: i64,
+    },
+
+    /// The database answered in a way the store's own SQL cannot produce.
+    #[error("the database returned an unexpected result: {detail}")]
+    Unexpected {
+        /// What was unexpected.
+        detail: &'static str,
+    },
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}

@@ -1,0 +1,284 @@
+//! Turning a set of [`EventFilter`]s into one `SELECT`.
+//!
+//! Filters are grouped before they become SQL, so that the statement stays
+//! small and every branch is served by an index:
+//!
+//! - filters on one event kind across all streams merge by kind, keeping the
+//!   smallest `after` (no `after` is smallest of all);
+//! - filters on one stream merge by stream, and within it by `after`, into
+//!   `aggregate_kind = $a AND aggregate_id = $b AND event_kind = ANY($c)`;
+//! - a stream filter that a kind filter already covers is dropped.
+//!
+//! The branches are OR-ed in one `WHERE`, so each event comes back once,
+//! `ORDER BY position`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sourcery_core::store::{EventFilter, TextId};
+
+use crate::Error;
+
+/// The most binds one statement may carry (PostgreSQL's protocol limit).
+const MAX_BINDS: usize = 65_535;
+
+/// A value bound to the statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Text(String),
+    Texts(Vec<String>),
+    Position(i64),
+}
+
+/// One statement: the `WHERE` predicate (without the frontier), its binds,
+/// and whether the load is cut at the safe frontier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) predicate: String,
+    pub(crate) binds: Vec<Bind>,
+    pub(crate) frontier: bool,
+}
+
+/// The smaller of two lower bounds, where `None` (no bound) is the smallest.
+fn looser(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => None,
+    }
+}
+
+/// Whether an event after `covered_from` is already selected by a branch
+/// that selects everything after `cover`.
+fn covers(cover: Option<i64>, covered_from: Option<i64>) -> bool {
+    match (cover, covered_from) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(cover), Some(from)) => cover <= from,
+    }
+}
+
+/// Plans the load of `filters`, or `None` when they select nothing.
+pub(crate) fn plan<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Result<Option<Plan>, Error> {
+    // event kind -> after, for filters across all streams.
+    let mut kinds: BTreeMap<&str, Option<i64>> = BTreeMap::new();
+    // (aggregate kind, aggregate id) -> event kind -> after.
+    let mut streams: BTreeMap<(&str, String), BTreeMap<&str, Option<i64>>> = BTreeMap::new();
+    let mut frontier = false;
+    for filter in filters {
+        let after = filter.after_position();
+        if let Some(position) = after {
+            if position < 0 {
+                return Err(Error::InvalidAfter { position });
+            }
+            frontier = true;
+        }
+        match filter.aggregate() {
+            None => {
+                frontier = true;
+                kinds
+                    .entry(filter.event_kind())
+                    .and_modify(|bound| *bound = looser(*bound, after))
+                    .or_insert(after);
+            }
+            Some((aggregate_kind, aggregate_id)) => {
+                streams
+                    .entry((aggregate_kind, aggregate_id.to_text()))
+                    .or_default()
+                    .entry(filter.event_kind())
+                    .and_modify(|bound| *bound = looser(*bound, after))
+                    .or_insert(after);
+            }
+        }
+    }
+
+    let mut sql = Sql::default();
+    // Kind branches, grouped by `after`: kinds with the same bound share one.
+    let mut by_after: BTreeMap<Option<i64>, Vec<&str>> = BTreeMap::new();
+    for (&kind, &after) in &kinds {
+        by_after.entry(after).or_default().push(kind);
+    }
+    for (after, kinds) in by_after {
+        sql.branch();
+        sql.kinds(&kinds);
+        sql.after(after);
+        sql.close();
+    }
+    for ((aggregate_kind, aggregate_id), wanted) in streams {
+        let mut by_after: BTreeMap<Option<i64>, Vec<&str>> = BTreeMap::new();
+        for (kind, after) in wanted {
+            let covered = kinds.get(kind).is_some_and(|&cover| covers(cover, after));
+            if !covered {
+                by_after.entry(after).or_default().push(kind);
+            }
+        }
+        for (after, kinds) in by_after {
+            sql.branch();
+            let kind_bind = sql.bind(Bind::Text(aggregate_kind.to_owned()));
+            let id_bind = sql.bind(Bind::Text(aggregate_id.clone()));
+            let _ = write!(
+                sql.predicate,
+                "aggregate_kind = ${kind_bind} AND aggregate_id = ${id_bind} AND "
+            );
+            sql.kinds(&kinds);
+            sql.after(after);
+            sql.close();
+        }
+    }
+    if sql.branches == 0 {
+        return Ok(None);
+    }
+    if sql.binds.len() > MAX_BINDS {
+        return Err(Error::TooManyFilters {
+            count: sql.binds.len(),
+            max: MAX_BINDS,
+        });
+    }
+    Ok(Some(Plan {
+        predicate: sql.predicate,
+        binds: sql.binds,
+        frontier,
+    }))
+}
+
+#[derive(Default)]
+struct Sql {
+    predicate: String,
+    binds: Vec<Bind>,
+    branches: usize,
+}
+
+impl Sql {
+    fn bind(&mut self, value: Bind) -> usize {
+        self.binds.push(value);
+        self.binds.len()
+    }
+
+    fn branch(&mut self) {
+        if self.branches > 0 {
+            self.predicate.push_str(" OR ");
+        }
+        self.branches += 1;
+        self.predicate.push('(');
+    }
+
+    fn close(&mut self) {
+        self.predicate.push(')');
+    }
+
+    /// `event_kind = $n` for one kind (an index scan in position order),
+    /// `event_kind = ANY($n)` for several.
+    fn kinds(&mut self, kinds: &[&str]) {
+        if let [kind] = kinds {
+            let n = self.bind(Bind::Text((*kind).to_owned()));
+            let _ = write!(self.predicate, "event_kind = ${n}");
+        } else {
+            let n = self.bind(Bind::Texts(kinds.iter().map(|&kind| kind.to_owned()).collect()));
+            let _ = write!(self.predicate, "event_kind = ANY(${n})");
+        }
+    }
+
+    fn after(&mut self, after: Option<i64>) {
+        if let Some(after) = after {
+            let n = self.bind(Bind::Position(after));
+            let _ = write!(self.predicate, " AND position > ${n}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Filter = EventFilter<String, i64>;
+
+    fn planned(filters: &[Filter]) -> Plan {
+        plan(filters).unwrap().unwrap()
+    }
+
+    #[test]
+    fn no_filters_select_nothing() {
+        assert_eq!(plan::<String>(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn one_stream_with_several_kinds_is_one_branch_without_the_frontier() {
+        let plan = planned(&[
+            Filter::for_aggregate("opened", "account", "A-1".into()),
+            Filter::for_aggregate("deposited", "account", "A-1".into()),
+        ]);
+        assert_eq!(
+            plan.predicate,
+            "(aggregate_kind = $1 AND aggregate_id = $2 AND event_kind = ANY($3))"
+        );
+        assert_eq!(
+            plan.binds,
+            [
+                Bind::Text("account".into()),
+                Bind::Text("A-1".into()),
+                Bind::Texts(vec!["deposited".into(), "opened".into()]),
+            ]
+        );
+        assert!(!plan.frontier, "a plain stream load reads every committed event");
+    }
+
+    #[test]
+    fn a_stream_load_after_a_position_is_cut_at_the_frontier() {
+        let plan = planned(&[Filter::for_aggregate("opened", "account", "A-1".into()).after(7)]);
+        assert_eq!(
+            plan.predicate,
+            "(aggregate_kind = $1 AND aggregate_id = $2 AND event_kind = $3 AND position > $4)"
+        );
+        assert!(plan.frontier);
+    }
+
+    #[test]
+    fn kind_filters_merge_and_keep_the_smallest_after() {
+        let plan = planned(&[
+            Filter::for_event("a").after(10),
+            Filter::for_event("a").after(3),
+            Filter::for_event("b"),
+            Filter::for_event("c"),
+        ]);
+        assert_eq!(
+            plan.predicate,
+            "(event_kind = ANY($1)) OR (event_kind = $2 AND position > $3)"
+        );
+        assert_eq!(
+            plan.binds,
+            [
+                Bind::Texts(vec!["b".into(), "c".into()]),
+                Bind::Text("a".into()),
+                Bind::Position(3),
+            ]
+        );
+        assert!(plan.frontier);
+    }
+
+    #[test]
+    fn stream_filters_covered_by_a_kind_filter_are_dropped() {
+        let plan = planned(&[
+            Filter::for_event("noted"),
+            Filter::for_aggregate("noted", "account", "a".into()),
+            Filter::for_aggregate("opened", "account", "b".into()),
+        ]);
+        assert_eq!(
+            plan.predicate,
+            "(event_kind = $1) OR (aggregate_kind = $2 AND aggregate_id = $3 AND event_kind = $4)"
+        );
+        // A kind filter starting later does not cover a stream filter from the start.
+        let plan = planned(&[
+            Filter::for_event("noted").after(5),
+            Filter::for_aggregate("noted", "account", "a".into()),
+        ]);
+        assert_eq!(plan.binds.len(), 5);
+    }
+
+    #[test]
+    fn a_negative_after_is_refused() {
+        assert!(matches!(
+            plan(&[Filter::for_event("a").after(-1)]),
+            Err(Error::InvalidAfter { position: -1 })
+        ));
+        assert!(plan(&[Filter::for_event("a").after(0)]).is_ok());
+    }
+}

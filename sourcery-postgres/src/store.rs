@@ -1,0 +1,488 @@
+//! [`Store`]: the event store on a PostgreSQL pool.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::TryStreamExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sourcery_core::concurrency::ConcurrencyConflict;
+use sourcery_core::store::{
+    AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
+    PersistableEvent, StoredEvent, TextId,
+};
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
+
+use crate::load::{self, Bind};
+use crate::schema::Schema;
+use crate::{Error, migrate};
+
+/// The name of the constraint that refuses a second writer extending a
+/// stream from the same version.
+const STREAM_SEQUENCE_KEY: &str = "sourcery_events_stream_sequence_key";
+
+/// The PostgreSQL event store.
+///
+/// `Id` is the aggregate id type, stored as text through [`TextId`]
+/// (`String`, `uuid::Uuid`, integers, your own newtypes with `Display` and
+/// `FromStr`). `M` is the metadata type, any serde type, stored as JSONB.
+/// Positions are `i64`, from 1, one total order across all streams that
+/// readers can follow without skipping events ([`GloballyOrdered`]; see the
+/// [crate docs](crate#global-order) for how and at what cost).
+///
+/// Cheap to clone: clones share the pool.
+///
+/// Call [`migrate`](Self::migrate) once before use (it is idempotent and
+/// safe to run from several processes at once).
+pub struct Store<Id = String, M = serde_json::Value> {
+    pool: PgPool,
+    sql: Arc<Statements>,
+    codec: JsonCodec,
+    types: PhantomData<fn() -> (Id, M)>,
+}
+
+/// The store's SQL, schema-qualified once at construction.
+#[derive(Debug)]
+struct Statements {
+    schema: Schema,
+    append: String,
+    stream_version: String,
+    load_select: String,
+    /// Cuts a load at the safe frontier. A sub-select, so the frontier is
+    /// computed once per statement, on the statement's snapshot.
+    frontier: String,
+    safe_position: String,
+    frontier_blockers: String,
+}
+
+impl Statements {
+    fn new(schema: Schema) -> Self {
+        let events = schema.qualify("sourcery_events");
+        let frontier = schema.qualify("sourcery_frontier");
+        Self {
+            append: format!(
+                "SELECT written, version FROM {}($1, $2, $3, $4, $5, $6, $7::jsonb[])",
+                schema.qualify("sourcery_append")
+            ),
+            stream_version: format!(
+                "SELECT position FROM {events} WHERE aggregate_kind = $1 AND aggregate_id = $2 \
+                 ORDER BY position DESC LIMIT 1"
+            ),
+            load_select: format!(
+                "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text FROM {events} WHERE "
+            ),
+            frontier: format!("position <= (SELECT {frontier}())"),
+            safe_position: format!("SELECT {frontier}()"),
+            frontier_blockers: format!(
+                "WITH frontier AS MATERIALIZED (SELECT {frontier}() AS position), \
+                 below AS (SELECT coalesce((SELECT e.tx_id FROM {events} e, frontier f \
+                                            WHERE e.position = f.position), '0'::xid8) AS tx_id), \
+                 above AS (SELECT e.tx_id FROM {events} e, frontier f WHERE e.position > f.position \
+                           ORDER BY e.position LIMIT 1), \
+                 running AS (SELECT xid(r.tx_id) AS xid \
+                             FROM pg_snapshot_xip(pg_current_snapshot()) AS r(tx_id), below, above \
+                             WHERE r.tx_id > below.tx_id AND r.tx_id < above.tx_id) \
+                 SELECT a.pid, age(a.backend_xid) AS xid_age, \
+                        EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8, \
+                        a.state, NULL::text \
+                 FROM running JOIN pg_stat_activity a ON a.backend_xid = running.xid \
+                 UNION ALL \
+                 SELECT NULL, age(p.transaction), \
+                        EXTRACT(EPOCH FROM clock_timestamp() - p.prepared)::float8, 'prepared', p.gid \
+                 FROM running JOIN pg_prepared_xacts p ON p.transaction = running.xid \
+                 ORDER BY xid_age DESC"
+            ),
+            schema,
+        }
+    }
+}
+
+impl<Id, M> Store<Id, M> {
+    /// A store on `pool`, with its tables in the `public` schema.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self::from_parts(pool, Schema::public())
+    }
+
+    /// A store on `pool`, with its tables in `schema` (created by
+    /// [`migrate`](Self::migrate) if missing). Several stores can share a
+    /// database in different schemas; each has its own log and order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSchemaName`] unless the name is 1 to 63 ASCII
+    /// letters, digits and `_`, not starting with a digit.
+    pub fn with_schema(pool: PgPool, schema: impl Into<String>) -> Result<Self, Error> {
+        Ok(Self::from_parts(pool, Schema::new(schema.into())?))
+    }
+
+    /// Connects a pool to `url` (`postgres://user@host/database`) with
+    /// sqlx's default pool options, for a store in the `public` schema.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the URL is invalid or the server refuses.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Ok(Self::new(PgPool::connect(url).await?))
+    }
+
+    fn from_parts(pool: PgPool, schema: Schema) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Statements::new(schema)),
+            codec: JsonCodec,
+            types: PhantomData,
+        }
+    }
+
+    /// The pool the store runs on.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema the store's tables live in.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        self.sql.schema.name()
+    }
+
+    /// Creates or upgrades the store's tables and functions: applies the
+    /// migrations the schema lacks, in one transaction, and returns their
+    /// numbers (empty when the schema is up to date).
+    ///
+    /// Safe to call on every start and from several processes at once: a
+    /// transaction advisory lock keyed by the schema name lets one apply
+    /// while the others wait, then find nothing to do.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Migration`] when a migration fails (nothing is applied then),
+    /// [`Error::SchemaTooNew`] when a newer release migrated the schema,
+    /// [`Error::MigrationChanged`] when a recorded migration differs from the
+    /// one shipped, [`Error::Database`] when the database fails.
+    pub async fn migrate(&self) -> Result<Vec<i64>, Error> {
+        migrate::run(&self.pool, &self.sql.schema).await
+    }
+
+    /// The safe frontier: the highest position below which nothing more will
+    /// ever commit, so every event at or below it is visible now. `None`
+    /// while nothing is.
+    ///
+    /// This is where a subscription can safely resume; a load cut at the
+    /// frontier (see the [crate docs](crate#which-loads-are-cut-at-the-frontier))
+    /// never returns an event above it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the database fails, [`Error::NotMigrated`]
+    /// when the tables are missing.
+    pub async fn safe_position(&self) -> Result<Option<i64>, Error> {
+        let position: i64 = sqlx::query_scalar(&self.sql.safe_position)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| self.database(error))?;
+        Ok((position > 0).then_some(position))
+    }
+
+    /// The transactions that hold the safe frontier back, oldest first: the
+    /// running transactions that may own the first missing position above
+    /// the frontier (an append in flight), prepared transactions included.
+    /// Empty when nothing holds it back.
+    ///
+    /// Appends commit within one call, so an entry that stays is a
+    /// transaction kept open around an append, and explains a stalled
+    /// projection. Ending it (commit, rollback or
+    /// `pg_terminate_backend(pid)`) moves the frontier on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the database fails.
+    pub async fn frontier_blockers(&self) -> Result<Vec<FrontierBlocker>, Error> {
+        let rows = sqlx::query(&self.sql.frontier_blockers)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| self.database(error))?;
+        rows.iter()
+            .map(|row| {
+                let seconds: Option<f64> = row.try_get(2)?;
+                Ok(FrontierBlocker {
+                    pid: row.try_get(0)?,
+                    transaction_id_age: row.try_get(1)?,
+                    running_for: seconds.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+                    state: row.try_get(3)?,
+                    prepared_as: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Maps a database error, telling missing tables apart.
+    fn database(&self, error: sqlx::Error) -> Error {
+        let missing = error
+            .as_database_error()
+            .and_then(sqlx::error::DatabaseError::code)
+            .is_some_and(|code| {
+                // undefined_table, undefined_function, invalid_schema_name
+                matches!(code.as_ref(), "42P01" | "42883" | "3F000")
+            });
+        if missing {
+            Error::NotMigrated {
+                schema: self.schema().to_owned(),
+                source: error,
+            }
+        } else {
+            Error::Database(error)
+        }
+    }
+}
+
+/// A transaction holding back the safe frontier, from
+/// [`Store::frontier_blockers`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FrontierBlocker {
+    /// The backend's process id (`None` for a prepared transaction).
+    pub pid: Option<i32>,
+    /// How many transaction ids were assigned since this one's.
+    pub transaction_id_age: Option<i32>,
+    /// How long the transaction has run (or been prepared), when known.
+    pub running_for: Option<std::time::Duration>,
+    /// The backend's state (`active`, `idle in transaction`, ...), or
+    /// `prepared`; `None` when the role may not see it.
+    pub state: Option<String>,
+    /// A prepared transaction's global id.
+    pub prepared_as: Option<String>,
+}
+
+impl<Id, M> Clone for Store<Id, M> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            sql: Arc::clone(&self.sql),
+            codec: self.codec,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<Id, M> fmt::Debug for Store<Id, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("postgres::Store")
+            .field("schema", &self.schema())
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Id, M> Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// One call of `sourcery_append`: one round trip, in its own transaction.
+    async fn append_batch(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: &Id,
+        check: bool,
+        expected: Option<i64>,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        let id = aggregate_id.to_text();
+        let mut kinds = Vec::with_capacity(events.len());
+        let mut data = Vec::with_capacity(events.len());
+        let mut metadata = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            kinds.push(event.kind.as_str());
+            data.push(event.data.as_slice());
+            metadata.push(
+                serde_json::to_string(&event.metadata)
+                    .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?,
+            );
+        }
+        let outcome = sqlx::query(&self.sql.append)
+            .bind(aggregate_kind)
+            .bind(&id)
+            .bind(check)
+            .bind(expected)
+            .bind(&kinds)
+            .bind(&data)
+            .bind(&metadata)
+            .fetch_one(&self.pool)
+            .await;
+        let row = match outcome {
+            Ok(row) => row,
+            Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
+                // Another writer extended the stream from the same version:
+                // the database refused the second. Report where it stands.
+                let actual = self
+                    .version_of(aggregate_kind, &id)
+                    .await
+                    .map_err(AppendError::Store)?;
+                return Err(AppendError::Conflict(ConcurrencyConflict { expected, actual }));
+            }
+            Err(error) => return Err(AppendError::Store(self.database(error))),
+        };
+        let written: bool = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
+        let version: Option<i64> = row.try_get(1).map_err(|e| AppendError::Store(e.into()))?;
+        match (written, version) {
+            (true, Some(last_position)) => Ok(AppendResult { last_position }),
+            (true, None) => Err(AppendError::Store(Error::Unexpected {
+                detail: "an append wrote a batch but returned no position",
+            })),
+            (false, actual) => Err(AppendError::Conflict(ConcurrencyConflict { expected, actual })),
+        }
+    }
+
+    async fn version_of(&self, aggregate_kind: &str, aggregate_id: &str) -> Result<Option<i64>, Error> {
+        sqlx::query_scalar(&self.sql.stream_version)
+            .bind(aggregate_kind)
+            .bind(aggregate_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| self.database(error))
+    }
+}
+
+/// Whether `error` is a unique violation of the constraint `name`.
+fn violates(error: &sqlx::Error, name: &str) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(name))
+}
+
+/// Decodes one row of a load.
+fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id, i64, M>, Error> {
+    let position: i64 = row.try_get(0)?;
+    let aggregate_kind: String = row.try_get(1)?;
+    let id: &str = row.try_get(2)?;
+    let kind: String = row.try_get(3)?;
+    let data: Vec<u8> = row.try_get(4)?;
+    let metadata: &str = row.try_get(5)?;
+    let metadata = match serde_json::from_str(metadata) {
+        Ok(metadata) => metadata,
+        Err(source) => {
+            return Err(Error::Metadata {
+                aggregate_kind,
+                aggregate_id: id.to_owned(),
+                position,
+                source,
+            });
+        }
+    };
+    let aggregate_id = match Id::from_text(id) {
+        Ok(aggregate_id) => aggregate_id,
+        Err(source) => {
+            return Err(Error::AggregateId {
+                aggregate_kind,
+                position,
+                source,
+            });
+        }
+    };
+    Ok(StoredEvent {
+        aggregate_kind,
+        aggregate_id,
+        kind,
+        position,
+        data,
+        metadata,
+    })
+}
+
+impl<Id, M> EventStore for Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Id = Id;
+    type Position = i64;
+    type Error = Error;
+    type Codec = JsonCodec;
+    type Metadata = M;
+
+    fn codec(&self) -> &JsonCodec {
+        &self.codec
+    }
+
+    /// Reads every committed event of the stream (no frontier): a writer
+    /// sees its own commits.
+    async fn stream_version<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+    ) -> Result<Option<i64>, Error> {
+        self.version_of(aggregate_kind, &aggregate_id.to_text()).await
+    }
+
+    async fn append<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        expected_version: Option<i64>,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        self.append_batch(
+            aggregate_kind,
+            aggregate_id,
+            expected_version.is_some(),
+            expected_version,
+            events,
+        )
+        .await
+    }
+
+    async fn append_expecting_new<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        self.append_batch(aggregate_kind, aggregate_id, true, None, events)
+            .await
+    }
+
+    /// One statement for all filters, streamed row by row into the result.
+    /// Cut at the safe frontier unless every filter is a plain stream filter
+    /// (see the [crate docs](crate#which-loads-are-cut-at-the-frontier)).
+    async fn load_events<'a>(
+        &'a self,
+        filters: &'a [EventFilter<Id, i64>],
+    ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error> {
+        let Some(plan) = load::plan(filters)? else {
+            return Ok(Vec::new());
+        };
+        let sql = if plan.frontier {
+            format!(
+                "{}({}) AND {} ORDER BY position",
+                self.sql.load_select, plan.predicate, self.sql.frontier
+            )
+        } else {
+            format!("{}{} ORDER BY position", self.sql.load_select, plan.predicate)
+        };
+        let mut query = sqlx::query(&sql);
+        for bind in plan.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Texts(texts) => query.bind(texts),
+                Bind::Position(position) => query.bind(position),
+            };
+        }
+        let mut rows = query.fetch(&self.pool);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|error| self.database(error))? {
+            events.push(decode(&row)?);
+        }
+        Ok(events)
+    }
+}
+
+impl<Id, M> GloballyOrdered for Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+}
