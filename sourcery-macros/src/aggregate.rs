@@ -69,7 +69,12 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
         let message = if found.is_empty() {
             "`#[derive(Aggregate)]` needs `#[aggregate(id = .., error = .., events(..))]`".to_owned()
         } else {
-            format!("`#[aggregate(..)]` is missing {}", missing.join(", "))
+            let list = match missing.split_last() {
+                Some((last, [])) => (*last).to_owned(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            format!("`#[aggregate(..)]` is missing {list}")
         };
         errors.push(syn::Error::new_spanned(blame, message));
     }
@@ -221,6 +226,13 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         }
     });
 
+    // Spanned at the event, so a missing `Apply<E>` is pointed at in the
+    // attribute.
+    let apply_arms = events.iter().zip(variants).map(|(event, variant)| {
+        let call = quote_spanned!(event.span()=> <Self as #apply<#event>>::apply);
+        quote!(#event_enum::#variant(event) => #call(self, event),)
+    });
+
     let aggregate_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #aggregate for #name #ty_generics #where_clause {
@@ -231,7 +243,7 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
 
             fn apply(&mut self, event: &Self::Event) {
                 match event {
-                    #( #event_enum::#variants(event) => <Self as #apply<#events>>::apply(self, event), )*
+                    #(#apply_arms)*
                 }
             }
         }

@@ -1,0 +1,13 @@
+//! Compile tests for `#[derive(Aggregate)]` and `#[derive(Projection)]`:
+//! what must compile (`tests/ui/pass`) and the errors wrong attributes give
+//! (`tests/ui/fail`, each with its `.stderr` snapshot).
+//!
+//! Regenerate the snapshots with `TRYBUILD=overwrite cargo test --test derive_ui`
+//! and read them: each error must point at the offending attribute or token.
+
+#[test]
+fn derive_ui() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("tests/ui/pass/*.rs");
+    cases.compile_fail("tests/ui/fail/*.rs");
+}

@@ -1,0 +1,50 @@
+//! The derive's attributes are fine; the types are not. The compiler's
+//! errors point at the event in `events(..)`.
+use serde::{Deserialize, Serialize};
+use sourcery::{Aggregate, Apply, DomainEvent};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Opened;
+impl DomainEvent for Opened {
+    const KIND: &'static str = "account.opened";
+}
+
+// Not a domain event.
+#[derive(Debug, Clone, PartialEq)]
+struct Closed;
+
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, events(Opened, Closed))]
+struct NotAnEvent;
+
+impl Apply<Opened> for NotAnEvent {
+    fn apply(&mut self, _: &Opened) {}
+}
+impl Apply<Closed> for NotAnEvent {
+    fn apply(&mut self, _: &Closed) {}
+}
+
+// `Apply<Opened>` is missing.
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, events(Opened))]
+struct MissingApply;
+
+// Two events under one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reopened;
+impl DomainEvent for Reopened {
+    const KIND: &'static str = "account.opened";
+}
+
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, events(Opened, Reopened))]
+struct SharedKind;
+
+impl Apply<Opened> for SharedKind {
+    fn apply(&mut self, _: &Opened) {}
+}
+impl Apply<Reopened> for SharedKind {
+    fn apply(&mut self, _: &Reopened) {}
+}
+
+fn main() {}
