@@ -1,0 +1,310 @@
+//! Invariant 5: a reader that follows positions never skips an event that
+//! commits later with a lower position.
+//!
+//! The deterministic tests hold an append open on a connection of their own
+//! (a transaction around one call of `sourcery_append`, which the store
+//! itself never does) to freeze the race the store must survive.
+
+#[path = "support/database.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_postgres::Store;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Barrier;
+
+type PgStore = Store<String, serde_json::Value>;
+
+const KIND: &str = "order.noted";
+
+/// The tests that make holes run one at a time: a hole is passed only once
+/// no transaction that began writing between its neighbours is running, and
+/// the other tests of this file open such transactions on purpose.
+/// (A Tokio mutex: each test has its own runtime, and the guard is held
+/// across awaits.)
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn event(n: u64) -> PersistableEvent<serde_json::Value> {
+    PersistableEvent {
+        kind: KIND.to_owned(),
+        data: n.to_string().into_bytes(),
+        metadata: serde_json::json!({ "n": n }),
+    }
+}
+
+async fn append(store: &PgStore, stream: &str, n: u64) -> i64 {
+    support::bounded(
+        "append",
+        30,
+        store.append("order", &stream.to_owned(), None, NonEmpty::new(event(n))),
+    )
+    .await
+    .expect("append")
+    .last_position
+}
+
+async fn follow(store: &PgStore, after: i64) -> Vec<i64> {
+    support::bounded(
+        "load",
+        30,
+        store.load_events(&[EventFilter::for_event(KIND).after(after)]),
+    )
+    .await
+    .expect("load")
+    .iter()
+    .map(|event| event.position)
+    .collect()
+}
+
+async fn connect() -> PgConnection {
+    let url = support::database_url().expect("DATABASE_URL is set");
+    PgConnection::connect(&url).await.expect("connect")
+}
+
+/// Opens a transaction on `connection` and appends one event in it, without
+/// committing. Returns the position it drew.
+async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgStore, stream: &str) -> i64 {
+    sqlx::query("BEGIN")
+        .execute(&mut *connection)
+        .await
+        .expect("begin");
+    let position: i64 = sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{}\".sourcery_append('order', $1, false, NULL, ARRAY[$2], ARRAY['\\x30'::bytea], ARRAY['{{}}'::jsonb])",
+        store.schema()
+    ))
+    .bind(stream)
+    .bind(KIND)
+    .fetch_one(&mut *connection)
+    .await
+    .expect("an append in an open transaction");
+    position
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_in_flight_holds_followers_below_its_position_until_it_commits() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    let first = append(&store, "first", 1).await;
+
+    // A draws a position and stays open; B commits after it, higher.
+    let mut a = connect().await;
+    let a_position = append_in_open_transaction(&mut a, &store, "a").await;
+    let b_position = append(&store, "b", 3).await;
+    assert!(first < a_position && a_position < b_position);
+
+    // Followers stop below A's position: B is committed but not yet safe.
+    assert_eq!(follow(&store, 0).await, [first]);
+    assert_eq!(follow(&store, first).await, Vec::<i64>::new());
+    assert_eq!(store.safe_position().await.unwrap(), Some(first));
+    let a_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    let blockers = store.frontier_blockers().await.unwrap();
+    assert_eq!(
+        blockers.iter().map(|b| b.pid).collect::<Vec<_>>(),
+        [Some(a_pid)],
+        "the blocker is A: {blockers:?}"
+    );
+
+    // A plain read of B's stream (the repository's read) sees B at once.
+    let stream_b = store
+        .load_events(&[EventFilter::for_aggregate(KIND, "order", "b".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(stream_b.len(), 1);
+    assert_eq!(
+        store.stream_version("order", &"b".to_owned()).await.unwrap(),
+        Some(b_position)
+    );
+
+    sqlx::query("COMMIT").execute(&mut a).await.unwrap();
+    assert_eq!(follow(&store, first).await, [a_position, b_position]);
+    assert_eq!(store.safe_position().await.unwrap(), Some(b_position));
+    assert!(store.frontier_blockers().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_append_leaves_a_hole_followers_pass() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    let first = append(&store, "first", 1).await;
+    let mut a = connect().await;
+    let a_position = append_in_open_transaction(&mut a, &store, "a").await;
+    let b_position = append(&store, "b", 3).await;
+    assert_eq!(follow(&store, 0).await, [first]);
+
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+    assert_eq!(follow(&store, first).await, [b_position]);
+    assert!(a_position < b_position);
+
+    // A store whose connection cached nothing finds the same frontier.
+    let fresh: PgStore =
+        Store::with_schema(support::pool(2, "fresh").await.unwrap(), store.schema()).unwrap();
+    assert_eq!(fresh.safe_position().await.unwrap(), Some(b_position));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_open_transaction_does_not_stall_followers() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    // A transaction that has written (so it has a transaction id and holds
+    // the cluster's xmin back) but never appends.
+    let mut unrelated = connect().await;
+    sqlx::query("BEGIN").execute(&mut unrelated).await.unwrap();
+    sqlx::query("CREATE TEMPORARY TABLE unrelated (x int)")
+        .execute(&mut unrelated)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO unrelated VALUES (1)")
+        .execute(&mut unrelated)
+        .await
+        .unwrap();
+
+    let first = append(&store, "first", 1).await;
+    // A hole after it: an append rolled back.
+    let mut a = connect().await;
+    append_in_open_transaction(&mut a, &store, "a").await;
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+    let second = append(&store, "second", 2).await;
+
+    assert_eq!(follow(&store, 0).await, [first, second]);
+    assert!(store.frontier_blockers().await.unwrap().is_empty());
+    sqlx::query("ROLLBACK").execute(&mut unrelated).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_in_a_transaction_that_already_wrote_is_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    // Its transaction id would predate its positions: the order argument
+    // would not hold, so the function refuses.
+    let mut connection = connect().await;
+    sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let refused = sqlx::query(&format!(
+        "SELECT * FROM \"{}\".sourcery_append('order', 'x', false, NULL, ARRAY['k'], ARRAY['\\x30'::bytea], ARRAY['{{}}'::jsonb])",
+        store.schema()
+    ))
+    .execute(&mut connection)
+    .await
+    .expect_err("refused");
+    let code = refused
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("25000"));
+}
+
+/// 8 writers append concurrently (some batches rolled back, leaving holes)
+/// while a follower reads `after(cursor)` in a loop: it must see every
+/// committed event exactly once, in ascending order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_sees_every_event_once_under_concurrent_writers() {
+    const WRITERS: u64 = 8;
+    const BATCHES: u64 = 60;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(store) = support::store_with::<String, serde_json::Value>(16).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let start = Arc::new(Barrier::new(usize::try_from(WRITERS).unwrap() + 1));
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let store = Arc::clone(&store);
+        let start = Arc::clone(&start);
+        writers.push(tokio::spawn(async move {
+            let mut rollbacks = connect().await;
+            start.wait().await;
+            for batch in 0..BATCHES {
+                let n = writer * 1000 + batch;
+                if batch % 7 == 3 {
+                    append_in_open_transaction(&mut rollbacks, &store, &format!("w{writer}")).await;
+                    sqlx::query("ROLLBACK").execute(&mut rollbacks).await.unwrap();
+                    continue;
+                }
+                // Some batches share a stream across writers, some do not.
+                let stream = if batch % 3 == 0 {
+                    "shared".to_owned()
+                } else {
+                    format!("w{writer}")
+                };
+                let size = 1 + batch % 4;
+                let events =
+                    NonEmpty::from_vec((0..size).map(|part| event(n * 10 + part)).collect()).unwrap();
+                store
+                    .append("order", &stream, None, events)
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    start.wait().await;
+
+    let writers_done = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let store = Arc::clone(&store);
+        let writers_done = Arc::clone(&writers_done);
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            let mut seen = Vec::new();
+            loop {
+                // Read the flag first: a read that starts after the writers
+                // finished must return everything left.
+                let last_read = writers_done.load(Ordering::SeqCst);
+                let batch = follow(&store, cursor).await;
+                for &position in &batch {
+                    assert!(position > cursor, "positions ascend: {position} after {cursor}");
+                    cursor = position;
+                }
+                seen.extend(batch);
+                if last_read {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for writer in writers {
+        support::bounded("a writer", 60, writer).await.unwrap();
+    }
+    writers_done.store(true, Ordering::SeqCst);
+    let seen = support::bounded("the follower", 60, follower).await.unwrap();
+
+    let all: Vec<i64> = store
+        .load_events(&[EventFilter::for_event(KIND)])
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.position)
+        .collect();
+    let expected_events: u64 = (0..BATCHES)
+        .filter(|b| b % 7 != 3)
+        .map(|b| 1 + b % 4)
+        .sum::<u64>()
+        * WRITERS;
+    assert_eq!(all.len(), usize::try_from(expected_events).unwrap());
+    let missed: Vec<&i64> = all.iter().filter(|position| !seen.contains(position)).collect();
+    assert!(
+        missed.is_empty(),
+        "the follower skipped {} events: {missed:?}",
+        missed.len()
+    );
+    assert_eq!(seen, all, "the follower saw every committed event once, in order");
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), seen.len());
+}
