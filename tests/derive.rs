@@ -306,3 +306,60 @@ async fn derived_events_go_through_a_store_and_back() {
         [("a-1".to_owned(), 7), ("a-2".to_owned(), 5)]
     );
 }
+
+/// Variants that all share a prefix (`Order…`) must not trip clippy's
+/// `enum_variant_names` in the user's crate: the enum is generated.
+mod shared_prefix {
+    use serde::{Deserialize, Serialize};
+    use sourcery::{Aggregate, Apply, DomainEvent};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct OrderPlaced;
+    impl DomainEvent for OrderPlaced {
+        const KIND: &'static str = "order.placed";
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct OrderShipped;
+    impl DomainEvent for OrderShipped {
+        const KIND: &'static str = "order.shipped";
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct OrderCancelled;
+    impl DomainEvent for OrderCancelled {
+        const KIND: &'static str = "order.cancelled";
+    }
+
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(id = u64, error = std::fmt::Error, events(OrderPlaced, OrderShipped, OrderCancelled))]
+    pub(crate) struct Order {
+        pub(crate) steps: u8,
+    }
+
+    impl Apply<OrderPlaced> for Order {
+        fn apply(&mut self, _: &OrderPlaced) {
+            self.steps += 1;
+        }
+    }
+    impl Apply<OrderShipped> for Order {
+        fn apply(&mut self, _: &OrderShipped) {
+            self.steps += 1;
+        }
+    }
+    impl Apply<OrderCancelled> for Order {
+        fn apply(&mut self, _: &OrderCancelled) {
+            self.steps += 1;
+        }
+    }
+}
+
+#[test]
+fn events_sharing_a_prefix_keep_their_names() {
+    use shared_prefix::{Order, OrderEvent, OrderPlaced, OrderShipped};
+    let mut order = Order::default();
+    for event in [OrderEvent::OrderPlaced(OrderPlaced), OrderShipped.into()] {
+        Aggregate::apply(&mut order, &event);
+    }
+    assert_eq!(order.steps, 2);
+}

@@ -129,6 +129,11 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
     let enum_item = quote! {
         #[doc = #enum_doc]
         #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
+        #[allow(
+            clippy::enum_variant_names,
+            clippy::large_enum_variant,
+            reason = "the variants are the events' own names and types, which the user chose"
+        )]
         #vis enum #event_enum {
             #(
                 #[doc = #variant_docs]
