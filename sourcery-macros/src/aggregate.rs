@@ -84,7 +84,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
         id: id?,
         error: error?,
         events: events?.paths,
-        kind: kind.unwrap_or_else(|| LitStr::new(&naming::kebab_case(&name.to_string()), name.span())),
+        kind: kind.unwrap_or_else(|| naming::default_kind(name)),
         event_enum: event_enum.unwrap_or_else(|| format_ident!("{}Event", name)),
     })
 }

@@ -2,12 +2,17 @@
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
-use syn::{Ident, Path};
+use syn::{Ident, LitStr, Path};
 
 use crate::attr::display_path;
 
+/// The default kind of a type: its name in kebab-case.
+pub(crate) fn default_kind(name: &Ident) -> LitStr {
+    LitStr::new(&kebab_case(&name.unraw().to_string()), name.span())
+}
+
 /// `BankAccount` → `bank-account`, `HTTPServer` → `http-server`.
-pub(crate) fn kebab_case(name: &str) -> String {
+fn kebab_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
     for (index, &c) in chars.iter().enumerate() {
@@ -119,6 +124,12 @@ mod tests {
     use syn::parse_quote;
 
     use super::*;
+
+    #[test]
+    fn the_default_kind_ignores_the_raw_prefix() {
+        let name: Ident = parse_quote!(r#Match);
+        assert_eq!(default_kind(&name).value(), "match");
+    }
 
     #[test]
     fn kebab_case_splits_words() {

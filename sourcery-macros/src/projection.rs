@@ -33,7 +33,7 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let name = &input.ident;
     let id = id.unwrap_or_else(|| parse_quote!(::std::string::String));
     let metadata = metadata.unwrap_or_else(|| parse_quote!(()));
-    let kind = kind.unwrap_or_else(|| LitStr::new(&naming::kebab_case(&name.to_string()), name.span()));
+    let kind = kind.unwrap_or_else(|| naming::default_kind(name));
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
 
     let declare = events.map(|events| {

@@ -48,3 +48,8 @@ impl Apply<Reopened> for SharedKind {
 }
 
 fn main() {}
+
+// A projection that lists an event it does not apply.
+#[derive(Default, sourcery::Projection)]
+#[projection(events(Opened))]
+struct NoApplyProjection;
