@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
-pub use sourcery_core::{aggregate, codec, concurrency, event, metadata, projection, repository};
+pub use sourcery_core::{
+    aggregate, checkpoint, codec, concurrency, event, metadata, projection, repository, runner, subscription,
+};
 
 pub use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
 pub use sourcery_core::event::DomainEvent;

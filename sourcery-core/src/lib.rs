@@ -6,6 +6,7 @@
 //! contract and an example.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod codec;
 pub mod concurrency;
 pub mod event;
@@ -13,6 +14,8 @@ pub mod metadata;
 mod non_empty;
 pub mod projection;
 pub mod repository;
+pub mod runner;
 pub mod store;
+pub mod subscription;
 #[cfg(feature = "test-util")]
 pub mod test;

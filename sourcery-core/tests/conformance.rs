@@ -12,3 +12,8 @@ async fn inmemory_store_with_json_metadata_conforms() {
 async fn inmemory_store_with_unit_metadata_conforms() {
     conformance::run(|| async { inmemory::Store::<String, ()>::new() }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inmemory_store_subscriptions_conform() {
+    conformance::run_subscriptions(|| async { inmemory::Store::<String, serde_json::Value>::new() }).await;
+}

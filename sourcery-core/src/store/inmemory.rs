@@ -17,6 +17,7 @@ use crate::store::{
     AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, NonEmpty, PersistableEvent,
     StoredEvent,
 };
+use crate::subscription::{CommitNotifier, CommitSignal, Subscribe};
 
 /// An in-memory event store: cheap to clone (clones share one log), safe
 /// across tasks and threads.
@@ -33,6 +34,7 @@ use crate::store::{
 pub struct Store<Id, M> {
     log: Arc<RwLock<Log<Id, M>>>,
     codec: JsonCodec,
+    commits: CommitNotifier,
 }
 
 struct Log<Id, M> {
@@ -55,6 +57,7 @@ impl<Id, M> Store<Id, M> {
                 kinds: HashMap::new(),
             })),
             codec: JsonCodec,
+            commits: CommitNotifier::new(),
         }
     }
 
@@ -92,6 +95,7 @@ impl<Id, M> Clone for Store<Id, M> {
         Self {
             log: Arc::clone(&self.log),
             codec: self.codec,
+            commits: self.commits.clone(),
         }
     }
 }
@@ -156,7 +160,9 @@ type StreamFilters<'a, Id> = (&'a str, &'a Id, Vec<&'a EventFilter<Id, u64>>);
 /// Where the indices after `after` start in an ascending list of indices
 /// (positions rise with indices).
 fn first_after(indices: &[usize], after: Option<u64>) -> usize {
-    after.map_or(0, |after| indices.partition_point(|&index| position_of(index) <= after))
+    after.map_or(0, |after| {
+        indices.partition_point(|&index| position_of(index) <= after)
+    })
 }
 
 fn position_of(index: usize) -> u64 {
@@ -205,7 +211,10 @@ where
                 .into());
             }
         }
-        Ok(log.push(aggregate_kind, aggregate_id, events))
+        let written = log.push(aggregate_kind, aggregate_id, events);
+        drop(log);
+        self.commits.notify();
+        Ok(written)
     }
 
     async fn append_expecting_new<'a>(
@@ -222,20 +231,53 @@ where
             }
             .into());
         }
-        Ok(log.push(aggregate_kind, aggregate_id, events))
+        let written = log.push(aggregate_kind, aggregate_id, events);
+        drop(log);
+        self.commits.notify();
+        Ok(written)
     }
 
     async fn load_events<'a>(
         &'a self,
         filters: &'a [EventFilter<Id, u64>],
     ) -> Result<Vec<StoredEvent<Id, u64, M>>, Infallible> {
+        Ok(self.read().load(filters, usize::MAX))
+    }
+}
+
+impl<Id, M> Subscribe for Store<Id, M>
+where
+    Id: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    M: Clone + Send + Sync + 'static,
+{
+    fn commit_signal(&self) -> CommitSignal {
+        self.commits.signal()
+    }
+
+    async fn head_position(&self) -> Result<Option<u64>, Infallible> {
         let log = self.read();
+        Ok(log.events.len().checked_sub(1).map(position_of))
+    }
+
+    async fn load_page<'a>(
+        &'a self,
+        filters: &'a [EventFilter<Id, u64>],
+        limit: usize,
+    ) -> Result<Vec<StoredEvent<Id, u64, M>>, Infallible> {
+        Ok(self.read().load(filters, limit))
+    }
+}
+
+impl<Id: Clone + Eq + Hash, M: Clone> Log<Id, M> {
+    /// The first `limit` events `filters` select, each once, in position
+    /// order.
+    fn load(&self, filters: &[EventFilter<Id, u64>], limit: usize) -> Vec<StoredEvent<Id, u64, M>> {
         let mut indices = Vec::new();
         // Filters on one stream are served by one pass over that stream.
         let mut streams: Vec<StreamFilters<'_, Id>> = Vec::new();
         for filter in filters {
             match filter.aggregate() {
-                None => log.select_kind(filter, &mut indices),
+                None => self.select_kind(filter, &mut indices),
                 Some((kind, id)) => match streams.iter_mut().find(|(k, i, _)| *k == kind && *i == id) {
                     Some((_, _, group)) => group.push(filter),
                     None => streams.push((kind, id, vec![filter])),
@@ -244,16 +286,17 @@ where
         }
         let passes = streams.len() + filters.iter().filter(|f| f.aggregate().is_none()).count();
         for (kind, id, group) in &streams {
-            log.select_stream(kind, id, group, &mut indices);
+            self.select_stream(kind, id, group, &mut indices);
         }
         if passes > 1 {
             indices.sort_unstable();
             indices.dedup();
         }
-        Ok(indices
+        indices.truncate(limit);
+        indices
             .into_iter()
-            .map(|index| log.events[index].clone())
-            .collect())
+            .map(|index| self.events[index].clone())
+            .collect()
     }
 }
 

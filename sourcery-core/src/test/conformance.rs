@@ -37,6 +37,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod subscriptions;
+pub use subscriptions::{
+    catch_up_then_live, concurrent_writers_and_subscribers, progress_past_filtered_events,
+    resume_after_position, run_subscriptions,
+};
+
 use crate::concurrency::{Optimistic, Unchecked};
 use crate::event::DomainEvent;
 use crate::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent, StoredEvent};

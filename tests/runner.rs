@@ -1,0 +1,178 @@
+//! The projection runner: catch-up then live, read-your-writes, resuming
+//! from a checkpoint, and failures.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sourcery::checkpoint::{CheckpointStore, inmemory::CheckpointStore as Checkpoints};
+use sourcery::concurrency::Unchecked;
+use sourcery::runner::{ProjectionRunner, RunnerError, WaitError};
+use sourcery::store::{EventStore, NonEmpty, PersistableEvent, inmemory};
+use sourcery::{ApplyProjection, DomainEvent, Projection};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sold {
+    amount: u64,
+}
+
+impl DomainEvent for Sold {
+    const KIND: &'static str = "shop.sold";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Restocked;
+
+impl DomainEvent for Restocked {
+    const KIND: &'static str = "shop.restocked";
+}
+
+#[derive(Debug, Default, Projection)]
+#[projection(events(Sold))]
+struct Revenue {
+    total: u64,
+    applied: usize,
+}
+
+impl ApplyProjection<Sold> for Revenue {
+    fn apply_projection(&mut self, _: &String, event: &Sold, (): &()) {
+        self.total += event.amount;
+        self.applied += 1;
+    }
+}
+
+#[derive(Debug, Default, Projection)]
+struct NothingDeclared;
+
+type Store = inmemory::Store<String, ()>;
+
+async fn sell(store: &Store, amount: u64) -> u64 {
+    let mut tx = store.begin::<Unchecked>("shop", "s1".to_string(), None);
+    tx.append(Sold { amount }, ()).expect("encode");
+    tx.commit()
+        .await
+        .expect("commit")
+        .expect("one event")
+        .last_position
+}
+
+async fn restock(store: &Store) -> u64 {
+    let mut tx = store.begin::<Unchecked>("shop", "s1".to_string(), None);
+    tx.append(Restocked, ()).expect("encode");
+    tx.commit()
+        .await
+        .expect("commit")
+        .expect("one event")
+        .last_position
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_up_then_follows_live_and_reads_its_writes() {
+    let store = Store::new();
+    let checkpoints = Checkpoints::new();
+    sell(&store, 10).await;
+    sell(&store, 20).await;
+    let runner = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .start(Revenue::default())
+        .await
+        .expect("start");
+    let live = sell(&store, 5).await;
+    runner
+        .wait_for(live, WAIT)
+        .await
+        .expect("the live event is applied");
+    assert_eq!(runner.read(|r| r.total), 35);
+    let status = runner.status();
+    assert!(status.running);
+    assert_eq!(status.position, Some(live));
+
+    // A position the projection filters out is reached all the same.
+    let skipped = restock(&store).await;
+    runner
+        .wait_for(skipped, WAIT)
+        .await
+        .expect("a filtered-out position is reached");
+
+    let revenue = runner.stop().await.expect("stop");
+    assert_eq!((revenue.total, revenue.applied), (35, 3));
+    assert_eq!(checkpoints.load("revenue").await.ok().flatten(), Some(skipped));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_after_the_checkpoint() {
+    let store = Store::new();
+    let checkpoints = Checkpoints::new();
+    let first = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .start(Revenue::default())
+        .await
+        .expect("start");
+    let last = sell(&store, 1).await;
+    sell(&store, 2).await;
+    let last = sell(&store, 3).await.max(last);
+    first.wait_for(last, WAIT).await.expect("caught up");
+    let before = first.stop().await.expect("stop");
+    assert_eq!(before.applied, 3);
+
+    sell(&store, 100).await;
+    let latest = sell(&store, 200).await;
+    // The new runner starts from a fresh (here: empty) read model and the
+    // saved checkpoint: it applies exactly the two events after it.
+    let second = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .start(Revenue::default())
+        .await
+        .expect("restart");
+    second.wait_for(latest, WAIT).await.expect("caught up");
+    let after = second.stop().await.expect("stop");
+    assert_eq!((after.applied, after.total), (2, 300));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_does_not_decode_stops_the_runner_with_an_error_naming_it() {
+    let store = Store::new();
+    let broken = PersistableEvent {
+        kind: Sold::KIND.to_owned(),
+        data: b"{\"amount\":-1}".to_vec(),
+        metadata: (),
+    };
+    let written = store
+        .append("shop", &"s9".to_string(), None, NonEmpty::new(broken))
+        .await
+        .expect("append");
+    let runner = ProjectionRunner::new(store.clone(), Checkpoints::new())
+        .start(Revenue::default())
+        .await
+        .expect("start");
+    assert_eq!(
+        runner.wait_for(written.last_position, WAIT).await,
+        Err(WaitError::Stopped)
+    );
+    assert!(!runner.status().running);
+    match runner.stop().await {
+        Err(RunnerError::Decode(error)) => {
+            assert_eq!(error.event_kind, "shop.sold");
+            assert_eq!(error.position, "1");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn waiting_is_bounded_and_nothing_to_run_is_an_error() {
+    let store = Store::new();
+    let runner = ProjectionRunner::new(store.clone(), Checkpoints::new())
+        .start(Revenue::default())
+        .await
+        .expect("start");
+    let never = runner.wait_for(1_000, Duration::from_millis(20)).await;
+    assert_eq!(never, Err(WaitError::Timeout(Duration::from_millis(20))));
+    runner.stop().await.expect("stop");
+
+    let nothing = ProjectionRunner::new(store, Checkpoints::new())
+        .start(NothingDeclared)
+        .await;
+    assert!(
+        matches!(nothing, Err(RunnerError::NoEvents("nothing-declared"))),
+        "{nothing:?}"
+    );
+}
