@@ -7,7 +7,7 @@
 //! processes may call it at once: one applies, the others wait for it and
 //! then find nothing to do.
 
-use sqlx::{PgPool, Row};
+use sqlx::{Executor as _, PgPool, Row};
 
 use crate::Error;
 use crate::schema::{Schema, fnv1a};
@@ -69,7 +69,7 @@ pub(crate) async fn run(pool: &PgPool, schema: &Schema) -> Result<Vec<i64>, Erro
         .execute(&mut *tx)
         .await?;
     // Under the lock, so concurrent callers cannot race on the catalog.
-    sqlx::raw_sql(&format!(
+    let setup = format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {table} (
              version    bigint      PRIMARY KEY,
@@ -79,16 +79,17 @@ pub(crate) async fn run(pool: &PgPool, schema: &Schema) -> Result<Vec<i64>, Erro
          );",
         schema = schema.quoted(),
         table = schema.qualify("sourcery_migrations"),
-    ))
-    .execute(&mut *tx)
-    .await?;
+    );
+    // Multi-statement SQL through `Executor::execute` with a bare `&str`
+    // (the simple query protocol): `raw_sql(..).execute(..)` makes the
+    // future not `Send` (sqlx #3150).
+    (&mut *tx).execute(setup.as_str()).await?;
 
-    let recorded = sqlx::query(&format!(
+    let select = format!(
         "SELECT version, checksum FROM {} ORDER BY version",
         schema.qualify("sourcery_migrations")
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
+    );
+    let recorded = sqlx::query(&select).fetch_all(&mut *tx).await?;
     let mut applied = Vec::with_capacity(recorded.len());
     for row in &recorded {
         let version: i64 = row.try_get(0)?;
@@ -122,20 +123,19 @@ pub(crate) async fn run(pool: &PgPool, schema: &Schema) -> Result<Vec<i64>, Erro
             name: migration.name,
             source,
         };
-        sqlx::raw_sql(&migration.sql_for(schema))
+        let sql = migration.sql_for(schema);
+        (&mut *tx).execute(sql.as_str()).await.map_err(failed)?;
+        let record = format!(
+            "INSERT INTO {} (version, name, checksum) VALUES ($1, $2, $3)",
+            schema.qualify("sourcery_migrations")
+        );
+        sqlx::query(&record)
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(migration.checksum())
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
-        sqlx::query(&format!(
-            "INSERT INTO {} (version, name, checksum) VALUES ($1, $2, $3)",
-            schema.qualify("sourcery_migrations")
-        ))
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(migration.checksum())
-        .execute(&mut *tx)
-        .await
-        .map_err(failed)?;
         newly_applied.push(migration.version);
     }
     tx.commit().await?;
@@ -145,6 +145,16 @@ pub(crate) async fn run(pool: &PgPool, schema: &Schema) -> Result<Vec<i64>, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    #[test]
+    fn migrating_can_be_spawned() {
+        // Compile-time: the future is `Send`, so `tokio::spawn` takes it.
+        let _ = |pool: PgPool, schema: Schema| async move {
+            assert_send(run(&pool, &schema));
+        };
+    }
 
     #[test]
     fn migrations_are_numbered_in_order_and_named_by_their_number() {

@@ -206,8 +206,8 @@ async fn an_append_in_a_transaction_that_already_wrote_is_refused() {
     .expect_err("refused");
     let code = refused
         .as_database_error()
-        .and_then(|e| e.code())
-        .map(|c| c.into_owned());
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(std::borrow::Cow::into_owned);
     assert_eq!(code.as_deref(), Some("25000"));
 }
 

@@ -1,0 +1,296 @@
+//! Ids, kinds and metadata are data: any id type with `Display` + `FromStr`,
+//! any serde metadata, awkward text; data that does not decode is a typed
+//! error naming where it sits; loads agree with the in-memory store on any
+//! set of filters.
+
+#[path = "support/database.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sourcery_core::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent, inmemory};
+use sourcery_postgres::{Error, Store};
+
+fn one<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
+    NonEmpty::new(PersistableEvent {
+        kind: kind.to_owned(),
+        data: data.to_vec(),
+        metadata,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AccountNumber(u32);
+
+impl fmt::Display for AccountNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ACC-{:06}", self.0)
+    }
+}
+
+impl FromStr for AccountNumber {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.strip_prefix("ACC-")
+            .and_then(|digits| digits.parse().ok())
+            .map(Self)
+            .ok_or_else(|| format!("{text:?} is not an account number"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Audit {
+    actor: String,
+    reason: Option<String>,
+}
+
+#[tokio::test]
+async fn uuid_and_newtype_ids_and_struct_metadata_round_trip() {
+    let Some(store) = support::store::<uuid::Uuid, Audit>().await else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7();
+    let audit = Audit {
+        actor: "ünïcode \"quoted\" 🦀".into(),
+        reason: None,
+    };
+    store
+        .append_expecting_new("account", &id, one("opened", b"{}", audit.clone()))
+        .await
+        .unwrap();
+    let events = store
+        .load_events(&[EventFilter::for_aggregate("opened", "account", id)])
+        .await
+        .unwrap();
+    assert_eq!(events[0].aggregate_id, id);
+    assert_eq!(events[0].metadata, audit);
+
+    let numbers: Store<AccountNumber, Audit> =
+        Store::with_schema(store.pool().clone(), store.schema()).unwrap();
+    let number = AccountNumber(42);
+    numbers
+        .append_expecting_new("ledger", &number, one("opened", b"", audit.clone()))
+        .await
+        .unwrap();
+    let error = numbers
+        .load_events(&[EventFilter::for_event("opened").after(0)])
+        .await
+        .unwrap_err();
+    // The uuid event's id is not an account number: a typed error naming it.
+    match error {
+        Error::AggregateId {
+            aggregate_kind,
+            position,
+            source,
+        } => {
+            assert_eq!(aggregate_kind, "account");
+            assert_eq!(position, 1);
+            assert_eq!(source.text, id.to_string());
+        }
+        other => panic!("expected an id error, got {other:?}"),
+    }
+    let mine = numbers
+        .load_events(&[EventFilter::for_aggregate("opened", "ledger", number.clone())])
+        .await
+        .unwrap();
+    assert_eq!(mine[0].aggregate_id, number);
+}
+
+#[tokio::test]
+async fn metadata_that_does_not_decode_or_encode_is_a_typed_error() {
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    store
+        .append(
+            "account",
+            &"it's;--".to_owned(),
+            None,
+            one("opened", b"x", serde_json::json!([1, 2])),
+        )
+        .await
+        .unwrap();
+    let audits: Store<String, Audit> = Store::with_schema(store.pool().clone(), store.schema()).unwrap();
+    let error = audits
+        .load_events(&[EventFilter::for_event("opened")])
+        .await
+        .unwrap_err();
+    match &error {
+        Error::Metadata {
+            aggregate_kind,
+            aggregate_id,
+            position,
+            ..
+        } => {
+            assert_eq!(
+                (aggregate_kind.as_str(), aggregate_id.as_str(), *position),
+                ("account", "it's;--", 1)
+            );
+        }
+        other => panic!("expected a metadata error, got {other:?}"),
+    }
+    assert!(std::error::Error::source(&error).is_some());
+
+    // JSON maps need string keys: this metadata cannot be written.
+    let odd: Store<String, BTreeMap<(u8, u8), u8>> =
+        Store::with_schema(store.pool().clone(), store.schema()).unwrap();
+    let refused = odd
+        .append(
+            "account",
+            &"x".to_owned(),
+            None,
+            one("opened", b"", BTreeMap::from([((1, 2), 3)])),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            AppendError::Store(Error::EncodeMetadata { index: 0, .. })
+        ),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_negative_after_is_a_typed_error() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let error = store
+        .load_events(&[EventFilter::for_event("x").after(-1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidAfter { position: -1 }));
+}
+
+#[tokio::test]
+async fn awkward_ids_and_kinds_are_stored_and_found_exactly() {
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    let names = [
+        "",
+        "'",
+        "''; DROP TABLE sourcery_events; --",
+        "$1",
+        "%_\\",
+        "E'\\x00'",
+        "\u{1F980}\u{200D}\u{1F525}",
+        "\t\n\r",
+        "\u{7f}\u{80}\u{FFFF}",
+        "{\"a\":1}",
+        "ARRAY['x']",
+    ];
+    for name in names {
+        let bytes: Vec<u8> = name.bytes().rev().chain([0, 255, 0]).collect();
+        store
+            .append_expecting_new(
+                name,
+                &name.to_owned(),
+                one(name, &bytes, serde_json::json!({ "name": name })),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{name:?}: {error}"));
+    }
+    for name in names {
+        let events = store
+            .load_events(&[EventFilter::for_aggregate(name, name, name.to_owned())])
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{name:?}");
+        let bytes: Vec<u8> = name.bytes().rev().chain([0, 255, 0]).collect();
+        assert_eq!(events[0].data, bytes);
+        assert_eq!(events[0].metadata["name"], name);
+        let by_kind = store.load_events(&[EventFilter::for_event(name)]).await.unwrap();
+        assert_eq!(by_kind.len(), 1, "{name:?}");
+    }
+}
+
+/// Random sets of filters (merged kinds, several kinds per stream, `after`
+/// on some, duplicates, covered stream filters) load exactly what the
+/// in-memory store loads for the same log.
+#[tokio::test]
+async fn loads_agree_with_the_in_memory_store_on_random_filters() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let model = inmemory::Store::<String, ()>::new();
+    let kinds = ["a", "b", "c", "d"];
+    let streams = ["s1", "s2", "s3"];
+    let mut state: u64 = 0x0DDB_1A5E_5BAD_5EED;
+    let mut next = |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % u64::try_from(bound).unwrap()).unwrap()
+    };
+    for n in 0..120 {
+        let stream = streams[next(streams.len())].to_owned();
+        let size = 1 + next(3);
+        let events: Vec<PersistableEvent<()>> = (0..size)
+            .map(|part| PersistableEvent {
+                kind: kinds[next(kinds.len())].to_owned(),
+                data: format!("{n}.{part}").into_bytes(),
+                metadata: (),
+            })
+            .collect();
+        let ours = store
+            .append("agg", &stream, None, NonEmpty::from_vec(events.clone()).unwrap())
+            .await
+            .unwrap();
+        let theirs = model
+            .append("agg", &stream, None, NonEmpty::from_vec(events).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(u64::try_from(ours.last_position).unwrap(), theirs.last_position);
+    }
+    for round in 0..300 {
+        let count = 1 + next(5);
+        let mut filters: Vec<EventFilter<String, i64>> = Vec::new();
+        for _ in 0..count {
+            let kind = kinds[next(kinds.len())];
+            let mut filter = if next(2) == 0 {
+                EventFilter::for_event(kind)
+            } else {
+                EventFilter::for_aggregate(kind, "agg", streams[next(streams.len())].to_owned())
+            };
+            if next(3) == 0 {
+                filter = filter.after(i64::try_from(next(250)).unwrap());
+            }
+            filters.push(filter);
+        }
+        let model_filters: Vec<EventFilter<String, u64>> = filters
+            .iter()
+            .map(|filter| {
+                let mut converted = match filter.aggregate() {
+                    None => EventFilter::for_event(filter.event_kind()),
+                    Some((kind, id)) => EventFilter::for_aggregate(filter.event_kind(), kind, id.clone()),
+                };
+                if let Some(after) = filter.after_position() {
+                    converted = converted.after(u64::try_from(after).unwrap());
+                }
+                converted
+            })
+            .collect();
+        let ours: Vec<(i64, Vec<u8>)> = store
+            .load_events(&filters)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.position, e.data))
+            .collect();
+        let theirs: Vec<(i64, Vec<u8>)> = model
+            .load_events(&model_filters)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (i64::try_from(e.position).unwrap(), e.data))
+            .collect();
+        assert_eq!(ours, theirs, "round {round}: filters {filters:?}");
+    }
+}

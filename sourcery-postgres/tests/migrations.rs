@@ -1,0 +1,135 @@
+//! Migrations: fresh, repeated, concurrent, and refusing what they do not know.
+
+#[path = "support/database.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use sourcery_core::store::{EventFilter, EventStore};
+use sourcery_postgres::{Error, Store};
+use tokio::sync::Barrier;
+
+type PgStore = Store<String, serde_json::Value>;
+
+async fn unmigrated() -> Option<PgStore> {
+    let pool = support::pool(8, "sourcery-postgres-migrations").await?;
+    Some(Store::with_schema(pool, support::fresh_schema_name()).unwrap())
+}
+
+async fn recorded(store: &PgStore) -> Vec<i64> {
+    sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{}\".sourcery_migrations ORDER BY version",
+        store.schema()
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_schema_gets_every_migration_and_a_second_run_does_nothing() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(applied, [1, 2, 3]);
+    assert_eq!(recorded(&store).await, [1, 2, 3]);
+    assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new());
+    assert_eq!(recorded(&store).await, [1, 2, 3]);
+    assert!(
+        store
+            .load_events(&[EventFilter::for_event("x")])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_concurrent_migrations_apply_once() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    let barrier = Arc::new(Barrier::new(4));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        // Separate pools: as from separate processes.
+        let pool = support::pool(2, "sourcery-postgres-migrations").await.unwrap();
+        let store: PgStore = Store::with_schema(pool, store.schema()).unwrap();
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.migrate().await
+        }));
+    }
+    let mut applied = Vec::new();
+    for task in tasks {
+        applied.push(support::bounded("migrate", 60, task).await.unwrap().unwrap());
+    }
+    applied.sort();
+    assert_eq!(
+        applied,
+        [vec![], vec![], vec![], vec![1, 2, 3]],
+        "one task applied everything"
+    );
+    assert_eq!(recorded(&store).await, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_release_or_with_changed_migrations_is_refused() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    store.migrate().await.unwrap();
+    let table = format!("\"{}\".sourcery_migrations", store.schema());
+    sqlx::query(&format!(
+        "UPDATE {table} SET checksum = 'edited' WHERE version = 2"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.migrate().await,
+        Err(Error::MigrationChanged { version: 2, .. })
+    ));
+    sqlx::query(&format!(
+        "INSERT INTO {table} (version, name, checksum) VALUES (99, 'future', '')"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.migrate().await,
+        Err(Error::SchemaTooNew {
+            found: 99,
+            known: 3,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn an_unmigrated_store_says_so() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    let error = store
+        .load_events(&[EventFilter::for_event("x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::NotMigrated { .. }), "{error:?}");
+    assert!(error.to_string().contains("run `Store::migrate` first"));
+    let error = store.stream_version("a", &"b".to_owned()).await.unwrap_err();
+    assert!(matches!(error, Error::NotMigrated { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn bad_schema_names_are_refused_before_touching_the_database() {
+    let Some(pool) = support::pool(1, "sourcery-postgres-migrations").await else {
+        return;
+    };
+    for name in ["", "a;b", "it's", "1st", "x\"y"] {
+        let result = Store::<String, ()>::with_schema(pool.clone(), name);
+        assert!(matches!(result, Err(Error::InvalidSchemaName { .. })), "{name:?}");
+    }
+}
