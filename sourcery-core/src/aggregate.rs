@@ -122,6 +122,14 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// Why the aggregate rejects a command.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// The version of the state's shape in snapshots. Bump it when the
+    /// state's fields change in a way its serde encoding does not absorb:
+    /// snapshots of another version are ignored (the aggregate is replayed
+    /// from its events and the next snapshot replaces them). Only used by
+    /// repositories with snapshots
+    /// ([`Repository::with_snapshots`](crate::repository::Repository::with_snapshots)).
+    const SNAPSHOT_VERSION: u32 = 1;
+
     /// Folds one event into the state. Never fails: an event is a fact.
     fn apply(&mut self, event: &Self::Event);
 }

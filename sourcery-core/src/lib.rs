@@ -15,6 +15,7 @@ mod non_empty;
 pub mod projection;
 pub mod repository;
 pub mod runner;
+pub mod snapshot;
 pub mod store;
 pub mod subscription;
 #[cfg(feature = "test-util")]

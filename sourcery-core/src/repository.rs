@@ -59,11 +59,19 @@
 use std::fmt::{self, Debug};
 use std::marker::PhantomData;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::aggregate::{Aggregate, Handle, HandleCreate};
+use crate::codec::Codec;
 use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, Optimistic, Unchecked};
 use crate::event::{DecodeError, DecodeEvent, EncodeError};
 use crate::metadata::Metadata;
 use crate::projection::{Projection, ProjectionEvents};
+use crate::snapshot::{
+    AggregateSnapshots, NoSnapshots, Snapshot, SnapshotFrontier, SnapshotKey, SnapshotProblem, SnapshotStore,
+    SnapshotWarning, Snapshotting,
+};
 use crate::store::{AppendError, EventFilter, EventStore, StoredEvent, Transaction};
 
 /// Loads aggregates, executes commands and loads projections over one store.
@@ -73,13 +81,21 @@ use crate::store::{AppendError, EventFilter, EventStore, StoredEvent, Transactio
 /// [`execute_with_retry`](Self::execute_with_retry)), unchecked on request
 /// ([`without_concurrency_checking`](Self::without_concurrency_checking)).
 /// Creating an aggregate always requires an empty stream.
-pub struct Repository<S, C = Optimistic> {
+///
+/// Snapshots are chosen here too: none by default ([`NoSnapshots`]), or a
+/// [`SnapshotStore`] with [`with_snapshots`](Self::with_snapshots). With
+/// one, loads start from the aggregate's latest compatible snapshot and
+/// replay only the events after it, and commands offer a snapshot of the
+/// new state after their commit; see [`snapshot`](crate::snapshot) for the
+/// rules that keep snapshotted state exactly the replayed state.
+pub struct Repository<S, C = Optimistic, Snap = NoSnapshots> {
     store: S,
+    snapshots: Snap,
     strategy: PhantomData<C>,
 }
 
 /// What a successful command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CommandOutcome<Pos> {
     /// The position of the last event written; `None` when the command
@@ -89,6 +105,10 @@ pub struct CommandOutcome<Pos> {
     pub events: usize,
     /// How many attempts it took (1 unless conflicts were retried).
     pub attempts: u32,
+    /// Snapshot problems met on the way (a snapshot ignored on load, or not
+    /// saved after the commit). They never fail the command: its events are
+    /// committed. Empty without snapshots.
+    pub warnings: Vec<SnapshotWarning>,
 }
 
 /// Why an aggregate or projection could not be loaded.
@@ -196,39 +216,83 @@ pub type CommandResult<A, S> = Result<CommandOutcome<<S as EventStore>::Position
 
 /// An aggregate's state and the version it was read at.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Loaded<A, Pos> {
-    /// The state, folded from every event of the stream.
+    /// The state, folded from every event of the stream (from a snapshot
+    /// and the events after it, with snapshots).
     pub state: A,
     /// The position of the stream's last event; `None` for an empty stream.
     pub version: Option<Pos>,
+    /// The position of the snapshot the load started from; `None` when it
+    /// replayed the stream from its first event.
+    pub snapshot_position: Option<Pos>,
+    /// How many events were applied (after the snapshot, if any).
+    pub replayed: usize,
+    /// Why a snapshot was not used, when one went wrong (the state is then
+    /// a full replay).
+    pub warnings: Vec<SnapshotWarning>,
 }
 
 impl<S: EventStore> Repository<S> {
-    /// A repository over `store`, with optimistic concurrency.
+    /// A repository over `store`, with optimistic concurrency and no
+    /// snapshots.
     pub fn new(store: S) -> Self {
         Self {
             store,
+            snapshots: NoSnapshots,
             strategy: PhantomData,
         }
     }
 }
 
-impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
+impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     /// The same repository, committing without version checks (last writer
     /// appends; creations still require an empty stream).
     #[must_use]
-    pub fn without_concurrency_checking(self) -> Repository<S, Unchecked> {
+    pub fn without_concurrency_checking(self) -> Repository<S, Unchecked, Snap> {
         Repository {
             store: self.store,
+            snapshots: self.snapshots,
             strategy: PhantomData,
         }
     }
 
     /// The same repository, with optimistic concurrency.
     #[must_use]
-    pub fn with_optimistic_concurrency(self) -> Repository<S, Optimistic> {
+    pub fn with_optimistic_concurrency(self) -> Repository<S, Optimistic, Snap> {
         Repository {
             store: self.store,
+            snapshots: self.snapshots,
+            strategy: PhantomData,
+        }
+    }
+
+    /// The same repository, loading aggregates from snapshots in
+    /// `snapshots` and offering it new ones after commits, per its
+    /// [policy](crate::snapshot::SnapshotPolicy).
+    ///
+    /// Aggregates loaded or changed through it must be
+    /// `Serialize + DeserializeOwned` with `Id: Serialize`; their state is
+    /// encoded with the event store's codec and tagged with
+    /// [`Aggregate::SNAPSHOT_VERSION`].
+    #[must_use]
+    pub fn with_snapshots<T>(self, snapshots: T) -> Repository<S, C, Snapshotting<T>>
+    where
+        T: SnapshotStore<S::Position>,
+    {
+        Repository {
+            store: self.store,
+            snapshots: Snapshotting::new(snapshots),
+            strategy: PhantomData,
+        }
+    }
+
+    /// The same repository without snapshots.
+    #[must_use]
+    pub fn without_snapshots(self) -> Repository<S, C> {
+        Repository {
+            store: self.store,
+            snapshots: NoSnapshots,
             strategy: PhantomData,
         }
     }
@@ -243,8 +307,14 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
         self.store
     }
 
+    /// The snapshot setting: [`NoSnapshots`], or the [`Snapshotting`]
+    /// wrapper around the snapshot store.
+    pub fn snapshots(&self) -> &Snap {
+        &self.snapshots
+    }
+
     /// Loads aggregate `A` with `id`: every event of its stream, applied in
-    /// order.
+    /// order (with snapshots: the latest snapshot and the events after it).
     ///
     /// # Errors
     ///
@@ -254,6 +324,7 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     pub async fn load<A>(&self, id: &A::Id) -> Result<A, LoadError<S::Error>>
     where
         A: Aggregate<Id = S::Id>,
+        Snap: AggregateSnapshots<A, S::Position>,
     {
         let loaded = self.load_versioned::<A>(id).await?;
         if loaded.version.is_none() {
@@ -265,6 +336,12 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     /// Loads aggregate `A` with `id` and the version it was read at; an
     /// empty stream gives the default state and no version.
     ///
+    /// With snapshots it starts from the latest snapshot whose schema
+    /// version is [`A::SNAPSHOT_VERSION`](Aggregate::SNAPSHOT_VERSION) and
+    /// replays the events after its position. A snapshot that does not
+    /// decode, or a snapshot store that fails, gives a full replay and a
+    /// warning in [`Loaded::warnings`] (never an error).
+    ///
     /// # Errors
     ///
     /// [`LoadError::Decode`] naming the event that does not decode,
@@ -272,25 +349,43 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     pub async fn load_versioned<A>(&self, id: &A::Id) -> Result<Loaded<A, S::Position>, LoadError<S::Error>>
     where
         A: Aggregate<Id = S::Id>,
+        Snap: AggregateSnapshots<A, S::Position>,
     {
-        let filters: Vec<EventFilter<S::Id, S::Position>> = A::Event::event_kinds()
-            .iter()
-            .map(|kind| EventFilter::for_aggregate(*kind, A::KIND, id.clone()))
-            .collect();
-        let events = self.store.load_events(&filters).await.map_err(LoadError::Store)?;
-        let mut state = A::default();
-        let mut version = None;
+        let restored = self.snapshots.restore(id, self.store.codec()).await;
+        let snapshot_position = restored.position;
+        let mut state = restored.state;
+        let mut version = snapshot_position;
+        let events = self
+            .store
+            .load_events(&stream_filters::<A, S>(id, snapshot_position))
+            .await
+            .map_err(LoadError::Store)?;
         for event in &events {
             let decoded: A::Event = event.decode(self.store.codec())?;
             state.apply(&decoded);
             version = Some(event.position);
         }
-        Ok(Loaded { state, version })
+        Ok(Loaded {
+            state,
+            version,
+            snapshot_position,
+            replayed: events.len(),
+            warnings: restored.warnings,
+        })
     }
 
     /// Executes `command` on the existing aggregate `A` with `id`: load,
     /// decide, append with `metadata`, commit. A command that produces no
     /// events writes nothing.
+    ///
+    /// With snapshots, a snapshot of the new state is offered after the
+    /// commit when the policy finds one due. After an optimistic commit that
+    /// state is the loaded state with the new events applied; after an
+    /// unchecked one the stream's events after the loaded version are read
+    /// again (another writer may have appended in between) and applied
+    /// instead. A snapshot failure then is a warning in
+    /// [`CommandOutcome::warnings`], never an error: the events are
+    /// committed.
     ///
     /// # Errors
     ///
@@ -307,14 +402,84 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     where
         A: Aggregate<Id = S::Id> + Handle<Cmd>,
         S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
     {
         let loaded = self.load_versioned::<A>(id).await?;
         let Some(version) = loaded.version else {
             return Err(not_found::<A, S::Error>(id).into());
         };
-        let events = loaded.state.handle(command).map_err(CommandError::Rejected)?;
+        let Loaded {
+            mut state,
+            replayed,
+            mut warnings,
+            ..
+        } = loaded;
+        let events = state.handle(command).map_err(CommandError::Rejected)?;
+        let since = count(replayed).saturating_add(count(events.len()));
+        let due = !events.is_empty() && self.snapshots.is_due(since);
+        if due && C::CHECKS_VERSION {
+            // The commit succeeds only if the stream is still at `version`,
+            // so the new state is exactly the loaded one plus these events.
+            for event in &events {
+                state.apply(event);
+            }
+        }
         let tx = self.store.begin::<C>(A::KIND, id.clone(), Some(version));
-        commit::<A, S, C>(tx, events, metadata).await
+        let mut outcome = commit::<A, S, C>(tx, events, metadata).await?;
+        if let (true, Some(last_position)) = (due, outcome.last_position) {
+            let warning = if C::CHECKS_VERSION {
+                self.snapshots
+                    .offer_state(id, self.store.codec(), &state, last_position, since)
+                    .await
+            } else {
+                self.snapshot_after_unchecked(id, state, version, replayed).await
+            };
+            warnings.extend(warning);
+        }
+        outcome.warnings = warnings;
+        Ok(outcome)
+    }
+
+    /// After an unchecked commit: reads the stream after `version` (this
+    /// command's events and any concurrent writer's), folds them into
+    /// `state` (the state at `version`) and offers the result at the last
+    /// position read.
+    async fn snapshot_after_unchecked<A>(
+        &self,
+        id: &A::Id,
+        mut state: A,
+        version: S::Position,
+        replayed: usize,
+    ) -> Option<SnapshotWarning>
+    where
+        A: Aggregate<Id = S::Id>,
+        Snap: AggregateSnapshots<A, S::Position>,
+    {
+        let refresh_failed = |error: &dyn std::error::Error| {
+            let target = format!("aggregate {} {id:?}", A::KIND);
+            Some(SnapshotWarning::logged(target, SnapshotProblem::Refresh, error))
+        };
+        let tail = match self
+            .store
+            .load_events(&stream_filters::<A, S>(id, Some(version)))
+            .await
+        {
+            Ok(tail) => tail,
+            Err(error) => return refresh_failed(&error),
+        };
+        let mut last = None;
+        for event in &tail {
+            match event.decode::<A::Event>(self.store.codec()) {
+                Ok(decoded) => state.apply(&decoded),
+                Err(error) => return refresh_failed(&error),
+            }
+            last = Some(event.position);
+        }
+        let last = last?;
+        let since = count(replayed).saturating_add(count(tail.len()));
+        self.snapshots
+            .offer_state(id, self.store.codec(), &state, last, since)
+            .await
     }
 
     /// [`execute`](Self::execute), reloading and running the command again
@@ -335,6 +500,7 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     where
         A: Aggregate<Id = S::Id> + Handle<Cmd>,
         S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
     {
         let mut attempts = 1;
         loop {
@@ -358,6 +524,10 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     /// [`CommandError::AlreadyExists`] when the stream has events (found on
     /// load or at commit), [`CommandError::Rejected`] when the aggregate
     /// rejects the command, and store failures.
+    ///
+    /// With snapshots, the new aggregate's state is offered as a snapshot
+    /// when the policy finds one due (the stream holds exactly these
+    /// events).
     pub async fn create<A, Cmd>(
         &self,
         id: &A::Id,
@@ -367,6 +537,7 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     where
         A: Aggregate<Id = S::Id> + HandleCreate<Cmd>,
         S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
     {
         let exists = self
             .store
@@ -377,11 +548,27 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
             return Err(already_exists::<A, S>(id));
         }
         let events = A::handle_create(command).map_err(CommandError::Rejected)?;
+        let since = count(events.len());
+        let state = (!events.is_empty() && self.snapshots.is_due(since)).then(|| {
+            let mut state = A::default();
+            for event in &events {
+                state.apply(event);
+            }
+            state
+        });
         let tx = self.store.begin::<Optimistic>(A::KIND, id.clone(), None);
-        match commit::<A, S, Optimistic>(tx, events, metadata).await {
-            Err(CommandError::Conflict(_)) => Err(already_exists::<A, S>(id)),
-            other => other,
+        let mut outcome = match commit::<A, S, Optimistic>(tx, events, metadata).await {
+            Err(CommandError::Conflict(_)) => return Err(already_exists::<A, S>(id)),
+            other => other?,
+        };
+        if let (Some(state), Some(last_position)) = (state, outcome.last_position) {
+            let warning = self
+                .snapshots
+                .offer_state(id, self.store.codec(), &state, last_position, since)
+                .await;
+            outcome.warnings.extend(warning);
         }
+        Ok(outcome)
     }
 
     /// Loads projection `P` from the events it declares
@@ -400,15 +587,48 @@ impl<S: EventStore, C: ConcurrencyStrategy> Repository<S, C> {
     }
 
     /// A builder to choose the events of projection `P` at load time.
-    pub fn projection<P>(&self) -> ProjectionLoader<'_, S, P>
+    pub fn projection<P>(&self) -> ProjectionLoader<'_, S, P, Snap>
     where
         P: Projection<Id = S::Id, Metadata = S::Metadata>,
     {
         ProjectionLoader {
             store: &self.store,
             events: ProjectionEvents::new(),
+            snapshots: &self.snapshots,
+            snapshot_version: 1,
         }
     }
+}
+
+impl<S: EventStore, C: ConcurrencyStrategy, T> Repository<S, C, Snapshotting<T>> {
+    /// The snapshot store.
+    pub fn snapshot_store(&self) -> &T {
+        self.snapshots.store()
+    }
+}
+
+/// The filters that select the stream of `A` with `id`, after `position`
+/// when given.
+fn stream_filters<A, S>(id: &A::Id, after: Option<S::Position>) -> Vec<EventFilter<S::Id, S::Position>>
+where
+    A: Aggregate<Id = S::Id>,
+    S: EventStore,
+{
+    A::Event::event_kinds()
+        .iter()
+        .map(|kind| {
+            let filter = EventFilter::for_aggregate(*kind, A::KIND, id.clone());
+            match after {
+                Some(position) => filter.after(position),
+                None => filter,
+            }
+        })
+        .collect()
+}
+
+/// An event count for a snapshot policy.
+fn count(events: usize) -> u64 {
+    u64::try_from(events).unwrap_or(u64::MAX)
 }
 
 pub(crate) async fn commit<A, S, C>(
@@ -437,6 +657,7 @@ where
         last_position: written.map(|written| written.last_position),
         events: count,
         attempts: 1,
+        warnings: Vec::new(),
     })
 }
 
@@ -455,12 +676,34 @@ fn already_exists<A: Aggregate, S: EventStore>(id: &A::Id) -> CommandErrorFor<A,
 }
 
 /// Loads a projection from the events chosen with the builder methods.
-pub struct ProjectionLoader<'r, S: EventStore, P> {
+///
+/// [`load_from_snapshot`](Self::load_from_snapshot) resumes from the
+/// repository's snapshot store.
+pub struct ProjectionLoader<'r, S: EventStore, P, Snap = NoSnapshots> {
     store: &'r S,
     events: ProjectionEvents<S, P>,
+    snapshots: &'r Snap,
+    snapshot_version: u32,
 }
 
-impl<S, P> ProjectionLoader<'_, S, P>
+/// A projection loaded by [`ProjectionLoader::load_from_snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadedProjection<P, Pos> {
+    /// The projection, up to date with every selected event loaded.
+    pub projection: P,
+    /// The position of the last event applied (the snapshot's, when no
+    /// event followed it); `None` when there was nothing.
+    pub position: Option<Pos>,
+    /// The position of the snapshot the load started from, if any.
+    pub snapshot_position: Option<Pos>,
+    /// How many events were applied after the snapshot.
+    pub replayed: usize,
+    /// Snapshot problems met on the way (the projection is right anyway).
+    pub warnings: Vec<SnapshotWarning>,
+}
+
+impl<S, P, Snap> ProjectionLoader<'_, S, P, Snap>
 where
     S: EventStore,
     P: Projection<Id = S::Id, Metadata = S::Metadata>,
@@ -519,6 +762,16 @@ where
         self
     }
 
+    /// The version of `P`'s shape in its snapshots (1 unless set): bump it
+    /// when the projection's fields change, and
+    /// [`load_from_snapshot`](Self::load_from_snapshot) ignores the
+    /// snapshots of other versions.
+    #[must_use]
+    pub fn snapshot_version(mut self, version: u32) -> Self {
+        self.snapshot_version = version;
+        self
+    }
+
     /// Loads the chosen events and folds them, in position order, into a
     /// default projection.
     ///
@@ -559,30 +812,185 @@ where
         }
         Ok((projection, last))
     }
+
+    /// Like [`load_with_position`](Self::load_with_position), resuming from
+    /// the latest snapshot of this selection of events, and saving a new one
+    /// when the repository's snapshot policy finds one due.
+    ///
+    /// The snapshot key is [`SnapshotKey::for_projection_events`]: `P::KIND`
+    /// and a fingerprint of the selected events, so another selection never
+    /// resumes from this one's snapshot. Snapshots whose schema version is
+    /// not [`snapshot_version`](Self::snapshot_version) are ignored. A new
+    /// snapshot is taken at the last event at or below the store's
+    /// [snapshot frontier](SnapshotFrontier) (asked before loading): on
+    /// stores where a lower position can still commit after a higher one
+    /// became visible (PostgreSQL), resuming after a later position could
+    /// skip that event. Without snapshots ([`NoSnapshots`]) this is a full
+    /// load.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Decode`] naming an event that does not decode,
+    /// [`LoadError::Store`] when the event store fails. Snapshot problems
+    /// are [`LoadedProjection::warnings`], not errors.
+    pub async fn load_from_snapshot(self) -> Result<LoadedProjection<P, S::Position>, LoadError<S::Error>>
+    where
+        S: SnapshotFrontier,
+        S::Id: PartialEq + Serialize,
+        P: Serialize + DeserializeOwned,
+        Snap: SnapshotStore<S::Position>,
+    {
+        let mut loaded = LoadedProjection {
+            projection: P::default(),
+            position: None,
+            snapshot_position: None,
+            replayed: 0,
+            warnings: Vec::new(),
+        };
+        if self.events.is_empty() {
+            return Ok(loaded);
+        }
+        let codec = self.store.codec();
+        let target = || format!("projection {}", P::KIND);
+        let key = match SnapshotKey::for_projection_events(P::KIND, &self.events.filters()) {
+            Ok(key) => Some(key),
+            Err(error) => {
+                let warning = SnapshotWarning::logged(target(), SnapshotProblem::Key, &error);
+                loaded.warnings.push(warning);
+                None
+            }
+        };
+        // Where a new snapshot may be taken: asked before loading, so every
+        // event at or below it is in the load.
+        let mut frontier = None;
+        if key.is_some() && self.snapshots.policy() != crate::snapshot::SnapshotPolicy::Never {
+            match self.store.snapshot_frontier().await {
+                Ok(position) => frontier = Some(position),
+                Err(error) => {
+                    let warning = SnapshotWarning::logged(target(), SnapshotProblem::Frontier, &error);
+                    loaded.warnings.push(warning);
+                }
+            }
+        }
+        if let Some(key) = &key {
+            let (projection, position, warnings) =
+                restore_projection::<P, _, _>(self.snapshots, key, codec, self.snapshot_version).await;
+            loaded.projection = projection;
+            loaded.snapshot_position = position;
+            loaded.warnings.extend(warnings);
+        }
+        let filters = match loaded.snapshot_position {
+            Some(position) => self.events.filters_after(position),
+            None => self.events.filters(),
+        };
+        let stored: Vec<StoredEvent<S::Id, S::Position, S::Metadata>> =
+            self.store.load_events(&filters).await.map_err(LoadError::Store)?;
+        // The events a new snapshot may cover: those at or below the frontier.
+        let covered = match frontier {
+            Some(Some(limit)) => stored.partition_point(|event| event.position <= limit),
+            Some(None) => stored.len(),
+            None => 0,
+        };
+        let due = self.snapshots.policy().accepts(count(covered));
+        let mut snapshot = None;
+        for (index, event) in stored.iter().enumerate() {
+            self.events.apply(&mut loaded.projection, event, codec)?;
+            if due && index + 1 == covered {
+                match codec.encode(&loaded.projection) {
+                    Ok(data) => {
+                        snapshot = Some(Snapshot {
+                            position: event.position,
+                            schema_version: self.snapshot_version,
+                            data,
+                        });
+                    }
+                    Err(error) => {
+                        let warning = SnapshotWarning::logged(target(), SnapshotProblem::Encode, &error);
+                        loaded.warnings.push(warning);
+                    }
+                }
+            }
+        }
+        loaded.replayed = stored.len();
+        loaded.position = stored
+            .last()
+            .map(|event| event.position)
+            .or(loaded.snapshot_position);
+        if let (Some(key), Some(snapshot)) = (key, snapshot)
+            && let Err(error) = self.snapshots.save(&key, snapshot).await
+        {
+            let warning = SnapshotWarning::logged(&key, SnapshotProblem::Save, &error);
+            loaded.warnings.push(warning);
+        }
+        Ok(loaded)
+    }
 }
 
-impl<S: Clone, C> Clone for Repository<S, C> {
+/// The projection's snapshot under `key` when it is of `version` and
+/// decodes; else the default projection (with a warning when something
+/// failed).
+async fn restore_projection<P, Pos, Snap>(
+    snapshots: &Snap,
+    key: &SnapshotKey,
+    codec: &impl Codec,
+    version: u32,
+) -> (P, Option<Pos>, Option<SnapshotWarning>)
+where
+    P: Default + DeserializeOwned,
+    Snap: SnapshotStore<Pos>,
+{
+    let snapshot = match snapshots.load(key).await {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return (P::default(), None, None),
+        Err(error) => {
+            let warning = SnapshotWarning::logged(key, SnapshotProblem::Load, &error);
+            return (P::default(), None, Some(warning));
+        }
+    };
+    if snapshot.schema_version != version {
+        tracing::debug!(
+            target: "sourcery::snapshot",
+            %key,
+            found = snapshot.schema_version,
+            expected = version,
+            "ignoring a projection snapshot of another schema version; replaying every event"
+        );
+        return (P::default(), None, None);
+    }
+    match codec.decode::<P>(&snapshot.data) {
+        Ok(projection) => (projection, Some(snapshot.position), None),
+        Err(error) => {
+            let warning = SnapshotWarning::logged(key, SnapshotProblem::Decode, &error);
+            (P::default(), None, Some(warning))
+        }
+    }
+}
+
+impl<S: Clone, C, Snap: Clone> Clone for Repository<S, C, Snap> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
+            snapshots: self.snapshots.clone(),
             strategy: PhantomData,
         }
     }
 }
 
-impl<S: Debug, C: ConcurrencyStrategy> Debug for Repository<S, C> {
+impl<S: Debug, C: ConcurrencyStrategy, Snap: Debug> Debug for Repository<S, C, Snap> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Repository")
             .field("store", &self.store)
             .field("checks_versions", &C::CHECKS_VERSION)
+            .field("snapshots", &self.snapshots)
             .finish()
     }
 }
 
-impl<S: EventStore, P> Debug for ProjectionLoader<'_, S, P> {
+impl<S: EventStore, P, Snap> Debug for ProjectionLoader<'_, S, P, Snap> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProjectionLoader")
             .field("events", &self.events)
+            .field("snapshot_version", &self.snapshot_version)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,1 @@
+//! Checks for [`SnapshotStore`](super::SnapshotStore) implementations (feature `test-util`).
