@@ -143,36 +143,109 @@ impl Query {
         self.statements.is_empty()
     }
 
-    /// Runs the query on `connection` and decodes the rows.
-    pub(crate) fn run<Id, M>(
-        &self,
-        connection: &mut Connection,
-        path: &Path,
-    ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error>
+    /// Runs the query on `connection` and returns its rows, undecoded.
+    pub(crate) fn run(&self, connection: &mut Connection, path: &Path) -> Result<Rows, Error> {
+        let mut rows = Rows::default();
+        match self.statements.as_slice() {
+            [] => {}
+            [(sql, parameters)] => select(connection, path, sql, parameters, &mut rows)?,
+            statements => {
+                // One read transaction: every statement sees the same snapshot.
+                let transaction = connection.transaction().at(path)?;
+                for (sql, parameters) in statements {
+                    select(&transaction, path, sql, parameters, &mut rows)?;
+                }
+                transaction.commit().at(path)?;
+                rows.rows.sort_by_key(|row| row.position);
+                rows.rows.dedup_by_key(|row| row.position);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Rows as a reader thread hands them over: every column's bytes in one
+/// buffer, and where each row's columns end.
+///
+/// The reader thread only copies bytes out of SQLite; the caller builds the
+/// `StoredEvent`s. So the many small allocations of the result are made (and
+/// later freed) on the caller's thread, as hand-written code would make
+/// them: freeing memory that another thread allocated costs the allocator
+/// far more, and it made loads about 25% slower when the reader thread built
+/// the events.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    bytes: Vec<u8>,
+    rows: Vec<RawRow>,
+}
+
+/// One row: its position and where its columns end in [`Rows::bytes`]
+/// (aggregate kind, aggregate id, event kind, data, metadata; each starts
+/// where the previous one ends).
+#[derive(Debug, Clone, Copy)]
+struct RawRow {
+    position: i64,
+    start: usize,
+    ends: [usize; 5],
+}
+
+impl Rows {
+    /// Builds the events: parses ids, decodes metadata.
+    pub(crate) fn decode<Id, M>(&self, path: &Path) -> Result<Vec<StoredEvent<Id, i64, M>>, Error>
     where
         Id: TextId + Clone,
         M: DeserializeOwned,
     {
-        match self.statements.as_slice() {
-            [] => Ok(Vec::new()),
-            [(sql, parameters)] => {
-                let mut events = Vec::new();
-                select(connection, path, sql, parameters, &mut events)?;
-                Ok(events)
-            }
-            statements => {
-                // One read transaction: every statement sees the same snapshot.
-                let transaction = connection.transaction().at(path)?;
-                let mut events = Vec::new();
-                for (sql, parameters) in statements {
-                    select(&transaction, path, sql, parameters, &mut events)?;
+        let mut events = Vec::with_capacity(self.rows.len());
+        // Consecutive rows mostly share their stream: reuse its parsed id.
+        let mut previous: Option<(&str, &str, Id)> = None;
+        for row in &self.rows {
+            let [kind_end, id_end, event_kind_end, data_end, metadata_end] = row.ends;
+            let text = |start: usize, end: usize| {
+                std::str::from_utf8(&self.bytes[start..end])
+                    .map_err(|error| Error::from_sqlite(path, rusqlite::Error::Utf8Error(error)))
+            };
+            let aggregate_kind = text(row.start, kind_end)?;
+            let id_text = text(kind_end, id_end)?;
+            let kind = text(id_end, event_kind_end)?;
+            let data = &self.bytes[event_kind_end..data_end];
+            let metadata_text = text(data_end, metadata_end)?;
+            let position = row.position;
+
+            let aggregate_id = match &previous {
+                Some((known_kind, known_text, known_id))
+                    if *known_kind == aggregate_kind && *known_text == id_text =>
+                {
+                    known_id.clone()
                 }
-                transaction.commit().at(path)?;
-                events.sort_by_key(|event| event.position);
-                events.dedup_by_key(|event| event.position);
-                Ok(events)
-            }
+                _ => {
+                    let aggregate_id = Id::from_text(id_text).map_err(|source| Error::DecodeAggregateId {
+                        event_kind: kind.to_owned(),
+                        aggregate_kind: aggregate_kind.to_owned(),
+                        position,
+                        source,
+                    })?;
+                    previous = Some((aggregate_kind, id_text, aggregate_id.clone()));
+                    aggregate_id
+                }
+            };
+            let metadata = serde_json::from_str(metadata_text).map_err(|source| Error::DecodeMetadata {
+                event_kind: kind.to_owned(),
+                aggregate_kind: aggregate_kind.to_owned(),
+                aggregate_id: id_text.to_owned(),
+                position,
+                source,
+            })?;
+            events.push(StoredEvent {
+                aggregate_kind: aggregate_kind.to_owned(),
+                aggregate_id,
+                kind: kind.to_owned(),
+                position,
+                data: data.to_vec(),
+                metadata,
+            });
         }
+        Ok(events)
     }
 }
 
@@ -191,69 +264,32 @@ fn statement(predicates: &[Predicate]) -> (String, Vec<Value>) {
     (sql, parameters)
 }
 
-/// Runs one `SELECT` and appends its decoded rows to `events`.
-fn select<Id, M>(
+/// Runs one `SELECT` and copies its rows into `rows`.
+fn select(
     connection: &Connection,
     path: &Path,
     sql: &str,
     parameters: &[Value],
-    events: &mut Vec<StoredEvent<Id, i64, M>>,
-) -> Result<(), Error>
-where
-    Id: TextId + Clone,
-    M: DeserializeOwned,
-{
+    rows: &mut Rows,
+) -> Result<(), Error> {
     let mut statement = connection.prepare_cached(sql).at(path)?;
-    let mut rows = statement.query(params_from_iter(parameters)).at(path)?;
-    // Consecutive rows mostly share their stream: reuse its decoded id.
-    let mut previous: Option<(String, String, Id)> = None;
-    while let Some(row) = rows.next().at(path)? {
+    let mut results = statement.query(params_from_iter(parameters)).at(path)?;
+    while let Some(row) = results.next().at(path)? {
         let position: i64 = row.get(0).at(path)?;
-        let aggregate_kind = row.get_ref(1).and_then(|value| Ok(value.as_str()?)).at(path)?;
-        let id_text = row.get_ref(2).and_then(|value| Ok(value.as_str()?)).at(path)?;
-        let kind: String = row.get(3).at(path)?;
-        let data = row
-            .get_ref(4)
-            .and_then(|value| Ok(value.as_blob()?))
-            .at(path)?
-            .to_vec();
-        let metadata_text = row.get_ref(5).and_then(|value| Ok(value.as_str()?)).at(path)?;
-
-        let (aggregate_kind, aggregate_id) = match &previous {
-            Some((known_kind, known_text, known_id))
-                if known_kind == aggregate_kind && known_text == id_text =>
-            {
-                (known_kind.clone(), known_id.clone())
-            }
-            _ => {
-                let aggregate_id = Id::from_text(id_text).map_err(|source| Error::DecodeAggregateId {
-                    event_kind: kind.clone(),
-                    aggregate_kind: aggregate_kind.to_owned(),
-                    position,
-                    source,
-                })?;
-                previous = Some((
-                    aggregate_kind.to_owned(),
-                    id_text.to_owned(),
-                    aggregate_id.clone(),
-                ));
-                (aggregate_kind.to_owned(), aggregate_id)
-            }
-        };
-        let metadata = serde_json::from_str(metadata_text).map_err(|source| Error::DecodeMetadata {
-            event_kind: kind.clone(),
-            aggregate_kind: aggregate_kind.clone(),
-            aggregate_id: id_text.to_owned(),
+        let start = rows.bytes.len();
+        let mut ends = [0; 5];
+        for (column, end) in (1..).zip(&mut ends) {
+            let bytes = row
+                .get_ref(column)
+                .and_then(|value| Ok(value.as_bytes()?))
+                .at(path)?;
+            rows.bytes.extend_from_slice(bytes);
+            *end = rows.bytes.len();
+        }
+        rows.rows.push(RawRow {
             position,
-            source,
-        })?;
-        events.push(StoredEvent {
-            aggregate_kind,
-            aggregate_id,
-            kind,
-            position,
-            data,
-            metadata,
+            start,
+            ends,
         });
     }
     Ok(())

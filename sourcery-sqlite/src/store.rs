@@ -282,10 +282,12 @@ where
         if query.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner
+        let rows = self
+            .inner
             .readers
             .run(move |connection, path| query.run(connection, path))
-            .await?
+            .await??;
+        rows.decode(self.path().unwrap_or(Path::new(IN_MEMORY)))
     }
 }
 

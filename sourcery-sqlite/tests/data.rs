@@ -1,0 +1,230 @@
+//! What the SQLite store keeps beyond the conformance suite's checks: ids
+//! and kinds SQLite could mangle (NUL bytes, case, long text), ids of other
+//! types kept as text, and stored values that no longer decode, which fail
+//! with errors naming the stream and position.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sourcery_core::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_sqlite::{Error, Store};
+
+fn event<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
+    NonEmpty::new(PersistableEvent {
+        kind: kind.to_owned(),
+        data: data.to_vec(),
+        metadata,
+    })
+}
+
+#[tokio::test]
+async fn nul_bytes_case_and_long_names_are_kept_exactly() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::<String, String>::open(dir.path().join("names.db"))
+        .await
+        .expect("the store opens");
+    let long = "é".repeat(50_000);
+    let names = [
+        "a\0b",
+        "a",
+        "A",
+        "a\0",
+        "ß",
+        "SS",
+        long.as_str(),
+        "\u{1F980}\u{200D}",
+    ];
+    for name in names {
+        store
+            .append_expecting_new(
+                name,
+                &name.to_owned(),
+                event(name, name.as_bytes(), name.to_owned()),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("appending to {name:?}: {error}"));
+    }
+    for name in names {
+        let events = store
+            .load_events(&[EventFilter::for_aggregate(name, name, name.to_owned())])
+            .await
+            .expect("the stream loads");
+        assert_eq!(events.len(), 1, "stream {name:?} holds its one event");
+        assert_eq!(events[0].aggregate_kind, name);
+        assert_eq!(events[0].aggregate_id, name);
+        assert_eq!(events[0].kind, name);
+        assert_eq!(events[0].data, name.as_bytes());
+        assert_eq!(events[0].metadata, name);
+        let by_kind = store
+            .load_events(&[EventFilter::for_event(name)])
+            .await
+            .expect("the kind loads");
+        assert_eq!(by_kind.len(), 1, "kind {name:?} matches itself only");
+    }
+}
+
+/// An id newtype with its own text form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OrderId(u32);
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "order-{}", self.0)
+    }
+}
+
+impl FromStr for OrderId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.trim_start_matches("order-").parse().map(OrderId)
+    }
+}
+
+#[tokio::test]
+async fn ids_of_other_types_are_kept_as_text() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("ids.db");
+    let orders = Store::<OrderId, ()>::open(&path).await.expect("the store opens");
+    orders
+        .append("order", &OrderId(7), None, event("order.placed", b"{}", ()))
+        .await
+        .expect("the append");
+    let events = orders
+        .load_events(&[EventFilter::for_aggregate("order.placed", "order", OrderId(7))])
+        .await
+        .expect("the stream loads");
+    assert_eq!(events[0].aggregate_id, OrderId(7));
+
+    let numbers = Store::<i64, ()>::open(&path).await.expect("the store opens");
+    numbers
+        .append("counter", &-42, None, event("counter.moved", b"{}", ()))
+        .await
+        .expect("the append");
+    let as_text = Store::<String, ()>::open(&path).await.expect("the store opens");
+    let stored: Vec<String> = as_text
+        .load_events(&[
+            EventFilter::for_event("order.placed"),
+            EventFilter::for_event("counter.moved"),
+        ])
+        .await
+        .expect("the log loads")
+        .into_iter()
+        .map(|event| event.aggregate_id)
+        .collect();
+    assert_eq!(stored, ["order-7", "-42"], "ids are stored as their text");
+}
+
+#[tokio::test]
+async fn an_id_that_does_not_parse_names_the_stream_and_position() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("bad-id.db");
+    let text = Store::<String, ()>::open(&path).await.expect("the store opens");
+    let written = text
+        .append(
+            "counter",
+            &"not a number".to_owned(),
+            None,
+            event("counter.moved", b"{}", ()),
+        )
+        .await
+        .expect("the append");
+
+    let numbers = Store::<i64, ()>::open(&path).await.expect("the store opens");
+    let error = numbers
+        .load_events(&[EventFilter::for_event("counter.moved")])
+        .await
+        .expect_err("the id does not parse");
+    match &error {
+        Error::DecodeAggregateId {
+            event_kind,
+            aggregate_kind,
+            position,
+            source,
+        } => {
+            assert_eq!(event_kind, "counter.moved");
+            assert_eq!(aggregate_kind, "counter");
+            assert_eq!(*position, written.last_position);
+            assert_eq!(source.text, "not a number");
+        }
+        other => panic!("expected DecodeAggregateId, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("`counter`") && message.contains(&written.last_position.to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn metadata_that_does_not_decode_names_the_stream_and_position() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("bad-metadata.db");
+    let json = Store::<String, serde_json::Value>::open(&path)
+        .await
+        .expect("the store opens");
+    let written = json
+        .append(
+            "account",
+            &"ACC-1".to_owned(),
+            None,
+            event("account.opened", b"{}", serde_json::json!({ "actor": "ana" })),
+        )
+        .await
+        .expect("the append");
+
+    let typed = Store::<String, u32>::open(&path).await.expect("the store opens");
+    let error = typed
+        .load_events(&[EventFilter::for_event("account.opened")])
+        .await
+        .expect_err("the metadata does not decode");
+    match &error {
+        Error::DecodeMetadata {
+            event_kind,
+            aggregate_kind,
+            aggregate_id,
+            position,
+            ..
+        } => {
+            assert_eq!(event_kind, "account.opened");
+            assert_eq!(aggregate_kind, "account");
+            assert_eq!(aggregate_id, "ACC-1");
+            assert_eq!(*position, written.last_position);
+        }
+        other => panic!("expected DecodeMetadata, got {other:?}"),
+    }
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "serde's error is the source"
+    );
+}
+
+/// Metadata that cannot be encoded as JSON (a map with non-string keys).
+#[tokio::test]
+async fn metadata_that_does_not_encode_writes_nothing() {
+    use std::collections::BTreeMap;
+
+    let store = Store::<String, BTreeMap<(u8, u8), u8>>::open_in_memory()
+        .await
+        .expect("the store opens");
+    let metadata = BTreeMap::from([((1, 2), 3)]);
+    let outcome = store
+        .append(
+            "account",
+            &"ACC-1".to_owned(),
+            None,
+            event("account.opened", b"{}", metadata),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(AppendError::Store(Error::EncodeMetadata { ref event_kind, .. })) if event_kind == "account.opened"),
+        "got {outcome:?}"
+    );
+    assert_eq!(
+        store
+            .stream_version("account", &"ACC-1".to_owned())
+            .await
+            .expect("the version reads"),
+        None
+    );
+}
