@@ -687,78 +687,91 @@ where
         self.0.policy().accepts(events_since_last_snapshot)
     }
 
-    async fn restore<C: Codec>(&self, id: &A::Id, codec: &C) -> Restored<A, Pos> {
-        let key = match SnapshotKey::for_aggregate::<A>(id) {
-            Ok(key) => key,
-            Err(error) => {
-                let target = format!("aggregate {} {id:?}", A::KIND);
-                return Restored::from_start(vec![SnapshotWarning::logged(
-                    target,
-                    SnapshotProblem::Key,
-                    &error,
-                )]);
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an explicit `+ Send` keeps callers' futures `Send` without leaking this future's type (an `async fn` here trips rustc's higher-ranked `Send` check in spawned tasks)"
+    )]
+    fn restore<'a, C: Codec>(
+        &'a self,
+        id: &'a A::Id,
+        codec: &'a C,
+    ) -> impl Future<Output = Restored<A, Pos>> + Send + 'a {
+        async move {
+            let key = match SnapshotKey::for_aggregate::<A>(id) {
+                Ok(key) => key,
+                Err(error) => {
+                    let target = format!("aggregate {} {id:?}", A::KIND);
+                    return Restored::from_start(vec![SnapshotWarning::logged(
+                        target,
+                        SnapshotProblem::Key,
+                        &error,
+                    )]);
+                }
+            };
+            let snapshot = match self.0.load(&key).await {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) => return Restored::from_start(Vec::new()),
+                Err(error) => {
+                    let warning = SnapshotWarning::logged(&key, SnapshotProblem::Load, &error);
+                    return Restored::from_start(vec![warning]);
+                }
+            };
+            if snapshot.schema_version != A::SNAPSHOT_VERSION {
+                tracing::debug!(
+                    target: "sourcery::snapshot",
+                    %key,
+                    found = snapshot.schema_version,
+                    expected = A::SNAPSHOT_VERSION,
+                    "ignoring a snapshot of another schema version; replaying every event"
+                );
+                return Restored::from_start(Vec::new());
             }
-        };
-        let snapshot = match self.0.load(&key).await {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Restored::from_start(Vec::new()),
-            Err(error) => {
-                let warning = SnapshotWarning::logged(&key, SnapshotProblem::Load, &error);
-                return Restored::from_start(vec![warning]);
-            }
-        };
-        if snapshot.schema_version != A::SNAPSHOT_VERSION {
-            tracing::debug!(
-                target: "sourcery::snapshot",
-                %key,
-                found = snapshot.schema_version,
-                expected = A::SNAPSHOT_VERSION,
-                "ignoring a snapshot of another schema version; replaying every event"
-            );
-            return Restored::from_start(Vec::new());
-        }
-        match codec.decode::<A>(&snapshot.data) {
-            Ok(state) => Restored {
-                state,
-                position: Some(snapshot.position),
-                warnings: Vec::new(),
-            },
-            Err(error) => {
-                let warning = SnapshotWarning::logged(&key, SnapshotProblem::Decode, &error);
-                Restored::from_start(vec![warning])
+            match codec.decode::<A>(&snapshot.data) {
+                Ok(state) => Restored {
+                    state,
+                    position: Some(snapshot.position),
+                    warnings: Vec::new(),
+                },
+                Err(error) => {
+                    let warning = SnapshotWarning::logged(&key, SnapshotProblem::Decode, &error);
+                    Restored::from_start(vec![warning])
+                }
             }
         }
     }
 
-    async fn offer_state<C: Codec>(
-        &self,
-        id: &A::Id,
-        codec: &C,
-        state: &A,
+    #[expect(clippy::manual_async_fn, reason = "as `restore`")]
+    fn offer_state<'a, C: Codec>(
+        &'a self,
+        id: &'a A::Id,
+        codec: &'a C,
+        state: &'a A,
         position: Pos,
         events_since_last_snapshot: u64,
-    ) -> Option<SnapshotWarning> {
-        let key = match SnapshotKey::for_aggregate::<A>(id) {
-            Ok(key) => key,
-            Err(error) => {
-                let target = format!("aggregate {} {id:?}", A::KIND);
-                return Some(SnapshotWarning::logged(target, SnapshotProblem::Key, &error));
-            }
-        };
-        let create = || {
-            codec.encode(state).map(|data| Snapshot {
-                position,
-                schema_version: A::SNAPSHOT_VERSION,
-                data,
-            })
-        };
-        match self.0.offer(&key, events_since_last_snapshot, create).await {
-            Ok(_) => None,
-            Err(OfferError::Create(error)) => {
-                Some(SnapshotWarning::logged(&key, SnapshotProblem::Encode, &error))
-            }
-            Err(OfferError::Store(error)) => {
-                Some(SnapshotWarning::logged(&key, SnapshotProblem::Save, &error))
+    ) -> impl Future<Output = Option<SnapshotWarning>> + Send + 'a {
+        async move {
+            let key = match SnapshotKey::for_aggregate::<A>(id) {
+                Ok(key) => key,
+                Err(error) => {
+                    let target = format!("aggregate {} {id:?}", A::KIND);
+                    return Some(SnapshotWarning::logged(target, SnapshotProblem::Key, &error));
+                }
+            };
+            let create = || {
+                codec.encode(state).map(|data| Snapshot {
+                    position,
+                    schema_version: A::SNAPSHOT_VERSION,
+                    data,
+                })
+            };
+            match self.0.offer(&key, events_since_last_snapshot, create).await {
+                Ok(_) => None,
+                Err(OfferError::Create(error)) => {
+                    Some(SnapshotWarning::logged(&key, SnapshotProblem::Encode, &error))
+                }
+                Err(OfferError::Store(error)) => {
+                    Some(SnapshotWarning::logged(&key, SnapshotProblem::Save, &error))
+                }
             }
         }
     }
