@@ -73,26 +73,33 @@
 //! A sequence value is drawn when a row is inserted but becomes visible when
 //! its transaction commits, so a reader following positions could pass an
 //! event that commits later with a lower position. This store closes that
-//! gap (design and alternatives in `docs/adr/0002-postgres-global-order.md`):
+//! gap (design, proof sketch and alternatives in
+//! `docs/adr/0002-postgres-global-order.md`):
 //!
 //! 1. `sourcery_append` draws its transaction id (`pg_current_xact_id()`) and
 //!    the batch's positions inside one short critical section (a session
 //!    advisory lock taken and released around just those two steps, released
-//!    on every error), so **position order is transaction id order** among
-//!    writers.
-//! 2. Loads that followers use only return rows of transactions older than
-//!    every transaction still running: `tx_id < xmin` of the statement's
-//!    snapshot. Such a transaction has finished, and by 1. so has every
-//!    transaction holding a lower position: nothing can appear below an
-//!    event a reader has seen.
+//!    on every error), so **a larger transaction id means larger positions**
+//!    among writers, and a batch's positions are contiguous.
+//! 2. Loads that followers use stop at the **safe frontier**
+//!    (`sourcery_frontier()`, computed on the load's own snapshot): rows of
+//!    transactions older than every running one are settled; above them, a
+//!    hole in the positions belongs to a transaction whose id lies between
+//!    the ids of the rows around it, so the frontier stops below a hole only
+//!    while such a transaction is still running. Holes left by rolled-back
+//!    appends are passed once their writer is gone.
 //!
-//! The price: a transaction anywhere in the cluster that has written and
-//! stays open holds the frontier back, and followers see nothing committed
-//! after it began until it ends. [`Store::frontier_blockers`] names it (pid,
-//! age, state); [`Store::safe_position`] reports how far followers may go.
-//! Positions survive `pg_dump` and restore; transaction ids do not, which is
-//! harmless: after a restore every stored `tx_id` is far below the new
-//! cluster's horizon, so all restored events are visible.
+//! The price is small: writers of different streams never wait for each
+//! other's commits (the critical section takes microseconds), and an
+//! unrelated long transaction does not stall followers. An append in flight
+//! holds followers below its positions until it commits or rolls back —
+//! milliseconds. [`Store::safe_position`] reports the frontier;
+//! [`Store::frontier_blockers`] names the transactions holding it (pid, age,
+//! state).
+//!
+//! Transaction ids do not survive `pg_dump`/restore into another cluster;
+//! positions do. After such a restore, before the first append, mark the
+//! restored events settled: `UPDATE <schema>.sourcery_events SET tx_id = '0'`.
 //!
 //! ## Which loads are cut at the frontier
 //!
@@ -106,6 +113,26 @@
 //! every committed event: a writer reads its own writes. Writers of one
 //! stream commit one after the other, so such a read is always a prefix of
 //! the stream.
+//!
+//! # Performance
+//!
+//! `benches/postgres.rs` runs the store and hand-written sqlx on the same
+//! rows in the same run: a multi-row `INSERT` in autocommit (one round trip)
+//! into a table built like the store's, and the same `SELECT` decoded into
+//! the same types. Events of ~250 bytes, PostgreSQL 15 on loopback, a 2-core
+//! machine shared with other builds (load average 4.6–5.1 during the runs,
+//! so single figures vary by ±30%: compare ratios within a run). Two runs:
+//!
+//! | workload | store | hand-written | ratio (store ÷ hand) |
+//! |---|---|---|---|
+//! | append 10-event batches, 1 writer (optimistic) | 0.92 / 1.32 ms | 0.74 / 1.22 ms | 0.80 / 0.92 |
+//! | append 10-event batches, 8 writers (distinct streams) | 2.94 / 3.68 ms per 80 events | 2.01 / 3.15 ms | 0.68 / 0.86 |
+//! | load one 10,000-event stream | 22.0 / 27.5 ms | 29.0 / 28.6 ms | 1.32 / 1.04 |
+//! | load one event kind (27,500 of 110,000 events) | 92.9 / 95.9 ms | 114.8 / 158.3 ms | 1.24 / 1.65 |
+//!
+//! Appends pay for the version check, the stream lock and the critical
+//! section inside one call; loads win because rows are decoded as they
+//! stream in instead of being collected first.
 //!
 //! # Failures
 //!
