@@ -35,7 +35,9 @@ const STREAM_SEQUENCE_KEY: &str = "sourcery_events_stream_sequence_key";
 /// Cheap to clone: clones share the pool.
 ///
 /// Call [`migrate`](Self::migrate) once before use (it is idempotent and
-/// safe to run from several processes at once).
+/// safe to run from several processes at once). Write events only through
+/// the store: rows inserted by hand bypass the version check and the global
+/// order argument.
 pub struct Store<Id = String, M = serde_json::Value> {
     pool: PgPool,
     sql: Arc<Statements>,
