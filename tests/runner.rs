@@ -75,7 +75,6 @@ async fn catches_up_then_follows_live_and_reads_its_writes() {
     sell(&store, 20).await;
     let runner = ProjectionRunner::new(store.clone(), checkpoints.clone())
         .start(Revenue::default())
-        .await
         .expect("start");
     let live = sell(&store, 5).await;
     runner
@@ -105,7 +104,6 @@ async fn a_restart_resumes_after_the_checkpoint() {
     let checkpoints = Checkpoints::new();
     let first = ProjectionRunner::new(store.clone(), checkpoints.clone())
         .start(Revenue::default())
-        .await
         .expect("start");
     let last = sell(&store, 1).await;
     sell(&store, 2).await;
@@ -120,7 +118,6 @@ async fn a_restart_resumes_after_the_checkpoint() {
     // saved checkpoint: it applies exactly the two events after it.
     let second = ProjectionRunner::new(store.clone(), checkpoints.clone())
         .start(Revenue::default())
-        .await
         .expect("restart");
     second.wait_for(latest, WAIT).await.expect("caught up");
     let after = second.stop().await.expect("stop");
@@ -141,7 +138,6 @@ async fn an_event_that_does_not_decode_stops_the_runner_with_an_error_naming_it(
         .expect("append");
     let runner = ProjectionRunner::new(store.clone(), Checkpoints::new())
         .start(Revenue::default())
-        .await
         .expect("start");
     assert_eq!(
         runner.wait_for(written.last_position, WAIT).await,
@@ -162,17 +158,91 @@ async fn waiting_is_bounded_and_nothing_to_run_is_an_error() {
     let store = Store::new();
     let runner = ProjectionRunner::new(store.clone(), Checkpoints::new())
         .start(Revenue::default())
-        .await
         .expect("start");
     let never = runner.wait_for(1_000, Duration::from_millis(20)).await;
     assert_eq!(never, Err(WaitError::Timeout(Duration::from_millis(20))));
     runner.stop().await.expect("stop");
 
-    let nothing = ProjectionRunner::new(store, Checkpoints::new())
-        .start(NothingDeclared)
-        .await;
+    let nothing = ProjectionRunner::new(store, Checkpoints::new()).start(NothingDeclared);
     assert!(
         matches!(nothing, Err(RunnerError::NoEvents("nothing-declared"))),
         "{nothing:?}"
     );
+}
+
+/// A lease shared in process: one holder at a time; the test can make the
+/// holder lose it, as a dead database connection would.
+#[derive(Debug, Clone, Default)]
+struct TestLease {
+    mutex: std::sync::Arc<tokio::sync::Mutex<()>>,
+    revoke: std::sync::Arc<tokio::sync::Notify>,
+}
+
+struct TestGuard {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    revoke: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl sourcery::runner::Lease for TestLease {
+    type Guard = TestGuard;
+    type Error = std::convert::Infallible;
+
+    async fn acquire<'a>(&'a self, _: &'a str) -> Result<TestGuard, Self::Error> {
+        let held = std::sync::Arc::clone(&self.mutex).lock_owned().await;
+        Ok(TestGuard {
+            _held: held,
+            revoke: std::sync::Arc::clone(&self.revoke),
+        })
+    }
+}
+
+impl sourcery::runner::LeaseGuard for TestGuard {
+    async fn lost(&mut self) {
+        self.revoke.notified().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_lease_one_runner_applies_and_a_standby_takes_over_when_it_is_lost() {
+    let store = Store::new();
+    let checkpoints = Checkpoints::new();
+    let lease = TestLease::default();
+    let first_sale = sell(&store, 1).await;
+    let active = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .with_lease(lease.clone())
+        .start(Revenue::default())
+        .expect("start");
+    active
+        .wait_for(first_sale, WAIT)
+        .await
+        .expect("the first runner is active");
+    let standby = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .with_lease(lease.clone())
+        .start(Revenue::default())
+        .expect("start");
+    let second_sale = sell(&store, 2).await;
+    active
+        .wait_for(second_sale, WAIT)
+        .await
+        .expect("the active runner follows");
+    assert!(!standby.status().active, "the standby waits for the lease");
+    assert_eq!(standby.read(|r| r.applied), 0, "and applies nothing");
+
+    // `notify_one` keeps a permit if the runner is between two waits.
+    lease.revoke.notify_one();
+    assert_eq!(active.wait_for(u64::MAX, WAIT).await, Err(WaitError::Stopped));
+    let lost = active.stop().await;
+    assert!(matches!(lost, Err(RunnerError::LeaseLost("revenue"))), "{lost:?}");
+    let third_sale = sell(&store, 3).await;
+    standby
+        .wait_for(third_sale, WAIT)
+        .await
+        .expect("the standby takes over");
+    let status = standby.status();
+    assert!(status.active && status.running);
+    let taken_over = standby.stop().await.expect("stop");
+    // It resumed from the first runner's last checkpoint: at least the third
+    // sale, at most all three (at-least-once).
+    assert!((1..=3).contains(&taken_over.applied), "{taken_over:?}");
+    assert_eq!(checkpoints.load("revenue").await.ok().flatten(), Some(third_sale));
 }

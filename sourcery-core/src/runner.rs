@@ -6,6 +6,11 @@
 //! applied after the last saved checkpoint is applied again after a crash
 //! (see [`checkpoint`](crate::checkpoint) on idempotent apply).
 //!
+//! Several application servers can start a runner for the same projection:
+//! with a [`Lease`] (the PostgreSQL store provides one) only the holder
+//! applies events, the others wait, and one of them takes over when the
+//! holder's lease is lost.
+//!
 //! ```
 //! # use std::time::Duration;
 //! # use serde::{Deserialize, Serialize};
@@ -34,8 +39,7 @@
 //! let store = inmemory::Store::<String, ()>::new();
 //! let checkpoints = checkpoint::inmemory::CheckpointStore::new();
 //! let revenue = ProjectionRunner::new(store.clone(), checkpoints.clone())
-//!     .start(Revenue::default())
-//!     .await?;
+//!     .start(Revenue::default())?;
 //!
 //! let mut tx = store.begin::<Unchecked>("shop", "s1".to_string(), None);
 //! tx.append(Sold { amount: 30 }, ())?;
@@ -52,6 +56,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -67,11 +72,57 @@ use crate::subscription::{Follower, Progress, Subscribe};
 
 /// Starts [`RunningProjection`]s over one store and one checkpoint store.
 #[derive(Debug, Clone)]
-pub struct ProjectionRunner<S, K> {
+pub struct ProjectionRunner<S, K, L = NoLease> {
     store: S,
     checkpoints: K,
+    lease: L,
     every_events: NonZeroUsize,
     every_interval: Duration,
+}
+
+/// Makes sure only one runner per projection applies events, across
+/// processes.
+pub trait Lease: Send + Sync + 'static {
+    /// Held while the lease is; dropping it releases the lease.
+    type Guard: LeaseGuard;
+    /// What goes wrong while acquiring.
+    type Error: StdError + Send + Sync + 'static;
+
+    /// Waits until this process holds the lease `name`.
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Future<Output = Result<Self::Guard, Self::Error>> + Send + 'a;
+}
+
+/// A held [`Lease`].
+pub trait LeaseGuard: Send + 'static {
+    /// Resolves when the lease is lost (for example, its database
+    /// connection died): another runner may take over from then on.
+    ///
+    /// The runner calls it afresh between events and drops the future when
+    /// an event comes first, so it must be cancel-safe (watch a channel, do
+    /// not consume a message).
+    fn lost(&mut self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// No coordination between processes: for a single application server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLease;
+
+impl Lease for NoLease {
+    type Guard = NoLease;
+    type Error = std::convert::Infallible;
+
+    async fn acquire<'a>(&'a self, _: &'a str) -> Result<NoLease, Self::Error> {
+        Ok(NoLease)
+    }
+}
+
+impl LeaseGuard for NoLease {
+    async fn lost(&mut self) {
+        future::pending::<()>().await;
+    }
 }
 
 /// Why a runner stopped, or could not start.
@@ -90,6 +141,13 @@ pub enum RunnerError {
     /// The projection consumes no events: there is nothing to run.
     #[error("the projection `{0}` declares no events")]
     NoEvents(&'static str),
+    /// The lease could not be acquired.
+    #[error("the lease for `{0}` could not be acquired")]
+    Lease(&'static str, #[source] Box<dyn StdError + Send + Sync>),
+    /// The lease was lost while running: another runner may have taken
+    /// over. Start again to wait for the lease.
+    #[error("the lease for `{0}` was lost")]
+    LeaseLost(&'static str),
     /// The runner's task panicked (in the projection's apply).
     #[error("the runner of `{0}` panicked")]
     Panicked(&'static str),
@@ -115,6 +173,9 @@ pub struct RunnerStatus<Pos> {
     /// Whether the runner had read the whole log at its last report (no lag
     /// then); `false` while catching up.
     pub caught_up: bool,
+    /// Whether the runner holds its lease and applies events (a standby
+    /// runner waits for the lease with `active: false`).
+    pub active: bool,
     /// Whether the runner is still running.
     pub running: bool,
 }
@@ -122,7 +183,7 @@ pub struct RunnerStatus<Pos> {
 impl<S, K> ProjectionRunner<S, K>
 where
     S: Subscribe,
-    K: CheckpointStore<S::Position> + Clone,
+    K: CheckpointStore<S::Position>,
 {
     /// A runner over `store`, saving checkpoints in `checkpoints` (every 100
     /// events or every second by default, and when it stops).
@@ -130,8 +191,30 @@ where
         Self {
             store,
             checkpoints,
+            lease: NoLease,
             every_events: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
             every_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl<S, K, L> ProjectionRunner<S, K, L>
+where
+    S: Subscribe,
+    K: CheckpointStore<S::Position>,
+    L: Lease,
+{
+    /// Runs only while holding `lease` for the projection: a runner started
+    /// without it waits (its status says `active: false`) and applies
+    /// nothing until it gets the lease.
+    #[must_use]
+    pub fn with_lease<L2: Lease>(self, lease: L2) -> ProjectionRunner<S, K, L2> {
+        ProjectionRunner {
+            store: self.store,
+            checkpoints: self.checkpoints,
+            lease,
+            every_events: self.every_events,
+            every_interval: self.every_interval,
         }
     }
 
@@ -149,19 +232,24 @@ where
         self
     }
 
-    /// Starts keeping `projection` current with the events it declares,
-    /// resuming after its checkpoint.
+    /// Starts keeping `projection` current with the events it declares:
+    /// once it holds the lease, it resumes after the projection's checkpoint.
     ///
     /// # Errors
     ///
-    /// [`RunnerError::NoEvents`] when the projection declares none,
-    /// [`RunnerError::Checkpoint`] when the checkpoint cannot be read.
-    pub async fn start<P>(self, projection: P) -> Result<RunningProjection<S::Position, P>, RunnerError>
+    /// [`RunnerError::NoEvents`] when the projection declares none. Later
+    /// failures (reading the checkpoint, the store) stop the runner and come
+    /// back from [`RunningProjection::stop`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the runner is a Tokio task).
+    pub fn start<P>(self, projection: P) -> Result<RunningProjection<S::Position, P>, RunnerError>
     where
         P: Projection<Id = S::Id, Metadata = S::Metadata> + Sync,
         S::Id: PartialEq,
     {
-        self.start_with(projection, ProjectionEvents::declared()).await
+        self.start_with(projection, ProjectionEvents::declared())
     }
 
     /// Starts keeping `projection` current with the events in `events`.
@@ -169,7 +257,7 @@ where
     /// # Errors
     ///
     /// As [`start`](Self::start).
-    pub async fn start_with<P>(
+    pub fn start_with<P>(
         self,
         projection: P,
         events: ProjectionEvents<S, P>,
@@ -181,32 +269,27 @@ where
         if events.is_empty() {
             return Err(RunnerError::NoEvents(P::KIND));
         }
-        let checkpoint = self
-            .checkpoints
-            .load(P::KIND)
-            .await
-            .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?;
         let state = Arc::new(RwLock::new(projection));
         let (status, watch_status) = watch::channel(RunnerStatus {
-            position: checkpoint,
+            position: None,
             caught_up: false,
+            active: false,
             running: true,
         });
         let (stop, stop_requested) = watch::channel(false);
         let task = Task {
-            follower: Follower::new(self.store.clone(), events.filters(), checkpoint),
             store: self.store,
             checkpoints: self.checkpoints,
             events,
             state: Arc::clone(&state),
             status,
-            saved: checkpoint,
+            saved: None,
             unsaved: 0,
             last_save: Instant::now(),
             every_events: self.every_events.get(),
             every_interval: self.every_interval,
         };
-        let handle = tokio::spawn(task.run(stop_requested));
+        let handle = tokio::spawn(task.run(self.lease, stop_requested));
         Ok(RunningProjection {
             state,
             status: watch_status,
@@ -287,7 +370,6 @@ impl<Pos: fmt::Debug, P> fmt::Debug for RunningProjection<Pos, P> {
 
 /// The background task of a runner.
 struct Task<S: Subscribe, K, P> {
-    follower: Follower<S>,
     store: S,
     checkpoints: K,
     events: ProjectionEvents<S, P>,
@@ -307,23 +389,55 @@ where
     K: CheckpointStore<S::Position>,
     P: Projection<Id = S::Id, Metadata = S::Metadata> + Sync,
 {
-    async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
-        let outcome = self.follow(&mut stop).await;
-        let saved = self.save().await;
-        self.status.send_modify(|status| status.running = false);
+    async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+        let outcome = self.hold_and_follow(&lease, &mut stop).await;
+        let saved = if self.status.borrow().active {
+            self.save().await
+        } else {
+            Ok(())
+        };
+        self.status.send_modify(|status| {
+            status.running = false;
+            status.active = false;
+        });
         outcome.and(saved)
     }
 
-    async fn follow(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), RunnerError> {
-        loop {
-            if *stop.borrow_and_update() {
-                return Ok(());
+    /// Waits for the lease, then follows the log until stopped, failed or
+    /// the lease is lost.
+    async fn hold_and_follow<L: Lease>(
+        &mut self,
+        lease: &L,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        let acquired = {
+            let stopped = Box::pin(stopped(stop));
+            let acquire = Box::pin(lease.acquire(P::KIND));
+            match future::select(stopped, acquire).await {
+                Either::Left(((), _)) => return Ok(()),
+                Either::Right((acquired, _)) => acquired,
             }
+        };
+        let mut guard = acquired.map_err(|error| RunnerError::Lease(P::KIND, Box::new(error)))?;
+        // Read the checkpoint only now: a previous holder may have moved it.
+        let checkpoint = self
+            .checkpoints
+            .load(P::KIND)
+            .await
+            .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?;
+        self.saved = checkpoint;
+        self.status.send_modify(|status| {
+            status.position = checkpoint;
+            status.active = true;
+        });
+        let mut follower = Follower::new(self.store.clone(), self.events.filters(), checkpoint);
+        loop {
             let next = {
-                let stopped = Box::pin(stop.changed());
-                let progress = Box::pin(self.follower.next());
-                match future::select(stopped, progress).await {
-                    Either::Left(_) => return Ok(()),
+                let interrupted = Box::pin(future::select(Box::pin(stopped(stop)), Box::pin(guard.lost())));
+                let progress = Box::pin(follower.next());
+                match future::select(interrupted, progress).await {
+                    Either::Left((Either::Left(_), _)) => return Ok(()),
+                    Either::Left((Either::Right(_), _)) => return Err(RunnerError::LeaseLost(P::KIND)),
                     Either::Right((progress, _)) => progress,
                 }
             };
@@ -372,4 +486,11 @@ where
         self.last_save = Instant::now();
         Ok(())
     }
+}
+
+/// Resolves once a stop is requested (or the handle is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // `wait_for` returns an error when the sender (the handle) is dropped:
+    // that is a stop too.
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -249,6 +249,14 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
         }
     }
 
+    /// The store's error, if that is what this is.
+    pub fn as_store(&self) -> Option<&E> {
+        match self {
+            Self::Store(error) => Some(error),
+            Self::Conflict(_) => None,
+        }
+    }
+
     /// Whether this is a concurrency conflict (worth a reload and retry).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict(_))

@@ -245,7 +245,8 @@ impl<S: Subscribe> Follower<S> {
         }
     }
 
-    /// The position of the last event delivered (or where it started).
+    /// How far the follower has read: every matching event at or below it
+    /// has been delivered (or it is where the follower started).
     pub fn position(&self) -> Option<S::Position> {
         self.cursor
     }
@@ -261,11 +262,15 @@ impl<S: Subscribe> Follower<S> {
                 self.cursor = Some(event.position);
                 return Some(Ok(Progress::Event(event)));
             }
-            if let Some(head) = self.caught_up.take()
-                && self.reported.is_none_or(|reported| head > reported)
-            {
-                self.reported = Some(head);
-                return Some(Ok(Progress::CaughtUp(head)));
+            if let Some(head) = self.caught_up.take() {
+                // Every matching event up to `head` has been delivered: the
+                // next read starts there instead of rescanning events the
+                // filters skipped.
+                self.cursor = self.cursor.max(Some(head));
+                if self.reported.is_none_or(|reported| head > reported) {
+                    self.reported = Some(head);
+                    return Some(Ok(Progress::CaughtUp(head)));
+                }
             }
             match self.read().await {
                 Ok(true) => {}
