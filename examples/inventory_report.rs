@@ -11,6 +11,7 @@ use sourcery::{
     Aggregate, Apply, ApplyProjection, DomainEvent, Handle, HandleCreate, Projection, Repository,
 };
 
+// ANCHOR: events
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StockReceived {
     sku: String,
@@ -30,7 +31,9 @@ struct OrderPlaced {
 impl DomainEvent for OrderPlaced {
     const KIND: &'static str = "order.placed";
 }
+// ANCHOR_END: events
 
+// ANCHOR: aggregates
 #[derive(Debug, thiserror::Error)]
 enum InventoryError {
     #[error("quantities must be positive")]
@@ -60,7 +63,9 @@ impl Apply<OrderPlaced> for Order {
         self.lines += 1;
     }
 }
+// ANCHOR_END: aggregates
 
+// ANCHOR: commands
 struct Receive(&'static str, u32);
 struct Place(&'static str, u32);
 
@@ -105,7 +110,9 @@ impl HandleCreate<Place> for Order {
         ])
     }
 }
+// ANCHOR_END: commands
 
+// ANCHOR: projection
 /// Stock on hand per SKU, and which orders took it.
 #[derive(Debug, Default, Projection)]
 #[projection(events(StockReceived, OrderPlaced))]
@@ -129,7 +136,9 @@ impl ApplyProjection<OrderPlaced> for InventoryReport {
             .push(order.clone());
     }
 }
+// ANCHOR_END: projection
 
+// ANCHOR: main
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repository = Repository::new(inmemory::Store::<String, ()>::new());
@@ -153,6 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("two warehouses stocked, two orders placed");
 
+    // ANCHOR: load_projection
     let report: InventoryReport = repository.load_projection().await?;
     for (sku, quantity) in &report.on_hand {
         println!(
@@ -164,6 +174,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(report.on_hand.get("nut"), Some(&25));
     assert_eq!(report.orders.get("nut"), Some(&vec![second.clone()]));
     assert_eq!(report.orders.get("bolt"), Some(&vec![first.clone()]));
+    // ANCHOR_END: load_projection
 
     let south_state = repository.load::<Warehouse>(&south).await?;
     println!("{south} received {} items in all", south_state.received);
@@ -171,3 +182,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(repository.load::<Order>(&second).await?.lines, 1);
     Ok(())
 }
+// ANCHOR_END: main

@@ -11,6 +11,7 @@ use sourcery::store::inmemory;
 use sourcery::test::RepositoryTestExt;
 use sourcery::{Aggregate, Apply, DomainEvent, Handle, HandleCreate, Repository};
 
+// ANCHOR: aggregate
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SeatsReleased {
     seats: u32,
@@ -73,13 +74,16 @@ impl Handle<Book> for Flight {
         ])
     }
 }
+// ANCHOR_END: aggregate
 
+// ANCHOR: main
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repository = Arc::new(Repository::new(inmemory::Store::<String, ()>::new()));
     let flight = "SC-042".to_string();
     repository.create::<Flight, _>(&flight, &Release(8), ()).await?;
 
+    // ANCHOR: conflict
     // 1. Another writer books the seat between our read and our commit.
     let stale = repository
         .execute_with_concurrent_event::<Flight, _, _>(
@@ -96,7 +100,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => println!("unexpected: {other:?}"),
     }
     assert!(stale.as_ref().is_err_and(CommandError::is_conflict));
+    // ANCHOR_END: conflict
 
+    // ANCHOR: retry
     // 2. Ten passengers book at once; each retries on conflict.
     let mut tasks = Vec::new();
     for n in 0..10 {
@@ -119,9 +125,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(other) => return Err(other.into()),
         }
     }
+    // ANCHOR_END: retry
     println!("{booked} booked in {attempts} attempts, {full} turned away: the flight is full");
     let left = repository.load::<Flight>(&flight).await?.free;
     println!("seats left: {left}");
     assert_eq!((booked, full, left), (7, 3, 0), "8 seats: bob and 7 of the 10");
     Ok(())
 }
+// ANCHOR_END: main

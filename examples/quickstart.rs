@@ -6,6 +6,7 @@
 //! the first argument): run it twice and the second run finds the accounts
 //! the first one opened.
 
+// ANCHOR: imports
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -15,9 +16,11 @@ use sourcery::{
     Aggregate, Apply, ApplyProjection, DomainEvent, EventMetadata, Handle, HandleCreate, Projection,
     Repository,
 };
+// ANCHOR_END: imports
 
 // ---- Events: plain serde structs, past tense, with a stable stored name.
 
+// ANCHOR: events
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct AccountOpened {
     owner: String,
@@ -44,9 +47,11 @@ struct FundsWithdrawn {
 impl DomainEvent for FundsWithdrawn {
     const KIND: &'static str = "account.withdrawn";
 }
+// ANCHOR_END: events
 
 // ---- The aggregate: state rebuilt from events, decisions on commands.
 
+// ANCHOR: aggregate
 #[derive(Debug, thiserror::Error, PartialEq)]
 enum AccountError {
     #[error("amounts must be positive")]
@@ -79,9 +84,11 @@ impl Apply<FundsWithdrawn> for Account {
         self.balance -= event.amount;
     }
 }
+// ANCHOR_END: aggregate
 
 // ---- Commands: plain structs; the aggregate decides what happens.
 
+// ANCHOR: commands
 struct OpenAccount {
     owner: String,
 }
@@ -138,9 +145,11 @@ impl Handle<Withdraw> for Account {
         ])
     }
 }
+// ANCHOR_END: commands
 
 // ---- A projection: a read model across every account.
 
+// ANCHOR: projection
 #[derive(Debug, Default, Projection)]
 #[projection(metadata = EventMetadata, events(AccountOpened, FundsDeposited, FundsWithdrawn))]
 struct BankTotals {
@@ -168,9 +177,12 @@ impl ApplyProjection<FundsWithdrawn> for BankTotals {
         self.withdrawn += event.amount;
     }
 }
+// ANCHOR_END: projection
 
+// ANCHOR: main
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // ANCHOR: open_store
     let path = std::env::args_os()
         .nth(1)
         .map_or_else(|| std::env::temp_dir().join("sourcery-quickstart.db"), Into::into);
@@ -179,7 +191,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repository = Repository::new(store);
     let ada = "ACC-ADA".to_string();
     let bob = "ACC-BOB".to_string();
+    // ANCHOR_END: open_store
 
+    // ANCHOR: create
     for (id, owner) in [(&ada, "Ada"), (&bob, "Bob")] {
         let opened = repository
             .create::<Account, _>(id, &OpenAccount { owner: owner.into() }, EventMetadata::new())
@@ -190,8 +204,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(error) => return Err(error.into()),
         }
     }
+    // ANCHOR_END: create
     let before = repository.load::<Account>(&ada).await?.balance;
 
+    // ANCHOR: execute
     let request = EventMetadata::new().with_actor("teller-7");
     repository
         .execute::<Account, _>(&ada, &Deposit { amount: 100 }, request.clone())
@@ -203,7 +219,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .execute::<Account, _>(&bob, &Deposit { amount: 25 }, EventMetadata::new())
         .await?;
     println!("deposited 100 and withdrew 30 on {ada}; deposited 25 on {bob}");
+    // ANCHOR_END: execute
 
+    // ANCHOR: rejected
     let refused = repository
         .execute::<Account, _>(&bob, &Withdraw { amount: 1_000 }, EventMetadata::new())
         .await;
@@ -215,11 +233,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         refused,
         Err(CommandError::Rejected(AccountError::InsufficientFunds { .. }))
     ));
+    // ANCHOR_END: rejected
 
+    // ANCHOR: load
     let account = repository.load::<Account>(&ada).await?;
     println!("{ada} belongs to {} and holds {}", account.owner, account.balance);
     assert_eq!(account.balance, before + 70);
+    // ANCHOR_END: load
 
+    // ANCHOR: load_projection
     let totals: BankTotals = repository.load_projection().await?;
     println!(
         "bank totals: deposited {}, withdrawn {}, balances {:?}",
@@ -230,5 +252,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         totals.deposited - totals.withdrawn,
         totals.balances.values().sum::<u64>()
     );
+    // ANCHOR_END: load_projection
     Ok(())
 }
+// ANCHOR_END: main

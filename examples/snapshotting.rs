@@ -38,6 +38,7 @@ impl DomainEvent for FundsDeposited {
 #[error("never")]
 struct Never;
 
+// ANCHOR: aggregate
 /// Snapshotted aggregates are serde types; their id (`String`) too.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize, Aggregate)]
 #[aggregate(id = String, error = Never, events(AccountOpened, FundsDeposited))]
@@ -46,6 +47,7 @@ struct Account {
     balance: u64,
     deposits: u64,
 }
+// ANCHOR_END: aggregate
 
 impl Apply<AccountOpened> for Account {
     fn apply(&mut self, event: &AccountOpened) {
@@ -98,10 +100,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let store = sqlite::Store::<String, EventMetadata>::open(path).await?;
     println!("events: SQLite file {}; snapshots: in memory", path.display());
+    // ANCHOR: setup
     let plain = Repository::new(store.clone());
     let every_1000 = SnapshotPolicy::EveryNEvents(NonZeroU64::new(1_000).ok_or("zero")?);
     let snapshotting = Repository::new(store).with_snapshots(snapshot::inmemory::Store::new(every_1000));
     let id = "ACC-LONG".to_string();
+    // ANCHOR_END: setup
 
     // 1 + 9,990 events without snapshots, in batches of 999.
     plain
@@ -112,17 +116,20 @@ async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             .execute::<Account, _>(&id, &DepositMany { count: 999 }, EventMetadata::new())
             .await?;
     }
+    // ANCHOR: execute
     // The next command goes through the snapshotting repository: a snapshot
     // is due (9,991 events since none), so it is taken at the new version.
     let outcome = snapshotting
         .execute::<Account, _>(&id, &DepositMany { count: 1 }, EventMetadata::new())
         .await?;
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    // ANCHOR_END: execute
     // And a few more events after the snapshot.
     plain
         .execute::<Account, _>(&id, &DepositMany { count: 8 }, EventMetadata::new())
         .await?;
 
+    // ANCHOR: compare
     let started = Instant::now();
     let full = plain.load_versioned::<Account>(&id).await?;
     let full_time = started.elapsed();
@@ -143,6 +150,7 @@ async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(resumed.state, full.state);
     assert_eq!(resumed.version, full.version);
     assert_eq!(resumed.replayed, 8);
+    // ANCHOR_END: compare
     println!(
         "both: {} holds {} after {} deposits, version {:?}",
         full.state.owner,

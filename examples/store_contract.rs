@@ -26,6 +26,7 @@ impl DomainEvent for FundsDeposited {
     const KIND: &'static str = "account.deposited";
 }
 
+// ANCHOR: main
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = inmemory::Store::<String, serde_json::Value>::new();
@@ -79,3 +80,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(())
 }
+// ANCHOR_END: main

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sourcery::store::{EventStore, NonEmpty, PersistableEvent, inmemory};
 use sourcery::{Aggregate, Apply, DomainEvent, Repository};
 
+// ANCHOR: added_field
 /// V2 added `currency`; V1 payloads (`{"amount": 5}`) get the default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct FundsDeposited {
@@ -25,7 +26,9 @@ fn default_currency() -> String {
 impl DomainEvent for FundsDeposited {
     const KIND: &'static str = "account.deposited";
 }
+// ANCHOR_END: added_field
 
+// ANCHOR: upcast
 /// V1 stored `{"name": "Ada Lovelace"}`; V2 splits the name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "AccountOpenedStored")]
@@ -67,6 +70,7 @@ impl From<AccountOpenedStored> for AccountOpened {
         }
     }
 }
+// ANCHOR_END: upcast
 
 #[derive(Debug, thiserror::Error)]
 #[error("never")]
@@ -99,6 +103,7 @@ fn stored(kind: &str, json: &str) -> PersistableEvent<()> {
     }
 }
 
+// ANCHOR: main
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = inmemory::Store::<String, ()>::new();
@@ -135,3 +140,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(account.deposits, [(5, "EUR".to_owned()), (7, "USD".to_owned())]);
     Ok(())
 }
+// ANCHOR_END: main

@@ -89,6 +89,7 @@ impl ApplyProjection<OrderEvent> for Journal {
 
 type Store = inmemory::Store<String, ()>;
 
+// ANCHOR: seed
 async fn history() -> Repository<Store> {
     let repository = Repository::new(Store::new());
     let stock = |sku: &str, quantity| Stocked {
@@ -124,6 +125,7 @@ async fn history() -> Repository<Store> {
     assert!(seeded.iter().all(|ok| *ok));
     repository
 }
+// ANCHOR_END: seed
 
 #[tokio::test]
 async fn declared_events_arrive_across_aggregate_kinds_in_position_order() {
@@ -132,6 +134,7 @@ async fn declared_events_arrive_across_aggregate_kinds_in_position_order() {
     assert_eq!(journal.seen, ["w1:+10a", "o1:-2a", "w2:+5b", "w2:+1a", "o2:-3b"]);
 }
 
+// ANCHOR: builder
 #[tokio::test]
 async fn the_builder_picks_events_per_kind_per_enum_and_per_stream() {
     let repository = history().await;
@@ -172,6 +175,7 @@ async fn the_builder_picks_events_per_kind_per_enum_and_per_stream() {
     let nothing: Journal = repository.projection().load().await.expect("load");
     assert!(nothing.seen.is_empty());
 }
+// ANCHOR_END: builder
 
 #[tokio::test]
 async fn overlapping_choices_apply_each_event_once() {

@@ -28,6 +28,7 @@ impl DomainEvent for Restocked {
     const KIND: &'static str = "shop.restocked";
 }
 
+// ANCHOR: projection
 #[derive(Debug, Default, Projection)]
 #[projection(events(Sold))]
 struct Revenue {
@@ -41,6 +42,7 @@ impl ApplyProjection<Sold> for Revenue {
         self.applied += 1;
     }
 }
+// ANCHOR_END: projection
 
 #[derive(Debug, Default, Projection)]
 struct NothingDeclared;
@@ -67,6 +69,7 @@ async fn restock(store: &Store) -> u64 {
         .last_position
 }
 
+// ANCHOR: catch_up
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catches_up_then_follows_live_and_reads_its_writes() {
     let store = Store::new();
@@ -97,7 +100,9 @@ async fn catches_up_then_follows_live_and_reads_its_writes() {
     assert_eq!((revenue.total, revenue.applied), (35, 3));
     assert_eq!(checkpoints.load("revenue").await.ok().flatten(), Some(skipped));
 }
+// ANCHOR_END: catch_up
 
+// ANCHOR: restart
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_after_the_checkpoint() {
     let store = Store::new();
@@ -123,6 +128,7 @@ async fn a_restart_resumes_after_the_checkpoint() {
     let after = second.stop().await.expect("stop");
     assert_eq!((after.applied, after.total), (2, 300));
 }
+// ANCHOR_END: restart
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_does_not_decode_stops_the_runner_with_an_error_naming_it() {
@@ -170,6 +176,7 @@ async fn waiting_is_bounded_and_nothing_to_run_is_an_error() {
     );
 }
 
+// ANCHOR: lease_impl
 /// A lease shared in process: one holder at a time; the test can make the
 /// holder lose it, as a dead database connection would.
 #[derive(Debug, Clone, Default)]
@@ -201,7 +208,9 @@ impl sourcery::runner::LeaseGuard for TestGuard {
         self.revoke.notified().await;
     }
 }
+// ANCHOR_END: lease_impl
 
+// ANCHOR: lease
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_lease_one_runner_applies_and_a_standby_takes_over_when_it_is_lost() {
     let store = Store::new();
@@ -246,3 +255,4 @@ async fn with_a_lease_one_runner_applies_and_a_standby_takes_over_when_it_is_los
     assert!((1..=3).contains(&taken_over.applied), "{taken_over:?}");
     assert_eq!(checkpoints.load("revenue").await.ok().flatten(), Some(third_sale));
 }
+// ANCHOR_END: lease

@@ -21,6 +21,7 @@ impl DomainEvent for Added {
     const KIND: &'static str = "tab.added";
 }
 
+// ANCHOR: aggregate
 #[derive(Debug, thiserror::Error, PartialEq)]
 enum TabError {
     #[error("the tab holds at most {0} items")]
@@ -100,7 +101,9 @@ impl Handle<Touch> for Tab {
 fn added(item: &str) -> Added {
     Added { item: item.into() }
 }
+// ANCHOR_END: aggregate
 
+// ANCHOR: given_when_then
 #[test]
 fn given_when_then_passes_on_the_right_outcome() {
     TestFramework::<Tab>::new()
@@ -131,6 +134,7 @@ fn given_when_then_passes_on_the_right_outcome() {
         .inspect_result();
     assert_eq!(result.map(|events| events.len()), Ok(2));
 }
+// ANCHOR_END: given_when_then
 
 fn panic_message(check: impl FnOnce() + std::panic::UnwindSafe) -> String {
     let payload = std::panic::catch_unwind(check).expect_err("the check must fail");
