@@ -118,6 +118,7 @@ mod load;
 mod options;
 mod schema;
 mod store;
+mod subscription;
 mod worker;
 
 pub use error::{DatabaseError, Error};

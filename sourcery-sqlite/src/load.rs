@@ -81,11 +81,23 @@ impl Predicate {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Query {
     statements: Vec<(String, Vec<Value>)>,
+    limit: Option<usize>,
 }
 
 impl Query {
     /// Builds the query; no filters give no statement.
     pub(crate) fn new<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Self {
+        Self::build(filters, None)
+    }
+
+    /// Builds the query for the first `limit` events only (a subscription's
+    /// page): each statement ends with `LIMIT`, so SQLite stops reading
+    /// there.
+    pub(crate) fn page<Id: TextId>(filters: &[EventFilter<Id, i64>], limit: usize) -> Self {
+        Self::build(filters, Some(limit))
+    }
+
+    fn build<Id: TextId>(filters: &[EventFilter<Id, i64>], limit: Option<usize>) -> Self {
         let mut predicates: Vec<Predicate> = Vec::new();
         // Where each (stream, after) pair's predicate sits in `predicates`.
         let mut index: HashMap<(Stream, Option<i64>), usize> = HashMap::new();
@@ -125,7 +137,7 @@ impl Query {
         let mut batch_parameters = 0;
         for predicate in predicates {
             if !batch.is_empty() && batch_parameters + predicate.parameters() > PARAMETERS_PER_STATEMENT {
-                statements.push(statement(&batch));
+                statements.push(statement(&batch, limit));
                 batch.clear();
                 batch_parameters = 0;
             }
@@ -133,9 +145,9 @@ impl Query {
             batch.push(predicate);
         }
         if !batch.is_empty() {
-            statements.push(statement(&batch));
+            statements.push(statement(&batch, limit));
         }
-        Self { statements }
+        Self { statements, limit }
     }
 
     /// Whether the query selects nothing (no filters).
@@ -158,6 +170,11 @@ impl Query {
                 transaction.commit().at(path)?;
                 rows.rows.sort_by_key(|row| row.position);
                 rows.rows.dedup_by_key(|row| row.position);
+                // Each statement's first `limit` rows hold the union's first
+                // `limit`.
+                if let Some(limit) = self.limit {
+                    rows.rows.truncate(limit);
+                }
             }
         }
         Ok(rows)
@@ -249,7 +266,7 @@ impl Rows {
     }
 }
 
-fn statement(predicates: &[Predicate]) -> (String, Vec<Value>) {
+fn statement(predicates: &[Predicate], limit: Option<usize>) -> (String, Vec<Value>) {
     let mut sql = String::with_capacity(SELECT.len() + 64 * predicates.len() + 32);
     let mut parameters = Vec::new();
     sql.push_str(SELECT);
@@ -261,6 +278,10 @@ fn statement(predicates: &[Predicate]) -> (String, Vec<Value>) {
         predicate.write(&mut sql, &mut parameters);
     }
     let _ = write!(sql, " ORDER BY position");
+    if let Some(limit) = limit {
+        sql.push_str(" LIMIT ?");
+        parameters.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    }
     (sql, parameters)
 }
 
@@ -333,6 +354,18 @@ mod tests {
                 "{SELECT} WHERE (event_kind IN (?, ?) AND position > ?) OR (event_kind = ?) ORDER BY position"
             )]
         );
+    }
+
+    #[test]
+    fn a_page_ends_with_a_limit() {
+        let query = Query::page(&[EventFilter::<String, i64>::for_event("opened").after(3)], 1_000);
+        assert_eq!(
+            sql(&query),
+            [format!(
+                "{SELECT} WHERE (event_kind = ? AND position > ?) ORDER BY position LIMIT ?"
+            )]
+        );
+        assert_eq!(query.statements[0].1.last(), Some(&Value::Integer(1_000)));
     }
 
     #[test]

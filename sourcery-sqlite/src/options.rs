@@ -39,7 +39,8 @@ impl Synchronous {
 }
 
 /// Options for opening a [`Store`]: durability, how long to wait for a lock
-/// held by another process, how many reader connections.
+/// held by another process, how many reader connections, how often
+/// subscriptions look for events written by other processes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -63,6 +64,7 @@ pub struct OpenOptions {
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
     pub(crate) readers: NonZeroUsize,
+    pub(crate) poll_interval: Option<Duration>,
 }
 
 impl Default for OpenOptions {
@@ -73,13 +75,14 @@ impl Default for OpenOptions {
 
 impl OpenOptions {
     /// The defaults: [`Synchronous::Full`], a busy timeout of 5 seconds,
-    /// 4 reader connections.
+    /// 4 reader connections, subscriptions polling every second.
     #[must_use]
     pub fn new() -> Self {
         Self {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
             readers: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            poll_interval: Some(Duration::from_secs(1)),
         }
     }
 
@@ -105,6 +108,21 @@ impl OpenOptions {
     #[must_use]
     pub fn readers(mut self, readers: usize) -> Self {
         self.readers = NonZeroUsize::new(readers).unwrap_or(NonZeroUsize::MIN);
+        self
+    }
+
+    /// How often a waiting subscription reads the file even though this
+    /// store committed nothing: the longest delay before it sees events that
+    /// *another process* (or another [`Store`] opened on the same file)
+    /// appended. Commits through this store (and its clones) wake its
+    /// subscriptions at once, whatever this is.
+    ///
+    /// `None` turns polling off: right only when nothing but this store
+    /// writes the file. The default is one second; each poll is one indexed
+    /// read (`max(position)`) per waiting subscription.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Option<Duration>) -> Self {
+        self.poll_interval = interval;
         self
     }
 

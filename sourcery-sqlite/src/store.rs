@@ -5,6 +5,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::OptionalExtension;
 use serde::Serialize;
@@ -13,6 +14,7 @@ use sourcery_core::store::{
     AppendError, AppendOutcome, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
     PersistableEvent, StoredEvent, TextId,
 };
+use sourcery_core::subscription::CommitNotifier;
 
 use crate::Error;
 use crate::append::{self, Expected, Row};
@@ -45,10 +47,23 @@ pub struct Store<Id, M> {
     types: PhantomData<fn() -> (Id, M)>,
 }
 
-struct Inner {
-    path: Option<PathBuf>,
-    writer: Worker,
-    readers: Worker,
+/// What the clones of a store share (and its checkpoint and snapshot
+/// stores).
+pub(crate) struct Inner {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) writer: Worker,
+    pub(crate) readers: Worker,
+    /// Rung after every commit through this store; wakes its subscriptions.
+    pub(crate) commits: CommitNotifier,
+    /// How often subscriptions read anyway, for other processes' commits.
+    pub(crate) poll_interval: Option<Duration>,
+}
+
+impl Inner {
+    /// The path errors name: the file, or `:memory:`.
+    pub(crate) fn error_path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(IN_MEMORY))
+    }
 }
 
 impl<Id, M> Store<Id, M> {
@@ -108,6 +123,8 @@ impl<Id, M> Store<Id, M> {
                 path: Some(path.to_path_buf()),
                 writer,
                 readers,
+                commits: CommitNotifier::new(),
+                poll_interval: options.poll_interval,
             }))
         }
     }
@@ -137,6 +154,10 @@ impl<Id, M> Store<Id, M> {
                 path: None,
                 writer: worker.clone(),
                 readers: worker,
+                commits: CommitNotifier::new(),
+                // Nothing else can write a private in-memory database: the
+                // store's own notifications are never missed.
+                poll_interval: None,
             }))
         }
     }
@@ -147,6 +168,11 @@ impl<Id, M> Store<Id, M> {
             codec: JsonCodec,
             types: PhantomData,
         }
+    }
+
+    /// What the store's clones share.
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The file the store keeps its events in, `None` for a store in memory.
@@ -206,13 +232,20 @@ where
             .map_err(AppendError::Store)?;
         let aggregate_kind = aggregate_kind.to_owned();
         let aggregate_id = aggregate_id.to_text();
-        self.inner
+        let outcome = self
+            .inner
             .writer
             .run(move |connection, path| {
                 append::append(connection, path, &aggregate_kind, &aggregate_id, expected, &rows)
             })
             .await
-            .map_err(AppendError::Store)?
+            .map_err(AppendError::Store)?;
+        // After the commit, outside the writer thread. A failure may hide a
+        // commit (its outcome unknown): a needless wake-up costs one read.
+        if !matches!(outcome, Err(AppendError::Conflict(_))) {
+            self.inner.commits.notify();
+        }
+        outcome
     }
 }
 
@@ -287,7 +320,7 @@ where
             .readers
             .run(move |connection, path| query.run(connection, path))
             .await??;
-        rows.decode(self.path().unwrap_or(Path::new(IN_MEMORY)))
+        rows.decode(self.inner.error_path())
     }
 }
 
