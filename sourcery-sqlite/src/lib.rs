@@ -113,16 +113,20 @@
 //! driver comparison (sqlx's SQLite driver ran at 0.15–0.22 on loads).
 
 mod append;
+mod checkpoint;
 mod error;
 mod load;
 mod options;
 mod schema;
+mod snapshot;
 mod store;
 mod subscription;
 mod worker;
 
+pub use checkpoint::CheckpointStore;
 pub use error::{DatabaseError, Error};
 pub use options::{OpenOptions, Synchronous};
+pub use snapshot::SnapshotStore;
 pub use store::Store;
 
 /// The version of the store's schema that this crate writes: the number of

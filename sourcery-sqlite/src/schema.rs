@@ -7,8 +7,9 @@
 //! migration exactly once. (A table rather than `PRAGMA user_version`, which
 //! the application may use for its own tables in the same file.)
 //!
-//! Every table is prefixed `sourcery_`; snapshot and checkpoint tables will
-//! come as further migrations.
+//! Every table is prefixed `sourcery_`: `sourcery_events` (1),
+//! `sourcery_checkpoints` (2), `sourcery_snapshots` (3). A file at an older
+//! version gets the missing migrations when it is opened.
 
 use std::path::Path;
 
@@ -25,11 +26,23 @@ struct Migration {
 }
 
 /// Every migration, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events",
-    sql: include_str!("../migrations/0001_events.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events",
+        sql: include_str!("../migrations/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "checkpoints",
+        sql: include_str!("../migrations/0002_checkpoints.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "snapshots",
+        sql: include_str!("../migrations/0003_snapshots.sql"),
+    },
+];
 
 /// The schema version this crate writes and reads.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
