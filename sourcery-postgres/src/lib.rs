@@ -147,6 +147,8 @@ mod load;
 mod migrate;
 mod schema;
 mod store;
+mod subscription;
 
 pub use error::Error;
 pub use store::{FrontierBlocker, Store};
+pub use subscription::SubscriptionOptions;

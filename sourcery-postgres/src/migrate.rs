@@ -36,6 +36,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_frontier.sql",
         sql: include_str!("../migrations/0003_frontier.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_checkpoints.sql",
+        sql: include_str!("../migrations/0004_checkpoints.sql"),
+    },
 ];
 
 /// The highest migration this release ships.
@@ -175,7 +180,7 @@ mod tests {
                 "{} keeps a placeholder",
                 migration.name
             );
-            assert!(sql.contains("\"Tenant_A\".sourcery_events"));
+            assert!(sql.contains("\"Tenant_A\".sourcery_"));
         }
     }
 }

@@ -17,6 +17,7 @@ use sqlx::postgres::{PgPool, PgRow};
 
 use crate::load::{self, Bind};
 use crate::schema::Schema;
+use crate::subscription::{Live, SubscriptionOptions};
 use crate::{Error, migrate};
 
 /// The name of the constraint that refuses a second writer extending a
@@ -43,6 +44,8 @@ pub struct Store<Id = String, M = serde_json::Value> {
     sql: Arc<Statements>,
     codec: JsonCodec,
     types: PhantomData<fn() -> (Id, M)>,
+    /// Subscriptions' shared state (`LISTEN` connection, notifier).
+    live: Arc<Live>,
 }
 
 /// The store's SQL, schema-qualified once at construction.
@@ -131,7 +134,9 @@ impl<Id, M> Store<Id, M> {
     }
 
     fn from_parts(pool: PgPool, schema: Schema) -> Self {
+        let live = Arc::new(Live::new(&schema, SubscriptionOptions::default()));
         Self {
+            live,
             pool,
             sql: Arc::new(Statements::new(schema)),
             codec: JsonCodec,
@@ -143,6 +148,21 @@ impl<Id, M> Store<Id, M> {
     #[must_use]
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The store with `options` for its subscriptions (poll interval,
+    /// notifications, the stall warning). Call it before subscribing: the
+    /// store gets fresh subscription state, which its clones made from now
+    /// on share.
+    #[must_use]
+    pub fn with_subscription_options(mut self, options: SubscriptionOptions) -> Self {
+        self.live = Arc::new(Live::new(&self.sql.schema, options));
+        self
+    }
+
+    /// Subscriptions' shared state.
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
     }
 
     /// The schema the store's tables live in.
@@ -266,6 +286,7 @@ impl<Id, M> Clone for Store<Id, M> {
             sql: Arc::clone(&self.sql),
             codec: self.codec,
             types: PhantomData,
+            live: Arc::clone(&self.live),
         }
     }
 }
@@ -331,7 +352,10 @@ where
         let written: bool = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
         let version: Option<i64> = row.try_get(1).map_err(|e| AppendError::Store(e.into()))?;
         match (written, version) {
-            (true, Some(last_position)) => Ok(AppendResult { last_position }),
+            (true, Some(last_position)) => {
+                self.live.appended(&self.pool);
+                Ok(AppendResult { last_position })
+            }
             (true, None) => Err(AppendError::Store(Error::Unexpected {
                 detail: "an append wrote a batch but returned no position",
             })),
@@ -346,6 +370,56 @@ where
             .fetch_optional(&self.pool)
             .await
             .map_err(|error| self.database(error))
+    }
+}
+
+impl<Id, M> Store<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// One statement for all filters, streamed row by row into the result,
+    /// at most `limit` events. Cut at the safe frontier when the plan asks
+    /// for it or `cut` does (subscriptions always cut).
+    pub(crate) async fn load(
+        &self,
+        filters: &[EventFilter<Id, i64>],
+        limit: Option<usize>,
+        cut: bool,
+    ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error> {
+        let Some(plan) = load::plan(filters)? else {
+            return Ok(Vec::new());
+        };
+        let sql = if plan.frontier || cut {
+            format!(
+                "{}({}) AND {} ORDER BY position",
+                self.sql.load_select, plan.predicate, self.sql.frontier
+            )
+        } else {
+            format!("{}{} ORDER BY position", self.sql.load_select, plan.predicate)
+        };
+        let limit = limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let sql = match limit {
+            Some(_) => format!("{sql} LIMIT ${}", plan.binds.len() + 1),
+            None => sql,
+        };
+        let mut query = sqlx::query(&sql);
+        for bind in plan.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Texts(texts) => query.bind(texts),
+                Bind::Position(position) => query.bind(position),
+            };
+        }
+        if let Some(limit) = limit {
+            query = query.bind(limit);
+        }
+        let mut rows = query.fetch(&self.pool);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|error| self.database(error))? {
+            events.push(decode(&row)?);
+        }
+        Ok(events)
     }
 }
 
@@ -454,31 +528,7 @@ where
         &'a self,
         filters: &'a [EventFilter<Id, i64>],
     ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error> {
-        let Some(plan) = load::plan(filters)? else {
-            return Ok(Vec::new());
-        };
-        let sql = if plan.frontier {
-            format!(
-                "{}({}) AND {} ORDER BY position",
-                self.sql.load_select, plan.predicate, self.sql.frontier
-            )
-        } else {
-            format!("{}{} ORDER BY position", self.sql.load_select, plan.predicate)
-        };
-        let mut query = sqlx::query(&sql);
-        for bind in plan.binds {
-            query = match bind {
-                Bind::Text(text) => query.bind(text),
-                Bind::Texts(texts) => query.bind(texts),
-                Bind::Position(position) => query.bind(position),
-            };
-        }
-        let mut rows = query.fetch(&self.pool);
-        let mut events = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|error| self.database(error))? {
-            events.push(decode(&row)?);
-        }
-        Ok(events)
+        self.load(filters, None, false).await
     }
 }
 
