@@ -82,6 +82,7 @@ impl Handle<Deposit> for Account {
     }
 }
 
+// ANCHOR: hand_written
 /// The same stream read by a newer build whose state changed shape: it
 /// bumped `SNAPSHOT_VERSION`.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +105,7 @@ impl Aggregate for AccountV2 {
         }
     }
 }
+// ANCHOR_END: hand_written
 
 impl Handle<Deposit> for AccountV2 {
     fn handle(&self, command: &Deposit) -> Result<Vec<AccountEvent>, Never> {
