@@ -146,9 +146,11 @@ mod error;
 mod load;
 mod migrate;
 mod schema;
+mod snapshot;
 mod store;
 mod subscription;
 
 pub use error::Error;
+pub use snapshot::SnapshotStore;
 pub use store::{FrontierBlocker, Store};
 pub use subscription::SubscriptionOptions;

@@ -41,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_checkpoints.sql",
         sql: include_str!("../migrations/0004_checkpoints.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_snapshots.sql",
+        sql: include_str!("../migrations/0005_snapshots.sql"),
+    },
 ];
 
 /// The highest migration this release ships.

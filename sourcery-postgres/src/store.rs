@@ -241,23 +241,34 @@ impl<Id, M> Store<Id, M> {
             .collect()
     }
 
+    /// The validated schema, for the crate's other stores on the same tables.
+    pub(crate) fn schema_definition(&self) -> &Schema {
+        &self.sql.schema
+    }
+
     /// Maps a database error, telling missing tables apart.
     fn database(&self, error: sqlx::Error) -> Error {
-        let missing = error
-            .as_database_error()
-            .and_then(sqlx::error::DatabaseError::code)
-            .is_some_and(|code| {
-                // undefined_table, undefined_function, invalid_schema_name
-                matches!(code.as_ref(), "42P01" | "42883" | "3F000")
-            });
-        if missing {
-            Error::NotMigrated {
-                schema: self.schema().to_owned(),
-                source: error,
-            }
-        } else {
-            Error::Database(error)
+        database_error(self.schema(), error)
+    }
+}
+
+/// Maps a database error of a store in `schema`, telling missing tables
+/// apart.
+pub(crate) fn database_error(schema: &str, error: sqlx::Error) -> Error {
+    let missing = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| {
+            // undefined_table, undefined_function, invalid_schema_name
+            matches!(code.as_ref(), "42P01" | "42883" | "3F000")
+        });
+    if missing {
+        Error::NotMigrated {
+            schema: schema.to_owned(),
+            source: error,
         }
+    } else {
+        Error::Database(error)
     }
 }
 
