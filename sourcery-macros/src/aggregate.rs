@@ -10,7 +10,7 @@ use syn::{DeriveInput, Ident, LitStr, Path, Type};
 use crate::attr::{self, Errors};
 use crate::naming;
 
-const EXPECTED: &str = "`id`, `error`, `events`, `kind` or `event_enum`";
+const EXPECTED: &str = "`id`, `error`, `events`, `kind`, `event_enum` or `snapshot_version`";
 
 /// What `#[aggregate(..)]` says.
 struct Settings {
@@ -19,6 +19,7 @@ struct Settings {
     events: Vec<Path>,
     kind: LitStr,
     event_enum: Ident,
+    snapshot_version: Option<syn::LitInt>,
 }
 
 pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
@@ -41,6 +42,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
     let mut events = None;
     let mut kind = None;
     let mut event_enum = None;
+    let mut snapshot_version = None;
     let mut seen = BTreeSet::new();
     let found = attr::parse_attributes(&input.attrs, "aggregate", errors, |key, stream| {
         let name = key.to_string();
@@ -51,6 +53,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
             "events" => attr::set_once(&mut events, key, attr::events_value(key, stream)?),
             "kind" => attr::set_once(&mut kind, key, attr::kind_value(key, stream)?),
             "event_enum" => attr::set_once(&mut event_enum, key, attr::ident_value(key, stream)?),
+            "snapshot_version" => attr::set_once(&mut snapshot_version, key, attr::u32_value(key, stream)?),
             _ => Err(attr::unknown_key(key, "aggregate", EXPECTED)),
         }
     });
@@ -86,6 +89,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
         events: events?.paths,
         kind: kind.unwrap_or_else(|| naming::default_kind(name)),
         event_enum: event_enum.unwrap_or_else(|| format_ident!("{}Event", name)),
+        snapshot_version,
     })
 }
 
@@ -100,6 +104,7 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         events,
         kind,
         event_enum,
+        snapshot_version,
     } = settings;
     let name = &input.ident;
     let vis = &input.vis;
@@ -238,10 +243,14 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         quote!(#event_enum::#variant(event) => #call(self, event),)
     });
 
+    let snapshot_version_item = snapshot_version
+        .as_ref()
+        .map(|version| quote!(const SNAPSHOT_VERSION: u32 = #version;));
     let aggregate_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #aggregate for #name #ty_generics #where_clause {
             const KIND: &'static str = #kind;
+            #snapshot_version_item
             type Id = #id;
             type Event = #event_enum;
             type Error = #error;

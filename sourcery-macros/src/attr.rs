@@ -136,6 +136,16 @@ pub(crate) fn type_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Typ
     input.parse()
 }
 
+/// `= N`: an integer literal that fits a `u32`.
+pub(crate) fn u32_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<syn::LitInt> {
+    input.parse::<Token![=]>()?;
+    let lit: syn::LitInt = input
+        .parse()
+        .map_err(|error| syn::Error::new(error.span(), format!("expected an integer: `{key} = 2`")))?;
+    lit.base10_parse::<u32>()?;
+    Ok(lit)
+}
+
 /// `= "string"`. Anything else is pointed at.
 pub(crate) fn string_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<LitStr> {
     input.parse::<Token![=]>()?;

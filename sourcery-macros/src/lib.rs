@@ -66,6 +66,9 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `kind = "..."`: the stream kind (`Aggregate::KIND`); by default the
 ///   struct's name in kebab-case (`BankAccount` → `"bank-account"`).
 /// - `event_enum = "Name"`: the event enum's name; by default `{Struct}Event`.
+/// - `snapshot_version = N`: `Aggregate::SNAPSHOT_VERSION`; by default 1.
+///   Bump it when the state's serialized shape changes, so older snapshots
+///   are ignored.
 ///
 /// It writes, beside the struct:
 ///

@@ -24,4 +24,8 @@ struct SameEventTwice;
 #[aggregate(id = String, error = std::fmt::Error, events(Opened), stream = "x")]
 struct UnknownKey;
 
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, events(Opened), snapshot_version = "2")]
+struct QuotedSnapshotVersion;
+
 fn main() {}

@@ -29,7 +29,7 @@ impl DomainEvent for Deleted {
 
 #[derive(Debug, Default, Aggregate)]
 #[aggregate(id = u64, error = std::fmt::Error, events(a::Created, b::Created, Deleted))]
-#[aggregate(kind = "thing.v2", event_enum = "Change")]
+#[aggregate(kind = "thing.v2", event_enum = "Change", snapshot_version = 3)]
 struct Thing {
     log: Vec<&'static str>,
 }
@@ -66,6 +66,8 @@ fn main() {
     }
     assert_eq!(thing.log, ["a", "b", "deleted"]);
     assert_eq!(<Thing as Aggregate>::KIND, "thing.v2");
+    assert_eq!(<Thing as Aggregate>::SNAPSHOT_VERSION, 3);
+    assert_eq!(<HTTPSession as Aggregate>::SNAPSHOT_VERSION, 1);
     assert_eq!(Change::event_kinds(), ["a.created", "b.created", "deleted"]);
 
     let _: Gone = Gone::Deleted(Deleted);
