@@ -142,7 +142,9 @@
 //! commit itself, the caller cannot know which: reload the stream before
 //! retrying.
 
+mod checkpoint;
 mod error;
+mod lease;
 mod load;
 mod migrate;
 mod schema;
@@ -150,7 +152,9 @@ mod snapshot;
 mod store;
 mod subscription;
 
+pub use checkpoint::CheckpointStore;
 pub use error::Error;
+pub use lease::{Lease, LeaseGuard};
 pub use snapshot::SnapshotStore;
 pub use store::{FrontierBlocker, Store};
 pub use subscription::SubscriptionOptions;
