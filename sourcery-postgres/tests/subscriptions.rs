@@ -19,3 +19,324 @@ async fn postgres_subscriptions_conform() {
     })
     .await;
 }
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use sourcery_core::event::DomainEvent;
+use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
+use sourcery_core::runner::ProjectionRunner;
+use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::subscription::{Subscribe, Subscription};
+use sourcery_postgres::{CheckpointStore, Store, SubscriptionOptions};
+use sqlx::{Connection as _, PgConnection};
+
+type PgStore = Store<String, ()>;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Noted {
+    n: u64,
+}
+
+impl DomainEvent for Noted {
+    const KIND: &'static str = "subscriptions.noted";
+}
+
+fn noted(n: u64) -> PersistableEvent<()> {
+    PersistableEvent {
+        kind: Noted::KIND.to_owned(),
+        data: serde_json::to_vec(&Noted { n }).unwrap(),
+        metadata: (),
+    }
+}
+
+fn number(data: &[u8]) -> u64 {
+    serde_json::from_slice::<Noted>(data).unwrap().n
+}
+
+async fn append(store: &PgStore, stream: &str, numbers: impl IntoIterator<Item = u64>) -> i64 {
+    let batch = NonEmpty::from_vec(numbers.into_iter().map(noted).collect()).unwrap();
+    support::bounded(
+        "append",
+        30,
+        store.append("noter", &stream.to_owned(), None, batch),
+    )
+    .await
+    .expect("append")
+    .last_position
+}
+
+/// A store that polls often, so that waits in these tests stay short.
+async fn quick_store(connections: u32, options: SubscriptionOptions) -> Option<PgStore> {
+    let store: PgStore = support::store_with(connections).await?;
+    Some(store.with_subscription_options(options.poll_interval(Duration::from_millis(20))))
+}
+
+async fn next_position(what: &str, subscription: &mut Subscription<PgStore>) -> i64 {
+    support::bounded(what, 30, subscription.next())
+        .await
+        .expect("the subscription goes on")
+        .expect("no store error")
+        .position
+}
+
+/// Asserts that the subscription delivers nothing for a while (ten poll
+/// intervals and more): only a bounded wait can show that nothing comes.
+async fn assert_quiet(subscription: &mut Subscription<PgStore>) {
+    if let Ok(item) = tokio::time::timeout(Duration::from_millis(300), subscription.next()).await {
+        panic!("expected nothing yet, got {item:?}");
+    }
+}
+
+/// Opens a transaction on `connection` and appends one event in it without
+/// committing (the store never does this; it freezes the race). Returns the
+/// position drawn.
+async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgStore, n: u64) -> i64 {
+    sqlx::query("BEGIN").execute(&mut *connection).await.unwrap();
+    sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{}\".sourcery_append('noter', 'open', false, NULL, ARRAY[$1], ARRAY[$2::bytea], ARRAY['null'::jsonb])",
+        store.schema()
+    ))
+    .bind(Noted::KIND)
+    .bind(serde_json::to_vec(&Noted { n }).unwrap())
+    .fetch_one(&mut *connection)
+    .await
+    .expect("an append in an open transaction")
+}
+
+async fn connect() -> PgConnection {
+    PgConnection::connect(&support::database_url().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_waits_for_an_append_in_flight_then_delivers_in_order() {
+    let Some(store) = quick_store(10, SubscriptionOptions::default()).await else {
+        return;
+    };
+    let first = append(&store, "first", [1]).await;
+    let mut subscription = store.subscribe(vec![EventFilter::for_event(Noted::KIND)], None);
+    assert_eq!(next_position("history", &mut subscription).await, first);
+
+    // A draws a lower position and stays open; B commits a higher one.
+    let mut a = connect().await;
+    let a_position = append_in_open_transaction(&mut a, &store, 2).await;
+    let b_position = append(&store, "b", [3]).await;
+    assert!(a_position < b_position);
+    assert_quiet(&mut subscription).await;
+    sqlx::query("COMMIT").execute(&mut a).await.unwrap();
+    assert_eq!(next_position("A", &mut subscription).await, a_position);
+    assert_eq!(next_position("B", &mut subscription).await, b_position);
+
+    // Again, with A rolling back: B only.
+    let rolled_back = append_in_open_transaction(&mut a, &store, 4).await;
+    let b_position = append(&store, "b", [5]).await;
+    assert!(rolled_back < b_position);
+    assert_quiet(&mut subscription).await;
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+    assert_eq!(
+        next_position("B after the rollback", &mut subscription).await,
+        b_position
+    );
+
+    // And a subscriber in another process (another store value: woken by
+    // LISTEN/NOTIFY or its poll) sees the same.
+    let other: PgStore =
+        Store::with_schema(support::pool(4, "other").await.unwrap(), store.schema()).unwrap();
+    let mut elsewhere = other.subscribe(vec![EventFilter::for_event(Noted::KIND)], Some(b_position));
+    let live = append(&store, "b", [6]).await;
+    assert_eq!(next_position("elsewhere", &mut elsewhere).await, live);
+    assert_eq!(next_position("here", &mut subscription).await, live);
+}
+
+/// Collects `WARN` events as text.
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+struct Text(String);
+
+impl tracing::field::Visit for Text {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// One thread: the warning subscriber is set for this thread, where the
+// follower runs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_transaction_holding_the_frontier_back_is_named_in_a_warning() {
+    let options = SubscriptionOptions::default().warn_on_stall_after(Duration::from_millis(200));
+    let Some(store) = quick_store(10, options).await else {
+        return;
+    };
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let _default = tracing::subscriber::set_default(Warnings(Arc::clone(&warnings)));
+    let first = append(&store, "first", [1]).await;
+    let mut a = connect().await;
+    let a_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    append_in_open_transaction(&mut a, &store, 2).await;
+    append(&store, "b", [3]).await;
+    let mut subscription = store.subscribe(vec![EventFilter::for_event(Noted::KIND)], None);
+    assert_eq!(next_position("history", &mut subscription).await, first);
+    let named = format!("pid {a_pid}");
+    support::bounded("the warning", 10, async {
+        while !warnings.lock().unwrap().iter().any(|w| w.contains(&named)) {
+            // Drives the follower (it reads, finds the frontier stuck, checks).
+            let next = tokio::time::timeout(Duration::from_millis(50), subscription.next()).await;
+            assert!(next.is_err(), "nothing is delivered while A is open: {next:?}");
+        }
+    })
+    .await;
+    let count = warnings.lock().unwrap().len();
+    // Rate-limited: at most one warning per threshold.
+    let _ = tokio::time::timeout(Duration::from_millis(150), subscription.next()).await;
+    assert_eq!(
+        warnings.lock().unwrap().len(),
+        count,
+        "{:?}",
+        warnings.lock().unwrap()
+    );
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+    assert!(next_position("B", &mut subscription).await > first);
+}
+
+/// Records every `n` it applies, in order.
+#[derive(Debug, Default)]
+struct Applied(Vec<u64>);
+
+impl Projection for Applied {
+    const KIND: &'static str = "applied";
+    type Id = String;
+    type Metadata = ();
+
+    fn declare<S: EventStore<Id = String, Metadata = ()>>(
+        events: ProjectionEvents<S, Self>,
+    ) -> ProjectionEvents<S, Self> {
+        events.event::<Noted>()
+    }
+}
+
+impl ApplyProjection<Noted> for Applied {
+    fn apply_projection(&mut self, _: &String, event: &Noted, (): &()) {
+        self.0.push(event.n);
+    }
+}
+
+/// 8 writers × 5,000 events (batches of 10) on 100 streams, 3 subscribers
+/// and a runner restarted twice while the writers run: every subscriber
+/// receives every event once, in the same order, and the runner's state
+/// equals a full replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_load_every_subscriber_sees_every_event_once_in_one_order() {
+    const WRITERS: u64 = 8;
+    const EVENTS_PER_WRITER: u64 = 5_000;
+    const BATCH: u64 = 10;
+    const STREAMS: u64 = 100;
+    const TOTAL: u64 = WRITERS * EVENTS_PER_WRITER;
+    let Some(store) = quick_store(20, SubscriptionOptions::default()).await else {
+        return;
+    };
+    let total = usize::try_from(TOTAL).unwrap();
+    let subscribers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut subscription = store.subscribe(vec![EventFilter::for_event(Noted::KIND)], None);
+            tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(total);
+                while seen.len() < total {
+                    let event = subscription.next().await.expect("goes on").expect("no error");
+                    seen.push((event.position, number(&event.data)));
+                }
+                seen
+            })
+        })
+        .collect();
+
+    let (progress, mut appended) = tokio::sync::watch::channel(0_u64);
+    let progress = Arc::new(progress);
+    let start = Arc::new(tokio::sync::Barrier::new(usize::try_from(WRITERS).unwrap()));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            let progress = Arc::clone(&progress);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                for batch in 0..EVENTS_PER_WRITER / BATCH {
+                    let first = writer * EVENTS_PER_WRITER + batch * BATCH;
+                    let stream = format!("s{}", (writer * 13 + batch) % STREAMS);
+                    append(&store, &stream, first..first + BATCH).await;
+                    progress.send_modify(|count| *count += BATCH);
+                }
+            })
+        })
+        .collect();
+
+    let checkpoints = CheckpointStore::new(&store);
+    let runner = || {
+        ProjectionRunner::new(store.clone(), checkpoints.clone())
+            .checkpoint_every(NonZeroUsize::new(500).unwrap())
+    };
+    let mut projection = Applied::default();
+    for restart_at in [TOTAL / 3, 2 * TOTAL / 3] {
+        let running = runner().start(projection).unwrap();
+        support::bounded(
+            "the writers' progress",
+            120,
+            appended.wait_for(|&n| n >= restart_at),
+        )
+        .await
+        .unwrap();
+        projection = support::bounded("a runner stop", 30, running.stop())
+            .await
+            .expect("stop");
+    }
+    let running = runner().start(projection).unwrap();
+    for writer in writers {
+        support::bounded("a writer", 120, writer).await.unwrap();
+    }
+    let all = store
+        .load_events(&[EventFilter::for_event(Noted::KIND)])
+        .await
+        .unwrap();
+    assert_eq!(all.len(), total);
+    let expected: Vec<(i64, u64)> = all.iter().map(|e| (e.position, number(&e.data))).collect();
+    for subscriber in subscribers {
+        let seen = support::bounded("a subscriber", 120, subscriber).await.unwrap();
+        assert!(seen == expected, "a subscriber saw another sequence than the log");
+    }
+    let last = expected.last().unwrap().0;
+    running
+        .wait_for(last, Duration::from_secs(60))
+        .await
+        .expect("the runner catches up");
+    let projection = running.stop().await.expect("stop");
+    let replay: Vec<u64> = expected.iter().map(|&(_, n)| n).collect();
+    assert!(projection.0 == replay, "the runner's state is not a full replay");
+    assert_eq!(replay.iter().collect::<BTreeSet<_>>().len(), total);
+}
