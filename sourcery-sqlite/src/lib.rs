@@ -4,7 +4,11 @@
 //! [`Store`] implements the store contract
 //! ([`EventStore`](sourcery_core::store::EventStore)) and passes its
 //! conformance suite; it is also
-//! [`GloballyOrdered`](sourcery_core::store::GloballyOrdered).
+//! [`GloballyOrdered`](sourcery_core::store::GloballyOrdered) and can be
+//! followed live ([`Subscribe`](sourcery_core::subscription::Subscribe)).
+//! The same file keeps projection checkpoints ([`Store::checkpoints`], a
+//! [`CheckpointStore`]) and snapshots ([`Store::snapshots`], a
+//! [`SnapshotStore`]).
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -71,6 +75,28 @@
 //! threads and await the reply: they never block the runtime's threads, their
 //! futures are `Send`, and they work on any async runtime.
 //!
+//! # Subscriptions
+//!
+//! `store.subscribe(filters, from)` yields the history after `from`, then
+//! each event as it commits. A commit through the store (any clone of it)
+//! wakes its subscriptions at once. Commits by another process on the same
+//! file (or by another `Store` opened on it) ring no bell here: waiting
+//! subscriptions also read the file every
+//! [`poll_interval`](OpenOptions::poll_interval), one second by default, so
+//! they see such events within that. Set it to `None` only when nothing else
+//! writes the file. Subscriptions read by cursor and positions rise in
+//! commit order (above), so a wake-up missed or spurious costs latency,
+//! never an event.
+//!
+//! # Checkpoints and snapshots
+//!
+//! [`Store::checkpoints`] gives the
+//! [`ProjectionRunner`](sourcery_core::runner::ProjectionRunner) its
+//! checkpoint store, [`Store::snapshots`] a repository its snapshot store,
+//! both in the same file and through the same threads (saves go through the
+//! writer, in transactions of their own). A snapshot save is one upsert that
+//! only replaces an older position, so racing saves keep the newest.
+//!
 //! # Schema
 //!
 //! Tables are named `sourcery_*` (so the file can hold the application's
@@ -86,6 +112,12 @@
 //! (BLOB) and `metadata` (JSON text). Two indexes serve the load shapes: one
 //! stream in position order, and one event kind after a position. Any set of
 //! filters loads with one `SELECT`.
+//!
+//! Checkpoints are rows of `sourcery_checkpoints` (`name` → `position`),
+//! snapshots rows of `sourcery_snapshots` (`subject`, `kind`, `id` →
+//! `position`, `schema_version`, `data`). A file written at an older schema
+//! version (1: events only; 2: with checkpoints) gets the missing tables when
+//! the store opens it; its events stay as they are.
 
 //! # Performance
 //!
@@ -111,6 +143,21 @@
 //! the hand-off to the store's threads (one per batch each way), the price of
 //! never blocking the async runtime; `docs/adr/0003-sqlite-driver.md` has the
 //! driver comparison (sqlx's SQLite driver ran at 0.15–0.22 on loads).
+//!
+//! `benches/snapshots.rs` loads an aggregate through a repository after 1k,
+//! 10k and 100k events (one stream, `synchronous=FULL`), without a snapshot
+//! (every event replayed) and with one taken 10 events before the end (the
+//! snapshot row and the 10 events after it). Medians of criterion's
+//! estimates, same machine and load as above:
+//!
+//! | events in the stream | without a snapshot | with a snapshot | with ÷ with at 1k |
+//! |---|---|---|---|
+//! | 1,000 | 797 µs | 65.6 µs | 1.00 |
+//! | 10,000 | 10.7 ms | 57.9 µs | 0.88 |
+//! | 100,000 | 108 ms | 71.4 µs | 1.09 |
+//!
+//! With a snapshot the load stays flat (the tail is read through the stream
+//! index after the snapshot's position); without, it grows with the history.
 
 mod append;
 mod checkpoint;
