@@ -78,6 +78,7 @@ impl Handle<Deposit> for Account {
     }
 }
 
+// ANCHOR: projection
 /// Sends a receipt per deposit (here: remembers what it would have sent).
 #[derive(Debug, Default, Projection)]
 #[projection(kind = "deposit-receipts", events(FundsDeposited))]
@@ -91,6 +92,7 @@ impl ApplyProjection<FundsDeposited> for DepositReceipts {
             .push(format!("receipt to {account}: {} deposited", event.amount));
     }
 }
+// ANCHOR_END: projection
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -103,6 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("store: SQLite file {}", path.display());
     let repository = Repository::new(store.clone());
 
+    // ANCHOR: live
     // 1. The runner catches up (nothing yet), then follows live.
     let receipts =
         ProjectionRunner::new(store.clone(), store.checkpoints()).start(DepositReceipts::default())?;
@@ -129,7 +132,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         first_run.sent.len()
     );
     assert_eq!(first_run.sent.len(), 3);
+    // ANCHOR_END: live
 
+    // ANCHOR: restart
     // 2. Deposits while no runner is up.
     repository.execute::<Account, _>(&ada, &Deposit(40), ()).await?;
     let last = repository.execute::<Account, _>(&ada, &Deposit(50), ()).await?;
@@ -153,6 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "receipt to ACC-ADA: 50 deposited"
         ]
     );
+    // ANCHOR_END: restart
 
     drop((repository, store));
     std::fs::remove_dir_all(&directory)?;
