@@ -104,15 +104,50 @@
 //! ## Which loads are cut at the frontier
 //!
 //! A load is cut at the frontier when **any** of its filters is not
-//! restricted to one stream ([`EventFilter::for_event`](sourcery_core::store::EventFilter::for_event))
-//! or has an `after`: those are the loads of followers, and the whole load is
-//! cut so that the highest position it returns is a safe cursor. A load whose
-//! filters are all plain [`for_aggregate`](sourcery_core::store::EventFilter::for_aggregate)
-//! filters without `after` (the repository's read before a command) and
+//! restricted to one stream ([`EventFilter::for_event`](sourcery_core::store::EventFilter::for_event)),
+//! or when its filters cover several streams and one has an `after`: those
+//! are the loads of followers, and the whole load is cut so that the highest
+//! position it returns is a safe cursor. A load whose filters are all
+//! [`for_aggregate`](sourcery_core::store::EventFilter::for_aggregate)
+//! filters without `after` (the repository's read before a command), a load
+//! of **one** stream with or without `after` (the repository's read of the
+//! events after a snapshot) and
 //! [`stream_version`](sourcery_core::store::EventStore::stream_version) see
 //! every committed event: a writer reads its own writes. Writers of one
-//! stream commit one after the other, so such a read is always a prefix of
-//! the stream.
+//! stream draw their positions under the stream's lock and hold it until
+//! they commit, so such a read is always a prefix of the stream.
+//!
+//! # Snapshots
+//!
+//! [`SnapshotStore`] keeps snapshots in `sourcery_snapshots`, beside the
+//! events (created by [`Store::migrate`]); make it with
+//! [`Store::snapshots`] and hand it to
+//! [`Repository::with_snapshots`](sourcery_core::repository::Repository::with_snapshots).
+//! A save is one upsert that replaces a row only with a later position.
+//! Projection snapshots are taken at the safe frontier
+//! ([`SnapshotFrontier`](sourcery_core::snapshot::SnapshotFrontier) for
+//! [`Store`]), never past an append in flight; the read of an aggregate's
+//! tail after its snapshot is one stream, so it is not cut and sees every
+//! committed event.
+//!
+//! `benches/snapshots.rs` loads an aggregate (a constant-size state, ~250-byte
+//! events) through the repository after 1k, 10k and 100k events, by full
+//! replay and from a snapshot 10 events before the end (median of 15
+//! interleaved loads, the 2-core machine under a load average of ~7 from
+//! other builds, so single figures vary by ±50%):
+//!
+//! | events | full replay | with snapshot | with snapshot ÷ 1k with snapshot |
+//! |---|---|---|---|
+//! | 1,000 | 3.3 ms | 6.9 ms | 1.00 |
+//! | 10,000 | 34.3 ms | 11.9 ms | 1.73 |
+//! | 100,000 | 322.2 ms | 4.3 ms | 0.63 |
+//!
+//! A snapshotted load is two round trips (the snapshot, then the tail)
+//! whatever the history's length. The 10k row shows PostgreSQL's planner:
+//! it estimates `position > p` for one stream from the whole log's
+//! positions, so for a stream in the log's middle it picks a bitmap scan of
+//! the whole stream (2.6 ms server-side for 10k events, against 0.1 ms by
+//! the stream index it picks for the 1k and 100k streams).
 //!
 //! # Performance
 //!

@@ -64,13 +64,14 @@ pub(crate) fn plan<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Result<Optio
     // (aggregate kind, aggregate id) -> event kind -> after.
     let mut streams: BTreeMap<(&str, String), BTreeMap<&str, Option<i64>>> = BTreeMap::new();
     let mut frontier = false;
+    let mut any_after = false;
     for filter in filters {
         let after = filter.after_position();
         if let Some(position) = after {
             if position < 0 {
                 return Err(Error::InvalidAfter { position });
             }
-            frontier = true;
+            any_after = true;
         }
         match filter.aggregate() {
             None => {
@@ -90,6 +91,12 @@ pub(crate) fn plan<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Result<Optio
             }
         }
     }
+
+    // Filters with an `after` on several streams are a follower's: cut. On
+    // one stream they are not: its writers draw positions under the stream's
+    // lock, held until they commit, so its visible events are always a prefix
+    // (the repository's read of the tail after a snapshot sees its writes).
+    frontier = frontier || (any_after && streams.len() > 1);
 
     let mut sql = Sql::default();
     // Kind branches, grouped by `after`: kinds with the same bound share one.
@@ -222,13 +229,23 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_load_after_a_position_is_cut_at_the_frontier() {
+    fn one_stream_after_a_position_is_not_cut_but_several_are() {
         let plan = planned(&[Filter::for_aggregate("opened", "account", "A-1".into()).after(7)]);
         assert_eq!(
             plan.predicate,
             "(aggregate_kind = $1 AND aggregate_id = $2 AND event_kind = $3 AND position > $4)"
         );
-        assert!(plan.frontier);
+        assert!(!plan.frontier, "one stream's visible events are a prefix of it");
+        let plan = planned(&[
+            Filter::for_aggregate("opened", "account", "A-1".into()).after(7),
+            Filter::for_aggregate("opened", "account", "A-2".into()),
+        ]);
+        assert!(plan.frontier, "a follower of several streams");
+        let plan = planned(&[
+            Filter::for_aggregate("opened", "account", "A-1".into()),
+            Filter::for_aggregate("opened", "account", "A-2".into()),
+        ]);
+        assert!(!plan.frontier, "plain stream reads see every committed event");
     }
 
     #[test]

@@ -432,7 +432,8 @@ async fn a_projection_snapshot_is_never_taken_past_an_append_in_flight() {
             .create::<Account, _>(id, &Open, meta())
             .await
             .expect("create");
-        plain
+        // Each aggregate gets a snapshot here.
+        repository
             .execute::<Account, _>(id, &Deposit(1), meta())
             .await
             .expect("deposit");
@@ -456,6 +457,14 @@ async fn a_projection_snapshot_is_never_taken_past_an_append_in_flight() {
         .expect("one event");
     assert!(settled < a_position && a_position < b_position);
     assert_eq!(store.snapshot_frontier().await.expect("frontier"), Some(settled));
+    // A snapshotted aggregate still reads its own writes: the tail after its
+    // snapshot is one stream, not cut at the frontier.
+    let b_loaded = repository.load_versioned::<Account>(&b).await.expect("load");
+    assert_eq!(
+        (b_loaded.snapshot_position, b_loaded.replayed, b_loaded.version),
+        (Some(settled), 1, Some(b_position))
+    );
+    assert_eq!(b_loaded.state.history, [1, 2_000]);
 
     // Two selections: every deposit (a follower's load, cut at the frontier)
     // and the two streams by id (a plain stream read, which sees B at once).
