@@ -275,11 +275,11 @@ pub type AppendOutcome<Pos, Err> = Result<AppendResult<Pos>, AppendError<Pos, Er
 // ANCHOR: event_store_trait
 /// A durable, append-only log of events grouped in streams.
 ///
-/// Implement it to keep events in your own database; the
-/// [custom stores guide](https://docs.rs/sourcery) walks through it and the
-/// conformance suite (`sourcery_core::test::conformance`, feature
-/// `test-util`) checks an implementation against the invariants listed in the
-/// [module docs](self).
+/// Implement it to keep events in your own database: the user guide's
+/// custom stores chapter (`docs/src/advanced/custom-stores.md`) walks
+/// through it, and the conformance suite (`sourcery_core::test::conformance`,
+/// feature `test-util`) checks an implementation against the invariants
+/// listed in the [module docs](self).
 pub trait EventStore: Send + Sync + Sized {
     /// The aggregate id type of the streams.
     type Id: Clone + fmt::Debug + Send + Sync + 'static;
