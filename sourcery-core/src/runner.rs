@@ -391,11 +391,10 @@ where
 {
     async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
         let outcome = self.hold_and_follow(&lease, &mut stop).await;
-        let saved = if self.status.borrow().active {
-            self.save().await
-        } else {
-            Ok(())
-        };
+        // After losing the lease another runner may be ahead already: saving
+        // now could move its checkpoint back.
+        let holds_lease = self.status.borrow().active && !matches!(outcome, Err(RunnerError::LeaseLost(_)));
+        let saved = if holds_lease { self.save().await } else { Ok(()) };
         self.status.send_modify(|status| {
             status.running = false;
             status.active = false;
