@@ -6,6 +6,10 @@
 //! ordered by position, so each event comes once and in order. Only a set of
 //! filters too large for one statement's parameters is split into several
 //! statements, run in one read transaction (one snapshot) and merged.
+//!
+//! A reader thread copies the rows' bytes out of SQLite and sends them in
+//! parts of a few hundred kilobytes; the caller's task builds the events of
+//! each part while the reader reads the next ([`load`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -16,8 +20,11 @@ use rusqlite::{Connection, params_from_iter};
 use serde::de::DeserializeOwned;
 use sourcery_core::store::{EventFilter, StoredEvent, TextId};
 
+use tokio::sync::mpsc::UnboundedSender;
+
 use crate::Error;
 use crate::schema::At;
+use crate::worker::Worker;
 
 /// At most this many kinds in one `IN (...)` list.
 const KINDS_PER_PREDICATE: usize = 500;
@@ -155,17 +162,45 @@ impl Query {
         self.statements.is_empty()
     }
 
-    /// Runs the query on `connection` and returns its rows, undecoded.
-    pub(crate) fn run(&self, connection: &mut Connection, path: &Path) -> Result<Rows, Error> {
+    /// Runs the query on `connection` and sends its rows, undecoded, on
+    /// `parts`: a single statement's rows in parts of about [`PART_BYTES`]
+    /// as they are read, several statements' rows (merged, so all read
+    /// first) in one part; then [`Part::End`], or [`Part::Failed`]. Stops
+    /// early if the receiver is gone.
+    pub(crate) fn send(&self, connection: &mut Connection, path: &Path, parts: &UnboundedSender<Part>) {
+        match self.read(connection, path, parts) {
+            Ok(Some(rows)) => {
+                let _ = parts.send(Part::Rows(rows)).and_then(|()| parts.send(Part::End));
+            }
+            // The receiver is gone.
+            Ok(None) => {}
+            Err(error) => {
+                let _ = parts.send(Part::Failed(error));
+            }
+        }
+    }
+
+    /// Reads the rows, sends full parts of a single statement's; returns the
+    /// rows left to send, `None` if the receiver is gone.
+    fn read(
+        &self,
+        connection: &mut Connection,
+        path: &Path,
+        parts: &UnboundedSender<Part>,
+    ) -> Result<Option<Rows>, Error> {
         let mut rows = Rows::default();
         match self.statements.as_slice() {
             [] => {}
-            [(sql, parameters)] => select(connection, path, sql, parameters, &mut rows)?,
+            [(sql, parameters)] => {
+                if !select(connection, path, sql, parameters, &mut rows, Some(parts))? {
+                    return Ok(None);
+                }
+            }
             statements => {
                 // One read transaction: every statement sees the same snapshot.
                 let transaction = connection.transaction().at(path)?;
                 for (sql, parameters) in statements {
-                    select(&transaction, path, sql, parameters, &mut rows)?;
+                    select(&transaction, path, sql, parameters, &mut rows, None)?;
                 }
                 transaction.commit().at(path)?;
                 rows.rows.sort_by_key(|row| row.position);
@@ -177,15 +212,59 @@ impl Query {
                 }
             }
         }
-        Ok(rows)
+        Ok(Some(rows))
     }
 }
 
-/// Rows as a reader thread hands them over: every column's bytes in one
-/// buffer, and where each row's columns end.
+/// What a reader thread sends while it runs a [`Query`].
+#[derive(Debug)]
+pub(crate) enum Part {
+    /// The next rows, in order.
+    Rows(Rows),
+    /// Every row was sent.
+    End,
+    /// The query failed; nothing follows.
+    Failed(Error),
+}
+
+/// About how many bytes of rows a reader thread sends at a time.
+///
+/// The caller builds the events of one part while the reader thread reads
+/// the next, so a long load costs about the reading plus the decoding of its
+/// last part (on a second core). Parts are few (a 10,000-event load of
+/// ~300-byte rows sends about a dozen), so waking the caller for each costs
+/// little.
+const PART_BYTES: usize = 256 * 1024;
+
+/// Runs `query` on one of `readers`' connections and builds its events on
+/// the caller's task, part by part as the reader thread reads them.
+pub(crate) async fn load<Id, M>(
+    readers: &Worker,
+    error_path: &Path,
+    query: Query,
+) -> Result<Vec<StoredEvent<Id, i64, M>>, Error>
+where
+    Id: TextId + Clone,
+    M: DeserializeOwned,
+{
+    let mut parts = readers.stream(move |connection, path, parts| query.send(connection, path, parts))?;
+    let mut events = Vec::new();
+    while let Some(part) = parts.recv().await {
+        match part {
+            Part::Rows(rows) => rows.decode_into(error_path, &mut events)?,
+            Part::End => return Ok(events),
+            Part::Failed(error) => return Err(error),
+        }
+    }
+    // The reader thread panicked.
+    Err(Error::Stopped)
+}
+
+/// Rows as a reader thread hands them over (a [`Part`] of a load): every
+/// column's bytes in one buffer, and where each row's columns end.
 ///
 /// The reader thread only copies bytes out of SQLite; the caller builds the
-/// `StoredEvent`s. So the many small allocations of the result are made (and
+/// `StoredEvent`s, one part while the reader thread reads the next. So the many small allocations of the result are made (and
 /// later freed) on the caller's thread, as hand-written code would make
 /// them: freeing memory that another thread allocated costs the allocator
 /// far more, and it made loads about 25% slower when the reader thread built
@@ -207,13 +286,14 @@ struct RawRow {
 }
 
 impl Rows {
-    /// Builds the events: parses ids, decodes metadata.
-    pub(crate) fn decode<Id, M>(&self, path: &Path) -> Result<Vec<StoredEvent<Id, i64, M>>, Error>
+    /// Builds the events (parses ids, decodes metadata) at the end of
+    /// `events`.
+    fn decode_into<Id, M>(&self, path: &Path, events: &mut Vec<StoredEvent<Id, i64, M>>) -> Result<(), Error>
     where
         Id: TextId + Clone,
         M: DeserializeOwned,
     {
-        let mut events = Vec::with_capacity(self.rows.len());
+        events.reserve(self.rows.len());
         // Consecutive rows mostly share their stream: reuse its parsed id.
         let mut previous: Option<(&str, &str, Id)> = None;
         for row in &self.rows {
@@ -262,7 +342,7 @@ impl Rows {
                 metadata,
             });
         }
-        Ok(events)
+        Ok(())
     }
 }
 
@@ -285,16 +365,21 @@ fn statement(predicates: &[Predicate], limit: Option<usize>) -> (String, Vec<Val
     (sql, parameters)
 }
 
-/// Runs one `SELECT` and copies its rows into `rows`.
+/// Runs one `SELECT` and copies its rows into `rows`; with `parts`, sends
+/// them there every [`PART_BYTES`] or so. `false` if the receiver is gone.
 fn select(
     connection: &Connection,
     path: &Path,
     sql: &str,
     parameters: &[Value],
     rows: &mut Rows,
-) -> Result<(), Error> {
+    parts: Option<&UnboundedSender<Part>>,
+) -> Result<bool, Error> {
     let mut statement = connection.prepare_cached(sql).at(path)?;
     let mut results = statement.query(params_from_iter(parameters)).at(path)?;
+    if parts.is_some() {
+        rows.bytes.reserve(PART_BYTES + PART_BYTES / 4);
+    }
     while let Some(row) = results.next().at(path)? {
         let position: i64 = row.get(0).at(path)?;
         let start = rows.bytes.len();
@@ -312,8 +397,17 @@ fn select(
             start,
             ends,
         });
+        if let Some(parts) = parts
+            && rows.bytes.len() >= PART_BYTES
+        {
+            let full = std::mem::take(rows);
+            rows.bytes.reserve(PART_BYTES + PART_BYTES / 4);
+            if parts.send(Part::Rows(full)).is_err() {
+                return Ok(false);
+            }
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use sourcery_core::subscription::CommitNotifier;
 
 use crate::Error;
 use crate::append::{self, Expected, Row};
-use crate::load::Query;
+use crate::load::{self, Query};
 use crate::options::OpenOptions;
 use crate::schema::{self, At};
 use crate::worker::Worker;
@@ -315,12 +315,7 @@ where
         if query.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self
-            .inner
-            .readers
-            .run(move |connection, path| query.run(connection, path))
-            .await??;
-        rows.decode(self.inner.error_path())
+        load::load(&self.inner.readers, self.inner.error_path(), query).await
     }
 }
 

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use sourcery_core::store::{EventFilter, StoredEvent, TextId};
 use sourcery_core::subscription::{CommitSignal, Subscribe};
 
-use crate::load::Query;
+use crate::load::{self, Query};
 use crate::schema::At;
 use crate::{Error, Store};
 
@@ -93,11 +93,6 @@ where
         if query.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let rows = self
-            .inner()
-            .readers
-            .run(move |connection, path| query.run(connection, path))
-            .await??;
-        rows.decode(self.inner().error_path())
+        load::load(&self.inner().readers, self.inner().error_path(), query).await
     }
 }

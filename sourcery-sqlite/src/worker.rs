@@ -9,9 +9,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc as mpsc_async, oneshot};
 
 use crate::Error;
 
@@ -75,6 +76,24 @@ impl Worker {
             .map_err(|_| Error::Stopped)?;
         result.await.map_err(|_| Error::Stopped)
     }
+
+    /// Runs `job` on one of the worker's connections; the job sends its
+    /// results piece by piece on the channel it is given, and the caller can
+    /// use each piece while the job makes the next. The job is queued at
+    /// once; it sees the channel closed if the receiver is dropped. A job that
+    /// panics drops its sender: the receiver then ends without the job's
+    /// last piece.
+    pub(crate) fn stream<T, F>(&self, job: F) -> Result<mpsc_async::UnboundedReceiver<T>, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Path, &mpsc_async::UnboundedSender<T>) + Send + 'static,
+    {
+        let (sender, receiver) = mpsc_async::unbounded_channel();
+        self.jobs
+            .send(Box::new(move |connection, path| job(connection, path, &sender)))
+            .map_err(|_| Error::Stopped)?;
+        Ok(receiver)
+    }
 }
 
 /// A connection thread: open, report, then serve jobs until the queue closes.
@@ -95,10 +114,7 @@ fn serve(
         return;
     }
     loop {
-        // Hold the lock only to take a job, so that the other threads of the
-        // pool can take the next one while this one runs.
-        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = job else {
+        let Some(job) = next_job(queue) else {
             // Every sender is gone: the store was dropped.
             return;
         };
@@ -106,5 +122,38 @@ fn serve(
         // `Error::Stopped`; an open transaction rolls back as it unwinds, and
         // the connection serves the next job.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| job(&mut connection, path)));
+    }
+}
+
+/// How long a connection's thread keeps looking for its next job before it
+/// sleeps.
+///
+/// Waking a sleeping thread costs about 20-25 µs on our 2-vCPU machines,
+/// more than a third of a 10-event append at `synchronous=NORMAL`. A caller
+/// appending batch after batch sends the next job within a few
+/// microseconds of receiving its reply (plus its own wake-up, ~25 µs): a
+/// thread still looking finds it at once. An idle store's threads look for
+/// this long after each job, then sleep.
+const LOOK_FOR: Duration = Duration::from_micros(150);
+
+/// Takes the next job: looks for one for [`LOOK_FOR`], then sleeps until one
+/// comes. `None` once every sender is gone.
+///
+/// The thread holds the queue's lock while it looks and sleeps, and lets go
+/// as soon as it has a job: the other threads of a pool wait for the lock,
+/// and the next of them takes the next job while this one runs.
+fn next_job(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Job> {
+    let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let start = Instant::now();
+    loop {
+        match queue.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        if start.elapsed() >= LOOK_FOR {
+            return queue.recv().ok();
+        }
+        std::hint::spin_loop();
     }
 }

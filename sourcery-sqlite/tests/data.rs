@@ -228,3 +228,63 @@ async fn metadata_that_does_not_encode_writes_nothing() {
         None
     );
 }
+
+/// A long load reaches the caller in several parts (the reader thread sends
+/// its rows a few hundred kilobytes at a time): every event arrives once, in
+/// order, and a value that fails to decode in a later part still fails the
+/// load with its position.
+#[tokio::test]
+async fn a_load_read_in_several_parts_arrives_whole_and_in_order() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("long.db");
+    let store = Store::<String, serde_json::Value>::open(&path)
+        .await
+        .expect("the store opens");
+    let data = vec![b'x'; 1_000];
+    let mut written = Vec::new();
+    for n in 0..1_500_u32 {
+        for stream in ["long", "other"] {
+            let result = store
+                .append(
+                    "account",
+                    &stream.to_owned(),
+                    None,
+                    event("account.noted", &data, serde_json::json!(n)),
+                )
+                .await
+                .expect("the append");
+            if stream == "long" {
+                written.push(result.last_position);
+            }
+        }
+    }
+    let filter = [EventFilter::for_aggregate(
+        "account.noted",
+        "account",
+        "long".to_owned(),
+    )];
+    let events = store.load_events(&filter).await.expect("the stream loads");
+    let positions: Vec<i64> = events.iter().map(|event| event.position).collect();
+    assert_eq!(positions, written, "every event once, in order");
+    for (n, event) in (0_u32..).zip(&events) {
+        assert_eq!(event.metadata, serde_json::json!(n));
+        assert_eq!(event.data, data);
+        assert_eq!(event.aggregate_id, "long");
+    }
+
+    // The last event's metadata no longer decodes as `u32`.
+    let last = store
+        .append(
+            "account",
+            &"long".to_owned(),
+            None,
+            event("account.noted", &data, serde_json::json!("not a number")),
+        )
+        .await
+        .expect("the append");
+    let typed = Store::<String, u32>::open(&path).await.expect("the store opens");
+    match typed.load_events(&filter).await {
+        Err(Error::DecodeMetadata { position, .. }) => assert_eq!(position, last.last_position),
+        other => panic!("expected DecodeMetadata, got {other:?}"),
+    }
+}
