@@ -168,6 +168,7 @@ mod schema;
 mod snapshot;
 mod store;
 mod subscription;
+mod wal;
 mod worker;
 
 pub use checkpoint::CheckpointStore;

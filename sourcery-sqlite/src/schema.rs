@@ -95,7 +95,24 @@ pub(crate) fn open_writer(path: &Path, options: &OpenOptions) -> Result<Connecti
     connection
         .pragma_update(None, "synchronous", options.synchronous.pragma_value())
         .at(path)?;
+    // The store checkpoints on a connection of its own (see `wal`); this is
+    // the backstop.
+    connection
+        .pragma_update(None, "wal_autocheckpoint", crate::wal::WRITER_AUTOCHECKPOINT)
+        .at(path)?;
     migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+/// Opens the connection that checkpoints the write-ahead log (see `wal`),
+/// on a database `open_writer` prepared.
+pub(crate) fn open_checkpointer(path: &Path, options: &OpenOptions) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(|error| open_error(path, error))?;
+    connection.busy_timeout(options.busy_timeout).at(path)?;
+    connection
+        .pragma_update(None, "synchronous", options.synchronous.pragma_value())
+        .at(path)?;
     Ok(connection)
 }
 

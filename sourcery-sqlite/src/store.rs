@@ -21,6 +21,7 @@ use crate::append::{self, Expected, Row};
 use crate::load::{self, Query};
 use crate::options::OpenOptions;
 use crate::schema::{self, At};
+use crate::wal::Checkpoints;
 use crate::worker::Worker;
 
 /// What [`Store::path`] reports for a store in memory, and what its errors
@@ -57,6 +58,9 @@ pub(crate) struct Inner {
     pub(crate) commits: CommitNotifier,
     /// How often subscriptions read anyway, for other processes' commits.
     pub(crate) poll_interval: Option<Duration>,
+    /// Checkpoints the write-ahead log off the append path; `None` in
+    /// memory.
+    pub(crate) checkpoints: Option<Checkpoints>,
 }
 
 impl Inner {
@@ -119,12 +123,23 @@ impl<Id, M> Store<Id, M> {
                 )
                 .await?
             };
+            let checkpointer = {
+                let options = options.clone();
+                Worker::start(
+                    "sourcery-sqlite-checkpointer",
+                    1,
+                    Arc::clone(&path),
+                    move |path| schema::open_checkpointer(path, &options),
+                )
+                .await?
+            };
             Ok(Self::from_inner(Inner {
                 path: Some(path.to_path_buf()),
                 writer,
                 readers,
                 commits: CommitNotifier::new(),
                 poll_interval: options.poll_interval,
+                checkpoints: Some(Checkpoints::new(checkpointer)),
             }))
         }
     }
@@ -158,6 +173,7 @@ impl<Id, M> Store<Id, M> {
                 // Nothing else can write a private in-memory database: the
                 // store's own notifications are never missed.
                 poll_interval: None,
+                checkpoints: None,
             }))
         }
     }
@@ -232,6 +248,17 @@ where
             .map_err(AppendError::Store)?;
         let aggregate_kind = aggregate_kind.to_owned();
         let aggregate_id = aggregate_id.to_text();
+        // What the batch adds to the log, about (see `wal`).
+        let bytes = rows
+            .iter()
+            .map(|row| {
+                aggregate_kind.len()
+                    + aggregate_id.len()
+                    + row.kind.len()
+                    + row.data.len()
+                    + row.metadata.len()
+            })
+            .sum::<usize>();
         let outcome = self
             .inner
             .writer
@@ -244,6 +271,11 @@ where
         // commit (its outcome unknown): a needless wake-up costs one read.
         if !matches!(outcome, Err(AppendError::Conflict(_))) {
             self.inner.commits.notify();
+        }
+        if outcome.is_ok()
+            && let Some(checkpoints) = &self.inner.checkpoints
+        {
+            checkpoints.committed(bytes);
         }
         outcome
     }

@@ -77,6 +77,15 @@ impl Worker {
         result.await.map_err(|_| Error::Stopped)
     }
 
+    /// Queues `job` for one of the worker's connections, without waiting
+    /// for it.
+    pub(crate) fn queue<F>(&self, job: F) -> Result<(), Error>
+    where
+        F: FnOnce(&mut Connection, &Path) + Send + 'static,
+    {
+        self.jobs.send(Box::new(job)).map_err(|_| Error::Stopped)
+    }
+
     /// Runs `job` on one of the worker's connections; the job sends its
     /// results piece by piece on the channel it is given, and the caller can
     /// use each piece while the job makes the next. The job is queued at
