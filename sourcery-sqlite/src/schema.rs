@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
 
 use crate::Error;
-use crate::options::OpenOptions;
+use crate::options::{OpenOptions, Synchronous};
 
 /// A numbered schema change.
 struct Migration {
@@ -95,11 +95,13 @@ pub(crate) fn open_writer(path: &Path, options: &OpenOptions) -> Result<Connecti
     connection
         .pragma_update(None, "synchronous", options.synchronous.pragma_value())
         .at(path)?;
-    // The store checkpoints on a connection of its own (see `wal`); this is
-    // the backstop.
-    connection
-        .pragma_update(None, "wal_autocheckpoint", crate::wal::WRITER_AUTOCHECKPOINT)
-        .at(path)?;
+    // At `NORMAL` the store checkpoints on a connection of its own (see
+    // `wal`); the writer's own checkpoint is then the backstop.
+    if options.synchronous == Synchronous::Normal {
+        connection
+            .pragma_update(None, "wal_autocheckpoint", crate::wal::WRITER_AUTOCHECKPOINT)
+            .at(path)?;
+    }
     migrate(&mut connection, path)?;
     Ok(connection)
 }

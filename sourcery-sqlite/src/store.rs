@@ -19,7 +19,7 @@ use sourcery_core::subscription::CommitNotifier;
 use crate::Error;
 use crate::append::{self, Expected, Row};
 use crate::load::{self, Query};
-use crate::options::OpenOptions;
+use crate::options::{OpenOptions, Synchronous};
 use crate::schema::{self, At};
 use crate::wal::Checkpoints;
 use crate::worker::Worker;
@@ -59,7 +59,7 @@ pub(crate) struct Inner {
     /// How often subscriptions read anyway, for other processes' commits.
     pub(crate) poll_interval: Option<Duration>,
     /// Checkpoints the write-ahead log off the append path; `None` in
-    /// memory.
+    /// memory and at `synchronous=FULL`.
     pub(crate) checkpoints: Option<Checkpoints>,
 }
 
@@ -123,15 +123,19 @@ impl<Id, M> Store<Id, M> {
                 )
                 .await?
             };
-            let checkpointer = {
+            // At `NORMAL` only: see `wal`.
+            let checkpoints = if options.synchronous == Synchronous::Normal {
                 let options = options.clone();
-                Worker::start(
+                let worker = Worker::start(
                     "sourcery-sqlite-checkpointer",
                     1,
                     Arc::clone(&path),
                     move |path| schema::open_checkpointer(path, &options),
                 )
-                .await?
+                .await?;
+                Some(Checkpoints::new(worker))
+            } else {
+                None
             };
             Ok(Self::from_inner(Inner {
                 path: Some(path.to_path_buf()),
@@ -139,7 +143,7 @@ impl<Id, M> Store<Id, M> {
                 readers,
                 commits: CommitNotifier::new(),
                 poll_interval: options.poll_interval,
-                checkpoints: Some(Checkpoints::new(checkpointer)),
+                checkpoints,
             }))
         }
     }

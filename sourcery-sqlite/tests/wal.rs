@@ -1,11 +1,11 @@
-//! The write-ahead log is checkpointed off the append path: the database
-//! file catches up with the log while appends go on, the log stays bounded,
-//! and nothing committed is lost.
+//! At `synchronous=NORMAL`, the write-ahead log is checkpointed off the
+//! append path: the database file catches up with the log while appends go
+//! on, the log stays bounded, and nothing committed is lost.
 
 use std::time::{Duration, Instant};
 
 use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
-use sourcery_sqlite::Store;
+use sourcery_sqlite::{OpenOptions, Store, Synchronous};
 
 fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |metadata| metadata.len())
@@ -16,7 +16,11 @@ async fn the_database_file_catches_up_with_the_log_and_the_log_stays_bounded() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("wal.db");
     let wal = dir.path().join("wal.db-wal");
-    let store = Store::<String, ()>::open(&path).await.expect("the store opens");
+    let store: Store<String, ()> = OpenOptions::new()
+        .synchronous(Synchronous::Normal)
+        .open(&path)
+        .await
+        .expect("the store opens");
     let before = file_len(&path);
     let mut largest_log = 0;
     let mut last = 0;
