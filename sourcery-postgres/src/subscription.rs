@@ -259,7 +259,12 @@ async fn ring(
             () = closed(&mut shutdown) => return,
             () = doorbell.notified() => {}
         }
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+        // The doorbell's own transaction commits asynchronously: NOTIFY
+        // assigns it a transaction id, and a synchronous commit would wait
+        // for a WAL flush that competes with the appends' own. Losing a
+        // doorbell in a crash is harmless (subscribers poll; the events it
+        // announces were committed, and flushed, by their appends).
+        let sent = sqlx::query("SELECT pg_notify($1, $2), set_config('synchronous_commit', 'off', true)")
             .bind(&channel)
             .bind(&token)
             .execute(&pool)
