@@ -176,10 +176,18 @@
 //! The coalesced `NOTIFY` that follows appends (its own transaction, at
 //! most one per 2 ms) cost about 40 µs per append at one writer while it
 //! committed synchronously (paired runs with it disabled); it now commits
-//! asynchronously. The rest of the gap (tens of µs at one writer, more at
-//! eight writers, where client and server share the two cores) is not
-//! attributed yet. Loads win because rows are decoded as they stream in
-//! instead of being collected first.
+//! asynchronously. The store's own client work is negligible: the
+//! same `sourcery_append` call made by hand with sqlx is as slow as the
+//! store. The rest of the gap is the function call on the server, and it
+//! is larger with `synchronous_commit = on` than the 20–25 µs of server
+//! time above: in pgbench (one client) the multi-row `INSERT` and the same
+//! `INSERT … SELECT FROM unnest(…)` as plain SQL took 0.28–0.33 ms, that
+//! `INSERT` alone inside a PL/pgSQL function 0.31–0.38 ms, the full
+//! function 0.41–0.49 ms. Why a synchronous commit costs more after the
+//! function is not known yet.
+//!
+//! Loads win because rows are decoded as they stream in instead of being
+//! collected first.
 //!
 //! # Subscriptions and projection runners
 //!
