@@ -39,6 +39,10 @@ pub(crate) struct Plan {
     pub(crate) frontier: bool,
 }
 
+/// Stands for the schema-qualified events table in a predicate; the store
+/// puts the table's name in its place.
+pub(crate) const EVENTS: &str = "__SOURCERY_EVENTS__";
+
 /// The smaller of two lower bounds, where `None` (no bound) is the smallest.
 fn looser(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
@@ -58,7 +62,14 @@ fn covers(cover: Option<i64>, covered_from: Option<i64>) -> bool {
 }
 
 /// Plans the load of `filters`, or `None` when they select nothing.
-pub(crate) fn plan<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Result<Option<Plan>, Error> {
+///
+/// `following` says the load is a follower's (cut at the frontier, its
+/// cursor near the head of the log); otherwise a stream's tail after a
+/// position is read through the stream's own sequence (see below).
+pub(crate) fn plan<Id: TextId>(
+    filters: &[EventFilter<Id, i64>],
+    following: bool,
+) -> Result<Option<Plan>, Error> {
     // event kind -> after, for filters across all streams.
     let mut kinds: BTreeMap<&str, Option<i64>> = BTreeMap::new();
     // (aggregate kind, aggregate id) -> event kind -> after.
@@ -127,7 +138,28 @@ pub(crate) fn plan<Id: TextId>(filters: &[EventFilter<Id, i64>]) -> Result<Optio
                 "aggregate_kind = ${kind_bind} AND aggregate_id = ${id_bind} AND "
             );
             sql.kinds(&kinds);
-            sql.after(after);
+            match after {
+                Some(after) if !following => {
+                    let n = sql.bind(Bind::Position(after));
+                    // A stream's tail after one of its own events (after a
+                    // snapshot, a re-read after a commit). PostgreSQL judges
+                    // `position > p` by the whole log's positions, and its
+                    // plans walked the primary key from `p` to the end of the
+                    // log, or the whole stream, for a 10-event tail. So the
+                    // bound goes through the stream's sequence (the unique
+                    // index serves it exactly), and `position + 0` keeps the
+                    // primary key out of it. When `p` is not an event of the
+                    // stream the sequence bound is 0 and the stream is read
+                    // whole, filtered by position.
+                    let _ = write!(
+                        sql.predicate,
+                        " AND (position + 0) > ${n} AND stream_sequence > coalesce((SELECT tail.stream_sequence \
+                         FROM {EVENTS} tail WHERE tail.position = ${n} AND tail.aggregate_kind = ${kind_bind} \
+                         AND tail.aggregate_id = ${id_bind}), 0)"
+                    );
+                }
+                after => sql.after(after),
+            }
             sql.close();
         }
     }
@@ -199,12 +231,12 @@ mod tests {
     type Filter = EventFilter<String, i64>;
 
     fn planned(filters: &[Filter]) -> Plan {
-        plan(filters).unwrap().unwrap()
+        plan(filters, true).unwrap().unwrap()
     }
 
     #[test]
     fn no_filters_select_nothing() {
-        assert_eq!(plan::<String>(&[]).unwrap(), None);
+        assert_eq!(plan::<String>(&[], false).unwrap(), None);
     }
 
     #[test]
@@ -246,6 +278,21 @@ mod tests {
             Filter::for_aggregate("opened", "account", "A-2".into()),
         ]);
         assert!(!plan.frontier, "plain stream reads see every committed event");
+    }
+
+    #[test]
+    fn a_tail_read_by_a_repository_goes_through_the_stream_sequence() {
+        let filters = [Filter::for_aggregate("opened", "account", "A-1".into()).after(7)];
+        let plan = plan(&filters, false).unwrap().unwrap();
+        assert_eq!(
+            plan.predicate,
+            format!(
+                "(aggregate_kind = $1 AND aggregate_id = $2 AND event_kind = $3 AND (position + 0) > $4 \
+                 AND stream_sequence > coalesce((SELECT tail.stream_sequence FROM {EVENTS} tail \
+                 WHERE tail.position = $4 AND tail.aggregate_kind = $1 AND tail.aggregate_id = $2), 0))"
+            )
+        );
+        assert!(!plan.frontier);
     }
 
     #[test]
@@ -293,9 +340,9 @@ mod tests {
     #[test]
     fn a_negative_after_is_refused() {
         assert!(matches!(
-            plan(&[Filter::for_event("a").after(-1)]),
+            plan(&[Filter::for_event("a").after(-1)], false),
             Err(Error::InvalidAfter { position: -1 })
         ));
-        assert!(plan(&[Filter::for_event("a").after(0)]).is_ok());
+        assert!(plan(&[Filter::for_event("a").after(0)], false).is_ok());
     }
 }

@@ -55,6 +55,8 @@ struct Statements {
     append: String,
     stream_version: String,
     load_select: String,
+    /// The events table, schema-qualified.
+    events: String,
     /// Cuts a load at the safe frontier. A sub-select, so the frontier is
     /// computed once per statement, on the statement's snapshot.
     frontier: String,
@@ -79,6 +81,7 @@ impl Statements {
                 "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text FROM {events} WHERE "
             ),
             frontier: format!("position <= (SELECT {frontier}())"),
+            events: events.clone(),
             safe_position: format!("SELECT {frontier}()"),
             frontier_blockers: format!(
                 "WITH frontier AS MATERIALIZED (SELECT {frontier}() AS position), \
@@ -398,16 +401,17 @@ where
         limit: Option<usize>,
         cut: bool,
     ) -> Result<Vec<StoredEvent<Id, i64, M>>, Error> {
-        let Some(plan) = load::plan(filters)? else {
+        let Some(plan) = load::plan(filters, cut)? else {
             return Ok(Vec::new());
         };
+        let predicate = plan.predicate.replace(load::EVENTS, &self.sql.events);
         let sql = if plan.frontier || cut {
             format!(
                 "{}({}) AND {} ORDER BY position",
-                self.sql.load_select, plan.predicate, self.sql.frontier
+                self.sql.load_select, predicate, self.sql.frontier
             )
         } else {
-            format!("{}{} ORDER BY position", self.sql.load_select, plan.predicate)
+            format!("{}{} ORDER BY position", self.sql.load_select, predicate)
         };
         let limit = limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let sql = match limit {
