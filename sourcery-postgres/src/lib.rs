@@ -213,20 +213,21 @@
 //! per projection run across servers (a session advisory lock on a connection
 //! of its own; a standby takes over when the holder's connection dies).
 //!
-//! `benches/subscriptions.rs`, one run on the 2-core box under a load average
-//! of 7–8 (other builds), PostgreSQL on loopback:
+//! `benches/subscriptions.rs`, two runs on the 2-core box, quiet (nothing
+//! else running), PostgreSQL on loopback:
 //!
 //! | measure | result |
 //! |---|---|
-//! | append throughput, 8 writers, 1 event per append, without / with the coalesced `NOTIFY` | 2,218–2,286 / 2,232–2,364 events/s (ratio 1.02) |
-//! | append call → delivery at 1,000 events/s for 10 s, same store | p50 4.9 ms, p99 74.9 ms |
-//! | append call → delivery at 1,000 events/s for 10 s, another store (`LISTEN`) | p50 5.2 ms, p99 61.8 ms |
-//! | catch-up of a runner over 1,000,000 events ÷ raw keyset read (pages of 1,000) | 0.54 / 0.45 (0.72 / 0.77 over 100,000) |
+//! | append throughput, 8 writers, 1 event per append, with ÷ without the coalesced `NOTIFY` | 1.02 / 0.99 (6.3k–7.0k events/s) |
+//! | append call → delivery at 1,000 events/s for 10 s, same store | p50 1.81 / 1.11 ms, p99 10.67 / 11.26 ms |
+//! | append call → delivery at 1,000 events/s for 10 s, another store (`LISTEN`) | p50 1.98 / 1.77 ms, p99 12.33 / 10.42 ms |
+//! | catch-up of a runner over 1,000,000 events ÷ raw keyset read (pages of 1,000) | 0.73, 0.73 / 0.73, 0.71 (561k–669k vs 790k–912k events/s) |
 //!
 //! Latency is measured from the start of the append call, so it includes the
-//! append and every append in flight below it; on this overloaded box the
-//! p99 misses the 20 ms target. Catch-up pays one frontier computation for
-//! the head and one in each page's statement.
+//! append and every append in flight below it. On the same box under a load
+//! average of 7–8 from other builds, the p99 rose to 62–75 ms: the frontier
+//! waits for the slowest append in flight. A catch-up reads the head once
+//! and then pages without it while pages come back full.
 //!
 //! # Failures
 //!
