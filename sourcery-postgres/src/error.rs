@@ -134,6 +134,22 @@ pub enum Error {
         known: i64,
     },
 
+    /// An unchecked append lost the race for the stream's next sequence
+    /// numbers to concurrent appends to the same stream this many times in a
+    /// row; nothing of the batch was written. Unchecked appends retry on
+    /// their own, so this takes sustained contention on one stream.
+    #[error(
+        "an unchecked append to stream {aggregate_kind:?}/{aggregate_id:?} lost to concurrent appends {attempts} times"
+    )]
+    Contended {
+        /// The stream's aggregate kind.
+        aggregate_kind: String,
+        /// The stream's aggregate id, as stored.
+        aggregate_id: String,
+        /// How many times the append was tried.
+        attempts: usize,
+    },
+
     /// The database answered in a way the store's own SQL cannot produce.
     #[error("the database returned an unexpected result: {detail}")]
     Unexpected {

@@ -8,17 +8,18 @@
 //!   [`TextId`](sourcery_core::store::TextId) (`String`, `uuid::Uuid`,
 //!   integers, your newtypes with `Display` + `FromStr`); **metadata** is any
 //!   serde type, stored as JSONB; **data** is the codec's bytes, as BYTEA.
-//! - **An append is one round trip**: one call of the `sourcery_append`
-//!   function with the batch as arrays, in its own transaction. The batch is
-//!   all there or not at all.
-//! - **Conflicts come from the database.** Writers of one stream queue on a
-//!   transaction advisory lock keyed by the stream, check the stream's
-//!   version after the previous writer's outcome is known, and a unique
-//!   constraint on `(aggregate_kind, aggregate_id, stream_sequence)` refuses
-//!   any second writer that extends a stream from the same version. A
-//!   refused append is an [`AppendError::Conflict`](sourcery_core::store::AppendError::Conflict)
-//!   carrying the stream's actual version. Unchecked writers of one stream
-//!   take turns, so the stream stays consistent.
+//! - **An append is one round trip**: one plain SQL statement with the
+//!   batch as arrays, in its own transaction. The batch is all there or not
+//!   at all.
+//! - **Conflicts come from the database.** A unique constraint on
+//!   `(aggregate_kind, aggregate_id, stream_sequence)` refuses any second
+//!   writer that extends a stream from the same version; the statement also
+//!   checks the expected version on its own snapshot first, so a stale
+//!   command is refused without drawing positions. A refused append is an
+//!   [`AppendError::Conflict`](sourcery_core::store::AppendError::Conflict)
+//!   carrying the stream's actual version. An unchecked append that loses
+//!   that race to a concurrent append of the same stream runs again (up to
+//!   64 times, then [`Error::Contended`]), so the stream stays consistent.
 //! - **A load is one statement** for any set of filters, grouped so that
 //!   each branch is served by an index, streamed from the server row by row.
 //!
@@ -76,11 +77,13 @@
 //! gap (design, proof sketch and alternatives in
 //! `docs/adr/0002-postgres-global-order.md`):
 //!
-//! 1. `sourcery_append` draws its transaction id (`pg_current_xact_id()`) and
-//!    the batch's positions inside one short critical section (a session
-//!    advisory lock taken and released around just those two steps, released
-//!    on every error), so **a larger transaction id means larger positions**
-//!    among writers, and a batch's positions are contiguous.
+//! 1. The append statement draws its transaction id (`pg_current_xact_id()`)
+//!    and the batch's positions inside one short critical section (a session
+//!    advisory lock taken and released around just those two steps, within
+//!    the statement; a connection whose append failed is closed rather than
+//!    returned to the pool, so a lock it might still hold dies with it), so
+//!    **a larger transaction id means larger positions** among writers, and
+//!    a batch's positions are contiguous (`docs/adr/0006-postgres-append-statement.md`).
 //! 2. Loads that followers use stop at the **safe frontier**
 //!    (`sourcery_frontier()`, computed on the load's own snapshot): rows of
 //!    transactions older than every running one are settled; above them, a
@@ -113,9 +116,11 @@
 //! of **one** stream with or without `after` (the repository's read of the
 //! events after a snapshot) and
 //! [`stream_version`](sourcery_core::store::EventStore::stream_version) see
-//! every committed event: a writer reads its own writes. Writers of one
-//! stream draw their positions under the stream's lock and hold it until
-//! they commit, so such a read is always a prefix of the stream.
+//! every committed event: a writer reads its own writes. An append numbers
+//! its events after the last event of the stream its snapshot saw, and the
+//! unique index lets only one append take each number, so a stream's
+//! appends draw their positions one after the other's commit: such a read is
+//! always a prefix of the stream.
 //!
 //! # Snapshots
 //!

@@ -46,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_snapshots.sql",
         sql: include_str!("../migrations/0005_snapshots.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_append_statement.sql",
+        sql: include_str!("../migrations/0006_append_statement.sql"),
+    },
 ];
 
 /// The highest migration this release ships.

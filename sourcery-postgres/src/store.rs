@@ -24,6 +24,12 @@ use crate::{Error, migrate};
 /// stream from the same version.
 const STREAM_SEQUENCE_KEY: &str = "sourcery_events_stream_sequence_key";
 
+/// How many times an unchecked append runs before giving up when concurrent
+/// appends to the same stream keep taking the sequence numbers it read.
+/// Every lost race is another append's success, so this bounds starvation,
+/// not progress.
+const UNCHECKED_ATTEMPTS: usize = 64;
+
 /// The PostgreSQL event store.
 ///
 /// `Id` is the aggregate id type, stored as text through [`TextId`]
@@ -69,10 +75,7 @@ impl Statements {
         let events = schema.qualify("sourcery_events");
         let frontier = schema.qualify("sourcery_frontier");
         Self {
-            append: format!(
-                "SELECT written, version FROM {}($1, $2, $3, $4, $5, $6, $7::jsonb[])",
-                schema.qualify("sourcery_append")
-            ),
+            append: append_statement(&schema),
             stream_version: format!(
                 "SELECT position FROM {events} WHERE aggregate_kind = $1 AND aggregate_id = $2 \
                  ORDER BY position DESC LIMIT 1"
@@ -105,6 +108,70 @@ impl Statements {
             schema,
         }
     }
+}
+
+/// The one statement of an append (see
+/// `docs/adr/0006-postgres-append-statement.md`).
+///
+/// Parameters: `$1` aggregate kind, `$2` aggregate id, `$3` whether to check
+/// the version, `$4` the expected version (`NULL`: an empty stream), `$5`
+/// event kinds, `$6` data, `$7` metadata as JSON text, one element per event.
+/// Returns the batch's last position (`NULL` when the check failed and
+/// nothing was written) and the stream's version as the statement's snapshot
+/// saw it.
+///
+/// The materialized CTEs run in dependency order, each when the next one
+/// pulls its single row:
+///
+/// 1. `last`, `base`: the stream's last event, through the unique
+///    `(kind, id, stream_sequence)` index;
+/// 2. `checked`: one row when the version check passes (none otherwise, and
+///    nothing below runs: no position or transaction id is consumed), after
+///    refusing a transaction that already has an id;
+/// 3. `locked` … `released`: the critical section. Under the schema's
+///    session advisory lock the transaction id is assigned and the batch's
+///    positions are drawn, so position order equals transaction id order
+///    among appends (ADR 0002); the lock is released before the first row
+///    is inserted;
+/// 4. `inserted`: the rows, `stream_sequence` continuing from `last`. The
+///    unique index refuses a writer whose snapshot missed a concurrent
+///    append to the stream (a conflict, or a retry for unchecked appends).
+fn append_statement(schema: &Schema) -> String {
+    let events = schema.qualify("sourcery_events");
+    let sequence = schema.qualify("sourcery_events_position_seq");
+    let refuse = schema.qualify("sourcery_refuse_written_transaction");
+    let lock = schema.order_lock();
+    format!(
+        "WITH last AS MATERIALIZED (\
+             SELECT e.position, e.stream_sequence FROM {events} e \
+             WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
+             ORDER BY e.stream_sequence DESC LIMIT 1), \
+         base AS MATERIALIZED (\
+             SELECT (SELECT position FROM last) AS version, \
+                    coalesce((SELECT stream_sequence FROM last), 0) AS sequence), \
+         checked AS MATERIALIZED (\
+             SELECT sequence FROM base \
+             WHERE (NOT $3 OR version IS NOT DISTINCT FROM $4) \
+               AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true ELSE {refuse}() END), \
+         locked AS MATERIALIZED (\
+             SELECT pg_advisory_lock({lock}) AS locked, sequence FROM checked), \
+         drawn AS MATERIALIZED (\
+             SELECT pg_current_xact_id() AS tx_id, \
+                    ARRAY(SELECT nextval('{sequence}'::regclass) \
+                          FROM generate_series(1, cardinality($5::text[]))) AS positions, \
+                    sequence \
+             FROM locked), \
+         released AS MATERIALIZED (\
+             SELECT pg_advisory_unlock({lock}) AS released, tx_id, positions, sequence FROM drawn), \
+         inserted AS (\
+             INSERT INTO {events} \
+                 (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
+             SELECT r.positions[b.ordinal], r.tx_id, $1, $2, r.sequence + b.ordinal, b.kind, b.data, b.metadata \
+             FROM released r \
+             CROSS JOIN unnest($5::text[], $6::bytea[], $7::jsonb[]) WITH ORDINALITY AS b(kind, data, metadata, ordinal) \
+             RETURNING position) \
+         SELECT (SELECT max(position) FROM inserted) AS written, (SELECT version FROM base) AS version"
+    )
 }
 
 impl<Id, M> Store<Id, M> {
@@ -244,6 +311,18 @@ impl<Id, M> Store<Id, M> {
             .collect()
     }
 
+    /// The statement the store runs for one append: `$1` aggregate kind,
+    /// `$2` id, `$3` whether to check the version, `$4` the expected
+    /// version, `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7` metadata
+    /// (JSON `text[]`); it returns the last position written (`NULL` if the
+    /// check failed) and the stream's version. For tests that freeze an
+    /// append inside a transaction of their own; not part of the stable API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn append_statement(&self) -> &str {
+        &self.sql.append
+    }
+
     /// The validated schema, for the crate's other stores on the same tables.
     pub(crate) fn schema_definition(&self) -> &Schema {
         &self.sql.schema
@@ -319,7 +398,12 @@ where
     Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
     M: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// One call of `sourcery_append`: one round trip, in its own transaction.
+    /// One statement, one round trip, in its own transaction (see
+    /// [`append_statement`]).
+    ///
+    /// A unique violation on the stream's sequence means a concurrent append
+    /// extended the stream after this statement's snapshot: a conflict for a
+    /// checked append; an unchecked one runs again on a fresh snapshot.
     async fn append_batch(
         &self,
         aggregate_kind: &str,
@@ -340,40 +424,71 @@ where
                     .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?,
             );
         }
-        let outcome = sqlx::query(&self.sql.append)
-            .bind(aggregate_kind)
-            .bind(&id)
-            .bind(check)
-            .bind(expected)
-            .bind(&kinds)
-            .bind(&data)
-            .bind(&metadata)
-            .fetch_one(&self.pool)
-            .await;
-        let row = match outcome {
-            Ok(row) => row,
-            Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
-                // Another writer extended the stream from the same version:
-                // the database refused the second. Report where it stands.
-                let actual = self
-                    .version_of(aggregate_kind, &id)
-                    .await
-                    .map_err(AppendError::Store)?;
-                return Err(AppendError::Conflict(ConcurrencyConflict { expected, actual }));
-            }
-            Err(error) => return Err(AppendError::Store(self.database(error))),
-        };
-        let written: bool = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
-        let version: Option<i64> = row.try_get(1).map_err(|e| AppendError::Store(e.into()))?;
-        match (written, version) {
-            (true, Some(last_position)) => {
-                self.live.appended(&self.pool);
-                Ok(AppendResult { last_position })
-            }
-            (true, None) => Err(AppendError::Store(Error::Unexpected {
-                detail: "an append wrote a batch but returned no position",
-            })),
-            (false, actual) => Err(AppendError::Conflict(ConcurrencyConflict { expected, actual })),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut connection = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|error| AppendError::Store(self.database(error)))?;
+            let outcome = sqlx::query(&self.sql.append)
+                .bind(aggregate_kind)
+                .bind(&id)
+                .bind(check)
+                .bind(expected)
+                .bind(&kinds)
+                .bind(&data)
+                .bind(&metadata)
+                .fetch_one(&mut *connection)
+                .await;
+            let row = match outcome {
+                Ok(row) => row,
+                Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
+                    drop(connection);
+                    if !check && attempts < UNCHECKED_ATTEMPTS {
+                        continue;
+                    }
+                    if !check {
+                        return Err(AppendError::Store(Error::Contended {
+                            aggregate_kind: aggregate_kind.to_owned(),
+                            aggregate_id: id,
+                            attempts,
+                        }));
+                    }
+                    // Another writer extended the stream from the same
+                    // version: the database refused the second. Report
+                    // where it stands.
+                    let actual = self
+                        .version_of(aggregate_kind, &id)
+                        .await
+                        .map_err(AppendError::Store)?;
+                    return Err(AppendError::Conflict(ConcurrencyConflict { expected, actual }));
+                }
+                Err(error) => {
+                    // The statement may have failed inside its critical
+                    // section (a cancellation, say) and kept the session's
+                    // order lock: the connection must not serve anyone else.
+                    connection.close_on_drop();
+                    return Err(AppendError::Store(self.database(error)));
+                }
+            };
+            drop(connection);
+            let written: Option<i64> = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
+            let version: Option<i64> = row.try_get(1).map_err(|e| AppendError::Store(e.into()))?;
+            return match written {
+                Some(last_position) => {
+                    self.live.appended(&self.pool);
+                    Ok(AppendResult { last_position })
+                }
+                None if check => Err(AppendError::Conflict(ConcurrencyConflict {
+                    expected,
+                    actual: version,
+                })),
+                None => Err(AppendError::Store(Error::Unexpected {
+                    detail: "an unchecked append wrote nothing",
+                })),
+            };
         }
     }
 

@@ -2,7 +2,7 @@
 //! commits later with a lower position.
 //!
 //! The deterministic tests hold an append open on a connection of their own
-//! (a transaction around one call of `sourcery_append`, which the store
+//! (a transaction around the store's append statement, which the store
 //! itself never does) to freeze the race the store must survive.
 
 #[path = "support/database.rs"]
@@ -72,16 +72,18 @@ async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgSto
         .execute(&mut *connection)
         .await
         .expect("begin");
-    let position: i64 = sqlx::query_scalar(&format!(
-        "SELECT version FROM \"{}\".sourcery_append('order', $1, false, NULL, ARRAY[$2], ARRAY['\\x30'::bytea], ARRAY['{{}}'::jsonb])",
-        store.schema()
-    ))
-    .bind(stream)
-    .bind(KIND)
-    .fetch_one(&mut *connection)
-    .await
-    .expect("an append in an open transaction");
-    position
+    let (written, _): (Option<i64>, Option<i64>) = sqlx::query_as(store.append_statement())
+        .bind("order")
+        .bind(stream)
+        .bind(false)
+        .bind(None::<i64>)
+        .bind(vec![KIND])
+        .bind(vec![b"0".to_vec()])
+        .bind(vec!["{}"])
+        .fetch_one(&mut *connection)
+        .await
+        .expect("an append in an open transaction");
+    written.expect("an unchecked append writes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,13 +199,17 @@ async fn an_append_in_a_transaction_that_already_wrote_is_refused() {
         .execute(&mut connection)
         .await
         .unwrap();
-    let refused = sqlx::query(&format!(
-        "SELECT * FROM \"{}\".sourcery_append('order', 'x', false, NULL, ARRAY['k'], ARRAY['\\x30'::bytea], ARRAY['{{}}'::jsonb])",
-        store.schema()
-    ))
-    .execute(&mut connection)
-    .await
-    .expect_err("refused");
+    let refused = sqlx::query(store.append_statement())
+        .bind("order")
+        .bind("x")
+        .bind(false)
+        .bind(None::<i64>)
+        .bind(vec!["k"])
+        .bind(vec![b"0".to_vec()])
+        .bind(vec!["{}"])
+        .execute(&mut connection)
+        .await
+        .expect_err("refused");
     let code = refused
         .as_database_error()
         .and_then(sqlx::error::DatabaseError::code)

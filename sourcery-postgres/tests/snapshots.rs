@@ -121,7 +121,7 @@ async fn schemas_keep_their_own_snapshots_and_a_missing_table_is_reported() {
         unmigrated.load(&key).await,
         Err(Error::NotMigrated { .. })
     ));
-    assert_eq!(unmigrated.migrate().await.expect("migrate").last(), Some(&5));
+    assert_eq!(unmigrated.migrate().await.expect("migrate").last(), Some(&6));
     assert_eq!(unmigrated.load(&key).await.expect("load"), None);
     assert!(matches!(
         SnapshotStore::with_schema(a.pool().clone(), "no-dashes", SnapshotPolicy::Never),
@@ -400,16 +400,18 @@ async fn deposit_in_open_transaction(
         .await
         .expect("begin");
     let data = store.codec().encode(&Deposited { amount }).expect("encode");
-    sqlx::query_scalar(&format!(
-        "SELECT version FROM \"{}\".sourcery_append('account', $1, false, NULL, ARRAY[$2], ARRAY[$3::bytea], ARRAY['{{}}'::jsonb])",
-        store.schema()
-    ))
-    .bind(stream)
-    .bind(Deposited::KIND)
-    .bind(data)
-    .fetch_one(&mut *connection)
-    .await
-    .expect("an append in an open transaction")
+    let (written, _): (Option<i64>, Option<i64>) = sqlx::query_as(store.append_statement())
+        .bind("account")
+        .bind(stream)
+        .bind(false)
+        .bind(None::<i64>)
+        .bind(vec![Deposited::KIND])
+        .bind(vec![data])
+        .bind(vec!["{}"])
+        .fetch_one(&mut *connection)
+        .await
+        .expect("an append in an open transaction");
+    written.expect("an unchecked append writes")
 }
 
 fn totals_key(filters: &[EventFilter<String, i64>]) -> SnapshotKey {

@@ -98,15 +98,18 @@ async fn assert_quiet(subscription: &mut Subscription<PgStore>) {
 /// position drawn.
 async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgStore, n: u64) -> i64 {
     sqlx::query("BEGIN").execute(&mut *connection).await.unwrap();
-    sqlx::query_scalar(&format!(
-        "SELECT version FROM \"{}\".sourcery_append('noter', 'open', false, NULL, ARRAY[$1], ARRAY[$2::bytea], ARRAY['null'::jsonb])",
-        store.schema()
-    ))
-    .bind(Noted::KIND)
-    .bind(serde_json::to_vec(&Noted { n }).unwrap())
-    .fetch_one(&mut *connection)
-    .await
-    .expect("an append in an open transaction")
+    let (written, _): (Option<i64>, Option<i64>) = sqlx::query_as(store.append_statement())
+        .bind("noter")
+        .bind("open")
+        .bind(false)
+        .bind(None::<i64>)
+        .bind(vec![Noted::KIND])
+        .bind(vec![serde_json::to_vec(&Noted { n }).unwrap()])
+        .bind(vec!["null"])
+        .fetch_one(&mut *connection)
+        .await
+        .expect("an append in an open transaction");
+    written.expect("an unchecked append writes")
 }
 
 async fn connect() -> PgConnection {
