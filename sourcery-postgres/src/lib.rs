@@ -137,62 +137,59 @@
 //!
 //! `benches/snapshots.rs` loads an aggregate (a constant-size state, ~250-byte
 //! events) through the repository after 1k, 10k and 100k events, by full
-//! replay and from a snapshot 10 events before the end (median of 15
-//! interleaved loads, quiet 2-core machine, one run):
+//! replay and from a snapshot 10 events before the end (median of 15 loads
+//! per case; all snapshotted loads first, sizes in rotating order, then the
+//! full replays; quiet 2-core machine, two runs):
 //!
 //! | events | full replay | with snapshot | with snapshot ÷ 1k with snapshot |
 //! |---|---|---|---|
-//! | 1,000 | 1.97 ms | 0.51 ms | 1.00 |
-//! | 10,000 | 15.62 ms | 0.81 ms | 1.58 |
-//! | 100,000 | 130.08 ms | 0.96 ms | 1.88 |
+//! | 1,000 | 1.87 / 1.97 ms | 0.38 / 0.37 ms | 1.00 / 1.00 |
+//! | 10,000 | 15.15 / 15.87 ms | 0.38 / 0.37 ms | 1.00 / 0.99 |
+//! | 100,000 | 123.97 / 123.73 ms | 0.37 / 0.37 ms | 0.97 / 1.00 |
 //!
 //! A snapshotted load is two round trips (the snapshot, then the tail)
-//! whatever the history's length; the tail read stays under 0.1 ms on the
-//! server. It used to depend on PostgreSQL's plan: judging `position > p`
-//! by the whole log's positions, it walked the primary key from `p` to the
-//! end of the log (15–21 ms for a 10-event tail of a stream in the log's
-//! middle) or the whole stream. A repository's tail read now bounds the
-//! stream's own sequence through the unique index instead (see `load.rs`).
-//! What still grows with the history here (0.5 → 1 ms) is outside that
-//! query; the benchmark alternates each snapshotted load with a full replay
-//! of the same stream, which may be what it measures.
+//! whatever the history's length. The tail read bounds the stream's own
+//! sequence through the unique index (see `load.rs`): judging `position > p`
+//! by the whole log's positions, PostgreSQL used to walk the primary key from
+//! `p` to the end of the log (15–21 ms for a 10-event tail of a stream in the
+//! log's middle). An earlier version of the benchmark ran each snapshotted
+//! load right after a full replay of the same stream and reported 0.5 / 0.8 /
+//! 1.0 ms: any load that follows a 100k-event replay pays ~0.4 ms more (the
+//! client's allocator and the connection are left cold), whatever its size.
 //!
 //! # Performance
 //!
 //! `benches/postgres.rs` runs the store and hand-written sqlx on the same
-//! rows in the same run: a multi-row `INSERT` in autocommit (one round trip)
-//! into a table built like the store's, and the same `SELECT` decoded into
-//! the same types. Events of ~250 bytes, PostgreSQL 15 on loopback
-//! (`synchronous_commit = on` for both), a 2-core machine (quiet; single
-//! figures still vary by ±20% from run to run: compare ratios within a run).
-//! Two runs:
+//! rows: a multi-row `INSERT` in autocommit (one round trip) into a table
+//! built like the store's, and the same `SELECT` decoded into the same
+//! types. `benches/append_paired.rs` runs the two append workloads again in
+//! interleaved pairs (a block of store appends, then a block of hand-written
+//! inserts, 21 rounds, median of the per-round ratios), because on this
+//! shared 2-core machine the speed drifts by ±20% within a minute and
+//! separate criterion runs of the two sides put that drift into the ratio.
+//! Events of ~250 bytes, PostgreSQL 15 on loopback (`synchronous_commit =
+//! on` for both), quiet machine:
 //!
 //! | workload | store | hand-written | ratio (store speed ÷ hand speed) |
 //! |---|---|---|---|
-//! | append 10-event batches, 1 writer (optimistic) | 505.5 / 527.7 µs | 392.6 / 414.4 µs | 0.78 / 0.79 |
-//! | append 10-event batches, 8 writers (distinct streams) | 1.735 / 1.751 ms per 80 events | 1.251 / 1.288 ms | 0.72 / 0.74 |
-//! | load one 10,000-event stream | 13.7 / 13.7 ms | 19.2 / 19.6 ms | 1.40 / 1.43 |
-//! | load one event kind (27,500 of 110,000 events) | 65.6 / 63.6 ms | 90.9 / 95.5 ms | 1.39 / 1.50 |
+//! | append 10-event batches, 1 writer (optimistic), paired, two runs | 416.9 / 370.8 µs | 329.3 / 294.0 µs | 0.79 / 0.81 |
+//! | append 10-event batches, 8 writers (distinct streams), paired, two runs | 1.460 / 1.400 ms per 80 events | 1.141 / 1.091 ms | 0.78 / 0.78 |
+//! | the same, a store sending no `NOTIFY` (1 / 8 writers) | 383.9 µs / 1.391 ms | 314.6 µs / 1.102 ms | 0.83 / 0.79 |
+//! | load one 10,000-event stream (criterion) | 14.8 ms | 19.6 ms | 1.33 |
+//! | load one event kind (27,500 of 110,000 events, criterion) | 63.2 ms | 89.4 ms | 1.41 |
 //!
-//! Where an append's extra time goes (measured on the server with
-//! `synchronous_commit = off`, 2,000 calls in a loop, and with pgbench): the
-//! `sourcery_append` call costs about 20–25 µs of server time more than the
-//! multi-row `INSERT` (about 110 against 90 µs): the PL/pgSQL call and its
-//! position array, the stream lock and version check, the critical section
-//! (lock, ten `nextval`, unlock, exception block: together about 10 µs).
-//! Drawing the positions as a range instead of an array saved nothing.
-//! The coalesced `NOTIFY` that follows appends (its own transaction, at
-//! most one per 2 ms) cost about 40 µs per append at one writer while it
-//! committed synchronously (paired runs with it disabled); it now commits
-//! asynchronously. The store's own client work is negligible: the
-//! same `sourcery_append` call made by hand with sqlx is as slow as the
-//! store. The rest of the gap is the function call on the server, and it
-//! is larger with `synchronous_commit = on` than the 20–25 µs of server
-//! time above: in pgbench (one client) the multi-row `INSERT` and the same
-//! `INSERT … SELECT FROM unnest(…)` as plain SQL took 0.28–0.33 ms, that
-//! `INSERT` alone inside a PL/pgSQL function 0.31–0.38 ms, the full
-//! function 0.41–0.49 ms. Why a synchronous commit costs more after the
-//! function is not known yet.
+//! **The append target (0.85) is not met.** An append used to be a call of
+//! a PL/pgSQL function (0.70–0.79 at 1 writer, 0.56–0.74 at 8); it is now
+//! one plain statement (`docs/adr/0006-postgres-append-statement.md`), which
+//! took most of the 8-writer gap away. What remains is 60–80 µs per append
+//! at 1 writer. Taken apart with the statement's pieces removed one at a
+//! time (the version read, the order lock, the explicit transaction id, the
+//! position array), no single piece accounts for more than the ±15 µs
+//! noise of those runs, and skipping the version read with a client-side
+//! cache of stream heads gained nothing measurable, so it was not kept. The
+//! coalesced `NOTIFY` costs 2–4% (last row). A bare `INSERT … SELECT FROM
+//! unnest(…)` of the same arrays runs as fast as the multi-row `INSERT`, so
+//! the array shape is not the cause.
 //!
 //! Loads win because rows are decoded as they stream in instead of being
 //! collected first.
