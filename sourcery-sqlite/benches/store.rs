@@ -19,139 +19,18 @@
 #![expect(missing_docs, reason = "criterion's macros write undocumented functions")]
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use rusqlite::{Connection, TransactionBehavior};
-use serde::{Deserialize, Serialize};
-use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent, StoredEvent};
-use sourcery_sqlite::{OpenOptions, Store, Synchronous};
+use sourcery_core::store::{EventFilter, EventStore, NonEmpty};
+use sourcery_sqlite::Synchronous;
 
-const BATCH: usize = 10;
-const STREAMS: usize = 100;
-const LOADED: usize = 10_000;
-const AGGREGATE: &str = "account";
-const KINDS: [&str; 2] = ["account.deposited", "account.withdrawn"];
+mod common;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Meta {
-    correlation_id: String,
-    actor: String,
-}
-
-type BenchStore = Store<String, Meta>;
-type Event = StoredEvent<String, i64, Meta>;
-
-fn payload(n: usize) -> Vec<u8> {
-    let mut data = format!("{{\"n\":{n},\"note\":\"").into_bytes();
-    data.resize(240, b'x');
-    data.extend_from_slice(b"\"}");
-    data
-}
-
-fn batch(start: usize) -> Vec<PersistableEvent<Meta>> {
-    (start..start + BATCH)
-        .map(|n| PersistableEvent {
-            kind: KINDS[n % 2].to_owned(),
-            data: payload(n),
-            metadata: Meta {
-                correlation_id: format!("corr-{:08}", n / BATCH),
-                actor: "bench-user".to_owned(),
-            },
-        })
-        .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread().build() {
-        Ok(runtime) => runtime,
-        Err(error) => panic!("cannot start a Tokio runtime: {error}"),
-    }
-}
-
-fn name(synchronous: Synchronous) -> &'static str {
-    match synchronous {
-        Synchronous::Normal => "normal",
-        _ => "full",
-    }
-}
-
-fn open(runtime: &tokio::runtime::Runtime, path: &Path, synchronous: Synchronous) -> BenchStore {
-    match runtime.block_on(OpenOptions::new().synchronous(synchronous).open(path)) {
-        Ok(store) => store,
-        Err(error) => panic!("cannot open the store: {error}"),
-    }
-}
-
-/// The hand-written side: a connection on the store's schema (created by
-/// opening a store there), WAL, the same durability.
-fn baseline_connection(
-    runtime: &tokio::runtime::Runtime,
-    path: &Path,
-    synchronous: Synchronous,
-) -> Connection {
-    drop(open(runtime, path, synchronous));
-    let connection = Connection::open(path).unwrap_or_else(|error| panic!("baseline: {error}"));
-    connection
-        .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
-        .unwrap_or_else(|error| panic!("baseline: {error}"));
-    connection
-        .pragma_update(None, "synchronous", name(synchronous))
-        .unwrap_or_else(|error| panic!("baseline: {error}"));
-    connection
-}
-
-const INSERT: &str = "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata) \
-                      VALUES (?1, ?2, ?3, ?4, ?5)";
-
-fn baseline_append(connection: &mut Connection, stream: &str, events: &[PersistableEvent<Meta>]) -> i64 {
-    let mut run = || -> rusqlite::Result<i64> {
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = transaction.prepare_cached(INSERT)?;
-            for event in events {
-                let metadata = serde_json::to_string(&event.metadata).unwrap_or_default();
-                insert.execute((
-                    AGGREGATE,
-                    stream,
-                    event.kind.as_str(),
-                    event.data.as_slice(),
-                    metadata.as_str(),
-                ))?;
-            }
-        }
-        let last = transaction.last_insert_rowid();
-        transaction.commit()?;
-        Ok(last)
-    };
-    run().unwrap_or_else(|error| panic!("baseline append: {error}"))
-}
-
-const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata \
-                      FROM sourcery_events \
-                      WHERE aggregate_kind = ?1 AND aggregate_id = ?2 AND event_kind IN (?3, ?4) \
-                      ORDER BY position";
-
-fn baseline_load(connection: &Connection, stream: &str) -> Vec<Event> {
-    let run = || -> rusqlite::Result<Vec<Event>> {
-        let mut statement = connection.prepare_cached(SELECT)?;
-        let rows = statement.query_map((AGGREGATE, stream, KINDS[0], KINDS[1]), |row| {
-            let metadata: String = row.get(5)?;
-            Ok(StoredEvent {
-                position: row.get(0)?,
-                aggregate_kind: row.get(1)?,
-                aggregate_id: row.get(2)?,
-                kind: row.get(3)?,
-                data: row.get(4)?,
-                metadata: serde_json::from_str(&metadata)
-                    .unwrap_or_else(|error| panic!("baseline metadata: {error}")),
-            })
-        })?;
-        rows.collect()
-    };
-    run().unwrap_or_else(|error| panic!("baseline load: {error}"))
-}
+use common::{
+    AGGREGATE, KINDS, LOADED, STREAMS, baseline_append, baseline_connection, baseline_load, batch, fill,
+    name, open, runtime,
+};
 
 fn append(c: &mut Criterion) {
     let runtime = runtime();
@@ -238,23 +117,6 @@ fn append(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// Writes the loaded stream (`LOADED` events in batches of 10) interleaved
-/// with another stream's batches.
-fn fill(runtime: &tokio::runtime::Runtime, store: &BenchStore) {
-    runtime.block_on(async {
-        for n in 0..LOADED / BATCH {
-            for stream in ["loaded", "other"] {
-                let Some(events) = NonEmpty::from_vec(batch(n * BATCH)) else {
-                    unreachable!("a batch holds 10 events")
-                };
-                if let Err(error) = store.append(AGGREGATE, &stream.to_owned(), None, events).await {
-                    panic!("filling: {error}");
-                }
-            }
-        }
-    });
 }
 
 fn load(c: &mut Criterion) {
