@@ -160,3 +160,61 @@ async fn whole_batches(reader: &Store<String, serde_json::Value>, acknowledged: 
     }
     written
 }
+
+/// An append that fails inside its critical section (here: the position
+/// sequence runs out after the order lock was taken) must not leave the lock
+/// held on a pooled connection: appends through other connections would
+/// then wait for it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_failing_inside_its_critical_section_does_not_keep_the_order_lock() {
+    let Some(store) = support::store_with::<String, serde_json::Value>(1).await else {
+        return;
+    };
+    let first = store
+        .append("fault", &"a".to_owned(), None, batch(0))
+        .await
+        .expect("a first append");
+    let sequence = format!("\"{}\".sourcery_events_position_seq", store.schema());
+    sqlx::query(&format!(
+        "ALTER SEQUENCE {sequence} MAXVALUE {}",
+        first.last_position + 5
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    // Ten positions are needed, five are left: nextval fails after the lock.
+    let failed = store.append("fault", &"b".to_owned(), None, batch(1)).await;
+    assert!(
+        matches!(failed, Err(AppendError::Store(Error::Database(_)))),
+        "{failed:?}"
+    );
+    sqlx::query(&format!("ALTER SEQUENCE {sequence} NO MAXVALUE"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    // Another pool, another session: it would block on a leaked lock.
+    let other_pool = support::pool(1, "sourcery-postgres-other").await.unwrap();
+    let other: Store<String, serde_json::Value> = Store::with_schema(other_pool, store.schema()).unwrap();
+    support::bounded(
+        "an append from another session",
+        10,
+        other.append("fault", &"c".to_owned(), None, batch(2)),
+    )
+    .await
+    .expect("the other session appends");
+    support::bounded(
+        "an append on the failed append's pool",
+        10,
+        store.append("fault", &"b".to_owned(), None, batch(1)),
+    )
+    .await
+    .expect("the store appends again");
+    let events = store.load_events(&[EventFilter::for_event(KIND)]).await.unwrap();
+    assert_eq!(
+        events.len(),
+        3 * usize::try_from(BATCH).unwrap(),
+        "the failed batch left nothing"
+    );
+}
