@@ -185,11 +185,15 @@
 //! at 1 writer. Taken apart with the statement's pieces removed one at a
 //! time (the version read, the order lock, the explicit transaction id, the
 //! position array), no single piece accounts for more than the ±15 µs
-//! noise of those runs, and skipping the version read with a client-side
-//! cache of stream heads gained nothing measurable, so it was not kept. The
+//! noise of those runs. A second statement without the version read, for
+//! streams whose last position and sequence the store remembered from its
+//! own last append, reached 0.83–0.84 with one writer and 0.72–0.77 with
+//! eight (within noise of the statement above), so it was not kept. The
 //! coalesced `NOTIFY` costs 2–4% (last row). A bare `INSERT … SELECT FROM
-//! unnest(…)` of the same arrays runs as fast as the multi-row `INSERT`, so
-//! the array shape is not the cause.
+//! unnest(…)` of the same arrays runs at 0.92–0.93 of the multi-row
+//! `INSERT`, so the array shape is not the cause; the version read, the
+//! critical section and the chain of CTEs around it take the rest, in
+//! pieces of ~10 µs each.
 //!
 //! Loads win because rows are decoded as they stream in instead of being
 //! collected first.
