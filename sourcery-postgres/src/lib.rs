@@ -191,9 +191,10 @@
 //! eight (within noise of the statement above), so it was not kept. The
 //! coalesced `NOTIFY` costs 2–4% (last row). A bare `INSERT … SELECT FROM
 //! unnest(…)` of the same arrays runs at 0.92–0.93 of the multi-row
-//! `INSERT`, so the array shape is not the cause; the version read, the
-//! critical section and the chain of CTEs around it take the rest, in
-//! pieces of ~10 µs each.
+//! `INSERT`, so the array shape is not the cause. The version read, the
+//! critical section and the chain of CTEs around it take the rest; removing
+//! any one of them (or the `RETURNING`, or the refusal check) moved the
+//! ratio by less than the noise of a run.
 //!
 //! Loads win because rows are decoded as they stream in instead of being
 //! collected first.
