@@ -18,8 +18,9 @@
 //!   command is refused without drawing positions. A refused append is an
 //!   [`AppendError::Conflict`](sourcery_core::store::AppendError::Conflict)
 //!   carrying the stream's actual version. An unchecked append that loses
-//!   that race to a concurrent append of the same stream runs again (up to
-//!   64 times, then [`Error::Contended`]), so the stream stays consistent.
+//!   that race to a concurrent append of the same stream runs again, queued
+//!   on a transaction advisory lock keyed by the stream (up to 64 times, then
+//!   [`Error::Contended`]), so the stream stays consistent.
 //! - **A load is one statement** for any set of filters, grouped so that
 //!   each branch is served by an index, streamed from the server row by row.
 //!

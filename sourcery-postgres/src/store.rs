@@ -12,8 +12,10 @@ use sourcery_core::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
     PersistableEvent, StoredEvent, TextId,
 };
+use sqlx::Postgres;
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
+use sqlx::query::Query;
 
 use crate::load::{self, Bind};
 use crate::schema::Schema;
@@ -59,6 +61,9 @@ pub struct Store<Id = String, M = serde_json::Value> {
 struct Statements {
     schema: Schema,
     append: String,
+    /// The stream's transaction advisory lock, taken before an unchecked
+    /// append that lost a race runs again.
+    stream_lock: String,
     stream_version: String,
     load_select: String,
     /// The events table, schema-qualified.
@@ -76,6 +81,10 @@ impl Statements {
         let frontier = schema.qualify("sourcery_frontier");
         Self {
             append: append_statement(&schema),
+            stream_lock: format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, {}))",
+                schema.stream_lock_seed()
+            ),
             stream_version: format!(
                 "SELECT position FROM {events} WHERE aggregate_kind = $1 AND aggregate_id = $2 \
                  ORDER BY position DESC LIMIT 1"
@@ -432,16 +441,23 @@ where
                 .acquire()
                 .await
                 .map_err(|error| AppendError::Store(self.database(error)))?;
-            let outcome = sqlx::query(&self.sql.append)
+            let append = sqlx::query(&self.sql.append)
                 .bind(aggregate_kind)
                 .bind(&id)
                 .bind(check)
                 .bind(expected)
                 .bind(&kinds)
                 .bind(&data)
-                .bind(&metadata)
-                .fetch_one(&mut *connection)
-                .await;
+                .bind(&metadata);
+            // An unchecked append that lost a race queues on the stream's
+            // lock before it runs again: writers that lost take turns
+            // instead of racing each other (and drawing positions) again.
+            let outcome = if attempts > 1 {
+                self.append_queued(&mut connection, aggregate_kind, &id, append)
+                    .await
+            } else {
+                append.fetch_one(&mut *connection).await
+            };
             let row = match outcome {
                 Ok(row) => row,
                 Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
@@ -490,6 +506,29 @@ where
                 })),
             };
         }
+    }
+
+    /// Runs `append` in a transaction that first takes the stream's
+    /// transaction advisory lock. The append's statement takes its snapshot
+    /// after the lock is granted, so it sees every append of the writers
+    /// that held the lock before; only a first attempt running at the same
+    /// moment can still take its sequence numbers.
+    async fn append_queued(
+        &self,
+        connection: &mut PgConnection,
+        aggregate_kind: &str,
+        aggregate_id: &str,
+        append: Query<'_, Postgres, PgArguments>,
+    ) -> Result<PgRow, sqlx::Error> {
+        let mut transaction = sqlx::Connection::begin(connection).await?;
+        sqlx::query(&self.sql.stream_lock)
+            .bind(aggregate_kind)
+            .bind(aggregate_id)
+            .execute(&mut *transaction)
+            .await?;
+        let row = append.fetch_one(&mut *transaction).await?;
+        transaction.commit().await?;
+        Ok(row)
     }
 
     async fn version_of(&self, aggregate_kind: &str, aggregate_id: &str) -> Result<Option<i64>, Error> {
