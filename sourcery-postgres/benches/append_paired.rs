@@ -15,86 +15,25 @@
 //! says so and measures nothing. Runs in a schema of its own, dropped at the
 //! end.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sourcery_core::store::{EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::EventStore;
 use sourcery_postgres::{Store, SubscriptionOptions};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::types::Json;
+
+mod common;
+
+use common::{BATCH, create_baseline, events, insert_by_hand};
 
 type PgStore = Store<String, serde_json::Value>;
 
 const SCHEMA: &str = "sourcery_bench_paired";
-const BATCH: usize = 10;
 const WRITERS: usize = 8;
 /// Appends per block with one writer, and per writer with eight.
 const BLOCK_ONE: usize = 200;
 const BLOCK_EIGHT: usize = 40;
-const KINDS: [&str; 4] = [
-    "bench.opened",
-    "bench.deposited",
-    "bench.withdrawn",
-    "bench.closed",
-];
-
-fn payload(n: usize) -> Vec<u8> {
-    // ~250 bytes of JSON, like the criterion benchmark's.
-    format!("{{\"n\":{n},\"text\":\"{}\"}}", "x".repeat(230)).into_bytes()
-}
-
-fn metadata(n: usize) -> serde_json::Value {
-    serde_json::json!({ "actor": "bench", "n": n })
-}
-
-fn events(from: usize) -> NonEmpty<PersistableEvent<serde_json::Value>> {
-    let events = (from..from + BATCH)
-        .map(|n| PersistableEvent {
-            kind: KINDS[n % KINDS.len()].to_owned(),
-            data: payload(n),
-            metadata: metadata(n),
-        })
-        .collect();
-    NonEmpty::from_vec(events).expect("BATCH > 0")
-}
-
-/// The baseline: the same rows as one multi-row `INSERT` in autocommit, into
-/// a table built like the store's (positions from a column default).
-async fn insert_by_hand(pool: &PgPool, stream: &str, sequence: i64, from: usize) {
-    let mut sql = format!(
-        "INSERT INTO {SCHEMA}.baseline (aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) VALUES "
-    );
-    for row in 0..BATCH {
-        let p = row * 6;
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(
-            sql,
-            "(${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6
-        );
-    }
-    let mut query = sqlx::query(&sql);
-    for (row, n) in (from..from + BATCH).enumerate() {
-        query = query
-            .bind("bench")
-            .bind(stream)
-            .bind(sequence + i64::try_from(row).expect("small"))
-            .bind(KINDS[n % KINDS.len()])
-            .bind(payload(n))
-            .bind(Json(metadata(n)));
-    }
-    query.execute(pool).await.expect("baseline insert");
-}
-
 /// One writer's state on both sides: its store stream's version and its
 /// baseline stream's next sequence number.
 #[derive(Default)]
@@ -113,17 +52,17 @@ async fn store_block(store: &PgStore, stream: &str, optimistic: bool, writer: &m
         let written = match (optimistic, writer.version) {
             (true, None) => {
                 store
-                    .append_expecting_new("bench", &stream.to_owned(), events(writer.n))
+                    .append_expecting_new("bench", &stream.to_owned(), events(writer.n, BATCH))
                     .await
             }
             (true, expected) => {
                 store
-                    .append("bench", &stream.to_owned(), expected, events(writer.n))
+                    .append("bench", &stream.to_owned(), expected, events(writer.n, BATCH))
                     .await
             }
             (false, _) => {
                 store
-                    .append("bench", &stream.to_owned(), None, events(writer.n))
+                    .append("bench", &stream.to_owned(), None, events(writer.n, BATCH))
                     .await
             }
         }
@@ -135,7 +74,7 @@ async fn store_block(store: &PgStore, stream: &str, optimistic: bool, writer: &m
 async fn hand_block(pool: &PgPool, stream: &str, writer: &mut Writer, count: usize) {
     for _ in 0..count {
         writer.n += BATCH;
-        insert_by_hand(pool, stream, writer.sequence + 1, writer.n).await;
+        insert_by_hand(pool, SCHEMA, stream, writer.sequence + 1, writer.n).await;
         writer.sequence += i64::try_from(BATCH).expect("small");
     }
 }
@@ -249,16 +188,11 @@ fn main() {
             .expect("drop");
         let mut store: PgStore = Store::with_schema(pool.clone(), SCHEMA).expect("schema");
         if std::env::var_os("NO_NOTIFY").is_some() {
-            store = store.with_subscription_options(SubscriptionOptions::default().notify_other_processes(false));
+            store =
+                store.with_subscription_options(SubscriptionOptions::default().notify_other_processes(false));
         }
         store.migrate().await.expect("migrate");
-        for statement in [
-            format!("CREATE SEQUENCE {SCHEMA}.baseline_position"),
-            format!("CREATE TABLE {SCHEMA}.baseline (LIKE {SCHEMA}.sourcery_events INCLUDING ALL)"),
-            format!("ALTER TABLE {SCHEMA}.baseline ALTER position SET DEFAULT nextval('{SCHEMA}.baseline_position')"),
-        ] {
-            sqlx::query(&statement).execute(&pool).await.expect("baseline table");
-        }
+        create_baseline(&pool, SCHEMA).await;
         let store = Arc::new(store);
         paired(&store, &pool, 1, rounds).await;
         paired(&store, &pool, WRITERS, rounds).await;

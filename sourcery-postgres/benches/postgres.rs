@@ -8,86 +8,25 @@
 
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventStore};
 use sourcery_postgres::Store;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use tokio::runtime::Runtime;
 
+mod common;
+
+use common::{BATCH, KINDS, create_baseline, events, insert_by_hand};
+
 type PgStore = Store<String, serde_json::Value>;
 
 const SCHEMA: &str = "sourcery_bench";
 const LOAD_SCHEMA: &str = "sourcery_bench_load";
-const BATCH: usize = 10;
-const KINDS: [&str; 4] = [
-    "bench.opened",
-    "bench.deposited",
-    "bench.withdrawn",
-    "bench.closed",
-];
-
-fn payload(n: usize) -> Vec<u8> {
-    // ~250 bytes of JSON, like the notes' measurements.
-    format!("{{\"n\":{n},\"text\":\"{}\"}}", "x".repeat(230)).into_bytes()
-}
-
-fn metadata(n: usize) -> serde_json::Value {
-    serde_json::json!({ "actor": "bench", "n": n })
-}
-
-fn events(from: usize, count: usize) -> NonEmpty<PersistableEvent<serde_json::Value>> {
-    let events = (from..from + count)
-        .map(|n| PersistableEvent {
-            kind: KINDS[n % KINDS.len()].to_owned(),
-            data: payload(n),
-            metadata: metadata(n),
-        })
-        .collect();
-    NonEmpty::from_vec(events).expect("count > 0")
-}
-
-/// The baseline: the same rows as one multi-row `INSERT`, in autocommit (one
-/// round trip), into a table built like the store's (same columns, indexes
-/// and constraints; positions from a column default).
-async fn insert_by_hand(pool: &PgPool, stream: &str, sequence: i64, from: usize) {
-    let mut sql = format!(
-        "INSERT INTO {SCHEMA}.baseline (aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) VALUES "
-    );
-    for row in 0..BATCH {
-        let p = row * 6;
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(
-            sql,
-            "(${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6
-        );
-    }
-    let mut query = sqlx::query(&sql);
-    for (row, n) in (from..from + BATCH).enumerate() {
-        query = query
-            .bind("bench")
-            .bind(stream)
-            .bind(sequence + i64::try_from(row).expect("small"))
-            .bind(KINDS[n % KINDS.len()])
-            .bind(payload(n))
-            .bind(Json(metadata(n)));
-    }
-    query.execute(pool).await.expect("baseline insert");
-}
-
 /// The baseline load: the `SELECT` by hand, rows decoded into the same types.
 async fn select_by_hand(pool: &PgPool, sql: &str, binds: &[&str]) -> usize {
     let mut query = sqlx::query(sql);
@@ -138,15 +77,7 @@ fn setup() -> Option<Bench> {
         }
         let store: PgStore = Store::with_schema(pool.clone(), SCHEMA).expect("schema");
         store.migrate().await.expect("migrate");
-        for statement in [
-            format!("CREATE SEQUENCE {SCHEMA}.baseline_position"),
-            format!("CREATE TABLE {SCHEMA}.baseline (LIKE {SCHEMA}.sourcery_events INCLUDING ALL)"),
-            format!(
-                "ALTER TABLE {SCHEMA}.baseline ALTER position SET DEFAULT nextval('{SCHEMA}.baseline_position')"
-            ),
-        ] {
-            sqlx::query(&statement).execute(&pool).await.expect("baseline table");
-        }
+        create_baseline(&pool, SCHEMA).await;
         (pool, Arc::new(store))
     });
     Some(Bench { runtime, pool, store })
@@ -193,7 +124,7 @@ fn appends(c: &mut Criterion, bench: &Bench) {
             sequence += i64::try_from(BATCH).expect("small");
             n += BATCH;
             let from = n;
-            async move { insert_by_hand(&pool, "writer-1", at, from).await }
+            async move { insert_by_hand(&pool, SCHEMA, "writer-1", at, from).await }
         });
     });
     group.finish();
@@ -245,6 +176,7 @@ fn appends_8_writers(c: &mut Criterion, bench: &Bench) {
                             let offset = i64::try_from(i * 10).expect("small");
                             insert_by_hand(
                                 &pool,
+                                SCHEMA,
                                 &stream,
                                 first + offset,
                                 usize::try_from(i).expect("small") * BATCH,
