@@ -68,6 +68,13 @@ impl Schema {
         i64::from_ne_bytes(fnv1a(&["sourcery-postgres/stream", &self.name]).to_ne_bytes())
     }
 
+    /// The session advisory lock every `LISTEN` connection of a store holds
+    /// (shared), so that writers can tell whether anyone listens before they
+    /// send a `NOTIFY`.
+    pub(crate) fn listener_lock(&self) -> i64 {
+        i64::from_ne_bytes(fnv1a(&["sourcery-postgres/listeners", &self.name]).to_ne_bytes())
+    }
+
     /// The transaction advisory lock `migrate` holds.
     pub(crate) fn migration_lock(&self) -> i64 {
         i64::from_ne_bytes(fnv1a(&["sourcery-postgres/migrate", &self.name]).to_ne_bytes())

@@ -332,6 +332,14 @@ impl<Id, M> Store<Id, M> {
         &self.sql.append
     }
 
+    /// The channel the store's `NOTIFY`s go to, for tests that overhear
+    /// them; not part of the stable API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn notification_channel(&self) -> &str {
+        self.live.channel()
+    }
+
     /// The validated schema, for the crate's other stores on the same tables.
     pub(crate) fn schema_definition(&self) -> &Schema {
         &self.sql.schema

@@ -8,7 +8,7 @@
 //! `docs/adr/0005-postgres-subscriptions.md`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,13 @@ impl SubscriptionOptions {
     /// subscribers in other processes wake at once (default `true`).
     /// Subscribers of the same store value (and its clones) are woken in
     /// process either way.
+    ///
+    /// Even when enabled, no `NOTIFY` is sent while no other store listens
+    /// on the schema: every store's `LISTEN` connection holds a shared
+    /// advisory lock, which the store looks for before it notifies (at most
+    /// every 50 ms while it finds none, every second while it does). A
+    /// subscriber that starts in another process may so wait up to 50 ms
+    /// for its first wake-up.
     #[must_use]
     pub fn notify_other_processes(mut self, notify: bool) -> Self {
         self.notify = notify;
@@ -119,6 +126,11 @@ pub(crate) struct Live {
     /// delivered twice.
     token: String,
     notifier: CommitNotifier,
+    /// The key of the shared advisory lock every `LISTEN` connection holds.
+    listener_lock: i64,
+    /// The backend of this store's own `LISTEN` connection (0: none yet),
+    /// which needs no `NOTIFY` from this store.
+    own_listener: Arc<AtomicI32>,
     listening: OnceLock<()>,
     ringing: OnceLock<()>,
     doorbell: Arc<Notify>,
@@ -135,6 +147,11 @@ struct Stall {
 }
 
 impl Live {
+    /// The `LISTEN`/`NOTIFY` channel of the store's schema.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+
     pub(crate) fn new(schema: &Schema, options: SubscriptionOptions) -> Self {
         Self {
             options,
@@ -145,6 +162,8 @@ impl Live {
                 NEXT_STORE.fetch_add(1, Ordering::Relaxed)
             ),
             notifier: CommitNotifier::new(),
+            listener_lock: schema.listener_lock(),
+            own_listener: Arc::new(AtomicI32::new(0)),
             listening: OnceLock::new(),
             ringing: OnceLock::new(),
             doorbell: Arc::new(Notify::new()),
@@ -167,14 +186,15 @@ impl Live {
         }
         if self.ringing.get().is_none() && tokio::runtime::Handle::try_current().is_ok() {
             self.ringing.get_or_init(|| {
-                tokio::spawn(ring(
-                    pool.clone(),
-                    self.channel.clone(),
-                    self.token.clone(),
-                    Arc::clone(&self.doorbell),
-                    self.options.coalesce,
-                    self.shutdown.subscribe(),
-                ));
+                let bell = Bell {
+                    pool: pool.clone(),
+                    channel: self.channel.clone(),
+                    token: self.token.clone(),
+                    listener_lock: self.listener_lock,
+                    own_listener: Arc::clone(&self.own_listener),
+                    coalesce: self.options.coalesce,
+                };
+                tokio::spawn(ring(bell, Arc::clone(&self.doorbell), self.shutdown.subscribe()));
             });
         }
         self.doorbell.notify_one();
@@ -188,13 +208,14 @@ impl Live {
             && tokio::runtime::Handle::try_current().is_ok()
         {
             self.listening.get_or_init(|| {
-                tokio::spawn(listen(
-                    pool.clone(),
-                    self.channel.clone(),
-                    self.token.clone(),
-                    self.notifier.clone(),
-                    self.shutdown.subscribe(),
-                ));
+                let ear = Ear {
+                    channel: self.channel.clone(),
+                    token: self.token.clone(),
+                    listener_lock: self.listener_lock,
+                    own_listener: Arc::clone(&self.own_listener),
+                    notifier: self.notifier.clone(),
+                };
+                tokio::spawn(listen(pool.clone(), ear, self.shutdown.subscribe()));
             });
         }
         self.notifier.signal()
@@ -244,70 +265,144 @@ async fn closed(shutdown: &mut watch::Receiver<()>) {
     while shutdown.changed().await.is_ok() {}
 }
 
-/// The doorbell: one `NOTIFY` per ring, at most one per `coalesce`.
-async fn ring(
+/// While no other store listens, the doorbell looks again at most this
+/// often: a subscriber that just started elsewhere waits at most this long
+/// (plus the coalescing window) for its first `NOTIFY`.
+const LOOK_AGAIN_WHILE_NOBODY_LISTENS: Duration = Duration::from_millis(50);
+
+/// While other stores listen, the doorbell checks this often whether they
+/// still do; in between it notifies without asking.
+const LOOK_AGAIN_WHILE_HEARD: Duration = Duration::from_secs(1);
+
+/// What the doorbell task needs.
+struct Bell {
     pool: PgPool,
     channel: String,
     token: String,
-    doorbell: Arc<Notify>,
+    listener_lock: i64,
+    own_listener: Arc<AtomicI32>,
     coalesce: Duration,
-    mut shutdown: watch::Receiver<()>,
-) {
+}
+
+impl Bell {
+    /// `NOTIFY`, committed asynchronously: `NOTIFY` assigns the doorbell's
+    /// transaction an id, and a synchronous commit would wait for a WAL
+    /// flush that competes with the appends' own. Losing a doorbell in a
+    /// crash is harmless (subscribers poll; the events it announces were
+    /// committed, and flushed, by their appends).
+    async fn notify(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2), set_config('synchronous_commit', 'off', true)")
+            .bind(&self.channel)
+            .bind(&self.token)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// `NOTIFY` (as [`notify`](Self::notify)) if another store's `LISTEN`
+    /// connection holds the listeners' lock; returns whether one does. One
+    /// round trip; without listeners it writes nothing.
+    async fn notify_if_listening(&self) -> Result<bool, sqlx::Error> {
+        // A bigint advisory key shows in `pg_locks` as its two 32-bit
+        // halves, with `objsubid` 1.
+        sqlx::query_scalar(
+            "SELECT s.listening, \
+                    CASE WHEN s.listening THEN pg_notify($1, $2) IS NULL END AS notified, \
+                    CASE WHEN s.listening THEN set_config('synchronous_commit', 'off', true) END AS commit_mode \
+             FROM (SELECT EXISTS (SELECT FROM pg_catalog.pg_locks l \
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                     AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d \
+                                       WHERE d.datname = current_database()) \
+                     AND l.classid = (($3::bigint >> 32) & 4294967295)::oid \
+                     AND l.objid = ($3::bigint & 4294967295)::oid \
+                     AND l.pid <> $4) AS listening) AS s",
+        )
+        .bind(&self.channel)
+        .bind(&self.token)
+        .bind(self.listener_lock)
+        .bind(self.own_listener.load(Ordering::Acquire))
+        .fetch_one(&self.pool)
+        .await
+    }
+}
+
+/// The doorbell: at most one `NOTIFY` per ring and per `coalesce`, and none
+/// while no other store listens.
+///
+/// Every ring that does not follow a recent sighting of a listener asks the
+/// server first (the same round trip notifies when one is there), then
+/// rests for [`LOOK_AGAIN_WHILE_NOBODY_LISTENS`] if none was: appends in
+/// between share the next look. A listener that takes its lock after a look
+/// re-reads the store, so it sees every append committed before; appends
+/// committed after are covered by the next look.
+async fn ring(bell: Bell, doorbell: Arc<Notify>, mut shutdown: watch::Receiver<()>) {
     let mut last_failure: Option<Instant> = None;
+    // When a look last found another store listening.
+    let mut heard: Option<Instant> = None;
     loop {
         tokio::select! {
             () = closed(&mut shutdown) => return,
             () = doorbell.notified() => {}
         }
-        // The doorbell's own transaction commits asynchronously: NOTIFY
-        // assigns it a transaction id, and a synchronous commit would wait
-        // for a WAL flush that competes with the appends' own. Losing a
-        // doorbell in a crash is harmless (subscribers poll; the events it
-        // announces were committed, and flushed, by their appends).
-        let sent = sqlx::query("SELECT pg_notify($1, $2), set_config('synchronous_commit', 'off', true)")
-            .bind(&channel)
-            .bind(&token)
-            .execute(&pool)
-            .await;
-        if let Err(error) = sent {
-            // Subscribers elsewhere fall back to polling; say so, rarely.
-            if last_failure.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                last_failure = Some(Instant::now());
-                tracing::warn!(
-                    %channel,
-                    error = %error,
-                    "sourcery-postgres: a NOTIFY after an append failed; subscribers in other processes \
-                     see new events after their poll interval"
-                );
+        let outcome = if heard.is_some_and(|at| at.elapsed() < LOOK_AGAIN_WHILE_HEARD) {
+            bell.notify().await.map(|()| true)
+        } else {
+            let looked = bell.notify_if_listening().await;
+            heard = matches!(looked, Ok(true)).then(Instant::now);
+            looked
+        };
+        let rest = match outcome {
+            Ok(true) => bell.coalesce,
+            Ok(false) => bell.coalesce.max(LOOK_AGAIN_WHILE_NOBODY_LISTENS),
+            Err(error) => {
+                heard = None;
+                // Subscribers elsewhere fall back to polling; say so, rarely.
+                if last_failure.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    last_failure = Some(Instant::now());
+                    tracing::warn!(
+                        channel = %bell.channel,
+                        error = %error,
+                        "sourcery-postgres: a NOTIFY after an append failed; subscribers in other processes \
+                         see new events after their poll interval"
+                    );
+                }
+                bell.coalesce
+            }
+        };
+        if !rest.is_zero() {
+            tokio::select! {
+                () = closed(&mut shutdown) => return,
+                () = tokio::time::sleep(rest) => {}
             }
         }
-        if !coalesce.is_zero() {
-            tokio::time::sleep(coalesce).await;
-        }
     }
+}
+
+/// What the `LISTEN` task needs.
+struct Ear {
+    channel: String,
+    token: String,
+    listener_lock: i64,
+    own_listener: Arc<AtomicI32>,
+    notifier: CommitNotifier,
 }
 
 /// The shared `LISTEN` connection: one per store, on a connection of its
 /// own (not the pool's), reconnecting with backoff. Every notification from
 /// another store, and every (re)connect, wakes the subscribers.
-async fn listen(
-    pool: PgPool,
-    channel: String,
-    token: String,
-    notifier: CommitNotifier,
-    mut shutdown: watch::Receiver<()>,
-) {
+async fn listen(pool: PgPool, ear: Ear, mut shutdown: watch::Receiver<()>) {
     // A pool of one, so the listener never takes a connection from the
     // application's pool.
     let own = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
         .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let channel = &ear.channel;
     let mut backoff = Duration::from_millis(50);
     loop {
         let connected = tokio::select! {
             () = closed(&mut shutdown) => return,
-            connected = connect_listener(&own, &channel) => connected,
+            connected = connect_listener(&own, &ear) => connected,
         };
         let mut listener = match connected {
             Ok(listener) => listener,
@@ -328,39 +423,70 @@ async fn listen(
         };
         backoff = Duration::from_millis(50);
         // Notifications sent while not listening are lost: read again.
-        notifier.notify();
+        ear.notifier.notify();
         loop {
             let received = tokio::select! {
                 () = closed(&mut shutdown) => return,
                 received = listener.try_recv() => received,
             };
-            match received {
+            let failed = match received {
                 Ok(Some(notification)) => {
-                    if notification.payload() != token {
-                        notifier.notify();
+                    if notification.payload() != ear.token {
+                        ear.notifier.notify();
                     }
+                    None
                 }
                 // The connection dropped; `try_recv` reconnects and listens
+                // again, but the new session must take the listeners' lock
                 // again. Anything sent meanwhile was lost: read again.
-                Ok(None) => notifier.notify(),
-                Err(error) => {
-                    tracing::warn!(
-                        %channel,
-                        error = %error,
-                        "sourcery-postgres: the LISTEN connection failed; reconnecting"
-                    );
-                    notifier.notify();
-                    break;
+                Ok(None) => {
+                    ear.own_listener.store(0, Ordering::Release);
+                    let announced = tokio::select! {
+                        () = closed(&mut shutdown) => return,
+                        announced = announce(&mut listener, &ear) => announced,
+                    };
+                    ear.notifier.notify();
+                    announced.err()
                 }
+                Err(error) => Some(error),
+            };
+            if let Some(error) = failed {
+                ear.own_listener.store(0, Ordering::Release);
+                tracing::warn!(
+                    %channel,
+                    error = %error,
+                    "sourcery-postgres: the LISTEN connection failed; reconnecting"
+                );
+                ear.notifier.notify();
+                break;
             }
         }
     }
 }
 
-async fn connect_listener(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+async fn connect_listener(pool: &PgPool, ear: &Ear) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(channel).await?;
+    listener.listen(&ear.channel).await?;
+    announce(&mut listener, ear).await?;
     Ok(listener)
+}
+
+/// Takes the listeners' shared advisory lock on the listener's session
+/// (after `LISTEN`: a writer that sees the lock may count on the
+/// notification arriving), so that writers' doorbells know someone listens,
+/// and records the session's backend as this store's own.
+async fn announce(listener: &mut PgListener, ear: &Ear) -> Result<(), sqlx::Error> {
+    // The backend first: by the time a writer of this store can see the
+    // lock, it knows the lock is its own.
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *listener)
+        .await?;
+    ear.own_listener.store(pid, Ordering::Release);
+    sqlx::query("SELECT pg_advisory_lock_shared($1)")
+        .bind(ear.listener_lock)
+        .execute(listener)
+        .await?;
+    Ok(())
 }
 
 /// Describes blockers for the warning: `pid 4711 (idle in transaction, 6.2 s)`.

@@ -251,6 +251,80 @@ impl ApplyProjection<Noted> for Applied {
     }
 }
 
+/// Waits (bounded) until a backend of `application_name` holds a shared
+/// advisory lock: a store's `LISTEN` connection has announced itself.
+async fn wait_for_listener(observer: &mut PgConnection, application_name: &str) {
+    support::bounded("a LISTEN connection's lock", 30, async {
+        loop {
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.granted \
+                   AND a.application_name = $1)",
+            )
+            .bind(application_name)
+            .fetch_one(&mut *observer)
+            .await
+            .unwrap();
+            if held {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// A writer sends no `NOTIFY` while no other store listens (its own
+/// listener does not count), and notifies again soon after another store
+/// starts to listen, whose subscriber is then woken by it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doorbell_rings_only_while_another_store_listens() {
+    let Some(url) = support::database_url() else {
+        return;
+    };
+    let schema = support::fresh_schema_name();
+    let (writer_name, other_name) = (format!("w{schema}"), format!("o{schema}"));
+    let writer: PgStore = Store::with_schema(support::pool(4, &writer_name).await.unwrap(), &schema)
+        .unwrap()
+        .with_subscription_options(SubscriptionOptions::default().poll_interval(Duration::from_millis(20)));
+    writer.migrate().await.unwrap();
+    let mut observer = connect().await;
+
+    // The writer's own subscriber: its LISTEN connection holds the lock.
+    let mut here = writer.subscribe(vec![EventFilter::for_event(Noted::KIND)], None);
+    wait_for_listener(&mut observer, &writer_name).await;
+
+    // A bare LISTEN overhears NOTIFYs without counting as a listener.
+    let mut ear = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    ear.listen(writer.notification_channel()).await.unwrap();
+    let mut last = 0;
+    for n in 0..3 {
+        last = append(&writer, "quiet", [n]).await;
+    }
+    assert_eq!(next_position("here", &mut here).await, last - 2);
+    // Bounded: only a wait can show that nothing comes (the doorbell looks
+    // again every 50 ms).
+    if let Ok(notification) = tokio::time::timeout(Duration::from_millis(300), ear.recv()).await {
+        panic!("a NOTIFY while no other store listens: {notification:?}");
+    }
+
+    // Another store listens; its subscriber does not poll (an hour), so
+    // only a NOTIFY wakes it for appends after it started.
+    let other: PgStore = Store::with_schema(support::pool(4, &other_name).await.unwrap(), &schema)
+        .unwrap()
+        .with_subscription_options(SubscriptionOptions::default().poll_interval(Duration::from_secs(3600)));
+    let mut elsewhere = other.subscribe(vec![EventFilter::for_event(Noted::KIND)], Some(last));
+    wait_for_listener(&mut observer, &other_name).await;
+    let live = append(&writer, "loud", [3]).await;
+    let notification = support::bounded("a NOTIFY once another store listens", 30, ear.recv())
+        .await
+        .unwrap();
+    assert_eq!(notification.channel(), writer.notification_channel());
+    assert_eq!(next_position("elsewhere", &mut elsewhere).await, live);
+    let later = append(&writer, "loud", [4]).await;
+    assert_eq!(next_position("elsewhere, later", &mut elsewhere).await, later);
+}
+
 /// 8 writers × 5,000 events (batches of 10) on 100 streams, 3 subscribers
 /// and a runner restarted twice while the writers run: every subscriber
 /// receives every event once, in the same order, and the runner's state
