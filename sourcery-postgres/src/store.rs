@@ -129,20 +129,24 @@ impl Statements {
 /// nothing was written) and the stream's version as the statement's snapshot
 /// saw it.
 ///
-/// The materialized CTEs run in dependency order, each when the next one
-/// pulls its single row:
+/// Three materialized CTEs (each costs the executor a 16 kB tuple store, and
+/// PostgreSQL's heap growing and shrinking by their sum on every append when
+/// there are many: the first shape of this statement had seven):
 ///
-/// 1. `last`, `base`: the stream's last event, through the unique
-///    `(kind, id, stream_sequence)` index;
-/// 2. `checked`: one row when the version check passes (none otherwise, and
+/// 1. `base`: the stream's last event, through the unique
+///    `(kind, id, stream_sequence)` index: the version and the last
+///    sequence number (0 for a new stream);
+/// 2. `head`: one row when the version check passes (none otherwise, and
 ///    nothing below runs: no position or transaction id is consumed), after
-///    refusing a transaction that already has an id;
-/// 3. `locked` … `released`: the critical section. Under the schema's
+///    refusing a transaction that already has an id; then the critical
+///    section. Each step is a subquery kept apart by `OFFSET 0`, so each
+///    runs when the one around it pulls its single row: under the schema's
 ///    session advisory lock the transaction id is assigned and the batch's
 ///    positions are drawn, so position order equals transaction id order
 ///    among appends (ADR 0002); the lock is released before the first row
-///    is inserted;
-/// 4. `inserted`: the rows, `stream_sequence` continuing from `last`. The
+///    is inserted. Materialized, so it runs once whatever the join order of
+///    the insert;
+/// 3. `inserted`: the rows, `stream_sequence` continuing from `base`. The
 ///    unique index refuses a writer whose snapshot missed a concurrent
 ///    append to the stream (a conflict, or a retry for unchecked appends).
 fn append_statement(schema: &Schema) -> String {
@@ -151,35 +155,35 @@ fn append_statement(schema: &Schema) -> String {
     let refuse = schema.qualify("sourcery_refuse_written_transaction");
     let lock = schema.order_lock();
     format!(
-        "WITH last AS MATERIALIZED (\
-             SELECT e.position, e.stream_sequence FROM {events} e \
-             WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
-             ORDER BY e.stream_sequence DESC LIMIT 1), \
-         base AS MATERIALIZED (\
-             SELECT (SELECT position FROM last) AS version, \
-                    coalesce((SELECT stream_sequence FROM last), 0) AS sequence), \
-         checked AS MATERIALIZED (\
-             SELECT sequence FROM base \
-             WHERE (NOT $3 OR version IS NOT DISTINCT FROM $4) \
-               AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true ELSE {refuse}() END), \
-         locked AS MATERIALIZED (\
-             SELECT pg_advisory_lock({lock}) AS locked, sequence FROM checked), \
-         drawn AS MATERIALIZED (\
-             SELECT pg_current_xact_id() AS tx_id, \
-                    ARRAY(SELECT nextval('{sequence}'::regclass) \
-                          FROM generate_series(1, cardinality($5::text[]))) AS positions, \
-                    sequence \
-             FROM locked), \
-         released AS MATERIALIZED (\
-             SELECT pg_advisory_unlock({lock}) AS released, tx_id, positions, sequence FROM drawn), \
+        "WITH base AS MATERIALIZED (\
+             SELECT last.position AS version, coalesce(last.stream_sequence, 0) AS sequence \
+             FROM (SELECT) AS one LEFT JOIN LATERAL (\
+                 SELECT e.position, e.stream_sequence FROM {events} e \
+                 WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
+                 ORDER BY e.stream_sequence DESC LIMIT 1) AS last ON true), \
+         head AS MATERIALIZED (\
+             SELECT pg_advisory_unlock({lock}) AS released, drawn.tx_id, drawn.positions, drawn.sequence \
+             FROM (SELECT pg_current_xact_id() AS tx_id, \
+                          ARRAY(SELECT nextval('{sequence}'::regclass) \
+                                FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n) AS positions, \
+                          locked.sequence \
+                   FROM (SELECT pg_advisory_lock({lock}) AS locked, checked.sequence \
+                         FROM (SELECT base.sequence FROM base \
+                               WHERE (NOT $3 OR base.version IS NOT DISTINCT FROM $4) \
+                                 AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true \
+                                          ELSE {refuse}() END \
+                               OFFSET 0) AS checked \
+                         OFFSET 0) AS locked \
+                   OFFSET 0) AS drawn), \
          inserted AS (\
              INSERT INTO {events} \
                  (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
-             SELECT r.positions[b.ordinal], r.tx_id, $1, $2, r.sequence + b.ordinal, b.kind, b.data, b.metadata \
-             FROM released r \
-             CROSS JOIN unnest($5::text[], $6::bytea[], $7::jsonb[]) WITH ORDINALITY AS b(kind, data, metadata, ordinal) \
-             RETURNING position) \
-         SELECT (SELECT max(position) FROM inserted) AS written, (SELECT version FROM base) AS version"
+             SELECT unnest(h.positions), h.tx_id, $1, $2, \
+                    generate_series(h.sequence + 1, h.sequence + cardinality(h.positions)), \
+                    unnest($5::text[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
+             FROM head h) \
+         SELECT (SELECT h.positions[cardinality(h.positions)] FROM head h) AS written, \
+                (SELECT version FROM base) AS version"
     )
 }
 
