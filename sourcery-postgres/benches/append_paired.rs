@@ -11,7 +11,8 @@
 //!
 //! `cargo bench -p sourcery-postgres --bench append_paired`; `ROUNDS` sets
 //! the number of rounds (default 15); `NO_NOTIFY=1` measures a store that
-//! sends no `NOTIFY` after its appends. Needs `DATABASE_URL`; without it,
+//! sends no `NOTIFY` after its appends; `SIDE=store` (or `hand`) runs one
+//! side only, for a profiler. Needs `DATABASE_URL`; without it,
 //! says so and measures nothing. Runs in a schema of its own, dropped at the
 //! end.
 
@@ -131,6 +132,18 @@ async fn paired(store: &Arc<PgStore>, pool: &PgPool, writers: usize, rounds: usi
     // Warm-up: a block each, not counted.
     block(store, pool, &mut state, true, count).await;
     block(store, pool, &mut state, false, count).await;
+    if let Ok(side) = std::env::var("SIDE") {
+        // One side only, for a profiler or a CPU count: no ratio.
+        let start = Instant::now();
+        for _ in 0..rounds {
+            block(store, pool, &mut state, side == "store", count).await;
+        }
+        println!(
+            "{side} only, {writers} writer(s): {:.1} µs per round of appends",
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(u32::try_from(rounds * count).expect("small"))
+        );
+        return;
+    }
     let appends = f64::from(u32::try_from(count).expect("small"));
     let (mut store_times, mut hand_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {

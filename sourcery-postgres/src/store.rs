@@ -129,49 +129,57 @@ impl Statements {
 /// nothing was written) and the stream's version as the statement's snapshot
 /// saw it.
 ///
-/// Three materialized CTEs (each costs the executor a 16 kB tuple store, and
-/// PostgreSQL's heap growing and shrinking by their sum on every append when
-/// there are many: the first shape of this statement had seven):
+/// Two CTEs. Each materialized CTE costs the executor a 16 kB tuple store,
+/// and so does a set-returning function in `FROM`; with many of them
+/// PostgreSQL's heap grew and shrank by their sum on every append (two
+/// `brk` calls and the page faults of ~130 kB each time; the first shape of
+/// this statement had seven CTEs and an aggregate).
 ///
-/// 1. `base`: the stream's last event, through the unique
-///    `(kind, id, stream_sequence)` index: the version and the last
-///    sequence number (0 for a new stream);
-/// 2. `head`: one row when the version check passes (none otherwise, and
-///    nothing below runs: no position or transaction id is consumed), after
-///    refusing a transaction that already has an id; then the critical
-///    section. Each step is a subquery kept apart by `OFFSET 0`, so each
-///    runs when the one around it pulls its single row: under the schema's
-///    session advisory lock the transaction id is assigned and the batch's
-///    positions are drawn, so position order equals transaction id order
-///    among appends (ADR 0002); the lock is released before the first row
-///    is inserted. Materialized, so it runs once whatever the join order of
-///    the insert;
-/// 3. `inserted`: the rows, `stream_sequence` continuing from `base`. The
-///    unique index refuses a writer whose snapshot missed a concurrent
-///    append to the stream (a conflict, or a retry for unchecked appends).
+/// 1. `head`, materialized (it runs once, whatever reads it). Each step is a
+///    subquery kept apart by `OFFSET 0`, so each runs when the one around
+///    it pulls its single row:
+///    - the stream's last event, through the unique
+///      `(kind, id, stream_sequence)` index: the version and the last
+///      sequence number (0 for a new stream), and whether the version check
+///      passes (after refusing a transaction that already has an id);
+///    - only when it passes (nothing else runs otherwise: no position or
+///      transaction id is consumed), the critical section: under the
+///      schema's session advisory lock the transaction id is assigned and
+///      the batch's positions are drawn, so position order equals
+///      transaction id order among appends (ADR 0002); the lock is released
+///      before the first row is inserted;
+/// 2. `inserted`: the rows, from set-returning functions in the select list
+///    (walked in step, without tuple stores), `stream_sequence` continuing
+///    from the last. The unique index refuses a writer whose snapshot
+///    missed a concurrent append to the stream (a conflict, or a retry for
+///    unchecked appends). It runs to completion before the statement
+///    returns, as every data-modifying CTE does.
 fn append_statement(schema: &Schema) -> String {
     let events = schema.qualify("sourcery_events");
     let sequence = schema.qualify("sourcery_events_position_seq");
     let refuse = schema.qualify("sourcery_refuse_written_transaction");
     let lock = schema.order_lock();
     format!(
-        "WITH base AS MATERIALIZED (\
-             SELECT last.position AS version, coalesce(last.stream_sequence, 0) AS sequence \
-             FROM (SELECT) AS one LEFT JOIN LATERAL (\
-                 SELECT e.position, e.stream_sequence FROM {events} e \
-                 WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
-                 ORDER BY e.stream_sequence DESC LIMIT 1) AS last ON true), \
-         head AS MATERIALIZED (\
-             SELECT pg_advisory_unlock({lock}) AS released, drawn.tx_id, drawn.positions, drawn.sequence \
-             FROM (SELECT pg_current_xact_id() AS tx_id, \
-                          ARRAY(SELECT nextval('{sequence}'::regclass) \
-                                FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n) AS positions, \
-                          locked.sequence \
-                   FROM (SELECT pg_advisory_lock({lock}) AS locked, checked.sequence \
-                         FROM (SELECT base.sequence FROM base \
-                               WHERE (NOT $3 OR base.version IS NOT DISTINCT FROM $4) \
-                                 AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true \
-                                          ELSE {refuse}() END \
+        "WITH head AS MATERIALIZED (\
+             SELECT CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released, \
+                    drawn.tx_id, drawn.positions, drawn.sequence, drawn.version \
+             FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
+                          CASE WHEN locked.passed THEN ARRAY(\
+                              SELECT nextval('{sequence}'::regclass) \
+                              FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n) \
+                          END AS positions, \
+                          locked.sequence, locked.version \
+                   FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
+                                checked.passed, checked.sequence, checked.version \
+                         FROM (SELECT last.position AS version, \
+                                      coalesce(last.stream_sequence, 0) AS sequence, \
+                                      (NOT $3 OR last.position IS NOT DISTINCT FROM $4) \
+                                      AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true \
+                                               ELSE {refuse}() END AS passed \
+                               FROM (SELECT) AS one LEFT JOIN LATERAL (\
+                                   SELECT e.position, e.stream_sequence FROM {events} e \
+                                   WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
+                                   ORDER BY e.stream_sequence DESC LIMIT 1) AS last ON true \
                                OFFSET 0) AS checked \
                          OFFSET 0) AS locked \
                    OFFSET 0) AS drawn), \
@@ -181,9 +189,8 @@ fn append_statement(schema: &Schema) -> String {
              SELECT unnest(h.positions), h.tx_id, $1, $2, \
                     generate_series(h.sequence + 1, h.sequence + cardinality(h.positions)), \
                     unnest($5::text[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
-             FROM head h) \
-         SELECT (SELECT h.positions[cardinality(h.positions)] FROM head h) AS written, \
-                (SELECT version FROM base) AS version"
+             FROM head h WHERE h.positions IS NOT NULL) \
+         SELECT h.positions[cardinality(h.positions)] AS written, h.version FROM head h"
     )
 }
 

@@ -154,3 +154,54 @@ async fn unchecked_writers_on_one_stream_keep_it_consistent() {
         .expect("an optimistic append at the current version succeeds");
     assert!(after.last_position > last);
 }
+
+/// A failed version check writes nothing, draws no position and leaves no
+/// lock behind: the next append, from any connection, takes the next
+/// position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_draws_no_position_and_holds_no_lock() {
+    let Some(store) = support::store_with::<String, serde_json::Value>(2).await else {
+        return;
+    };
+    let stream = "checked".to_owned();
+    let version = store
+        .append_expecting_new("race", &stream, batch(0, 0, 3))
+        .await
+        .expect("a new stream")
+        .last_position;
+    for expected in [None, Some(version - 1), Some(version + 1)] {
+        let attempt = async {
+            match expected {
+                None => store.append_expecting_new("race", &stream, batch(0, 1, 2)).await,
+                Some(_) => store.append("race", &stream, expected, batch(0, 1, 2)).await,
+            }
+        };
+        match support::bounded("a refused append", 30, attempt).await {
+            Err(AppendError::Conflict(conflict)) => {
+                assert_eq!(conflict.expected, expected);
+                assert_eq!(conflict.actual, Some(version));
+            }
+            other => panic!("expected a conflict for {expected:?}, got {other:?}"),
+        }
+    }
+    // Both connections of the pool append in turn: neither waits for a lock
+    // a refused append kept, and no position was drawn in between.
+    let mut last = version;
+    for round in 0..4 {
+        let written = support::bounded(
+            "an append after the refusals",
+            30,
+            store.append("race", &format!("other-{round}"), None, batch(1, round, 1)),
+        )
+        .await
+        .expect("an append")
+        .last_position;
+        assert_eq!(written, last + 1, "positions stay dense");
+        last = written;
+    }
+    let events = store
+        .load_events(&[EventFilter::for_aggregate(KIND, "race", stream)])
+        .await
+        .expect("a load");
+    assert_eq!(events.len(), 3, "the refused batches wrote nothing");
+}
