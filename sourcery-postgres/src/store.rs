@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::TryStreamExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use sourcery_core::concurrency::ConcurrencyConflict;
 use sourcery_core::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
@@ -16,6 +17,7 @@ use sqlx::Postgres;
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
 use sqlx::query::Query;
+use sqlx::types::Json;
 
 use crate::load::{self, Bind};
 use crate::schema::Schema;
@@ -60,7 +62,11 @@ pub struct Store<Id = String, M = serde_json::Value> {
 #[derive(Debug)]
 struct Statements {
     schema: Schema,
+    /// The append of a batch of any size, from arrays.
     append: String,
+    /// The appends of batches of 1 to [`VALUES_ROWS`] events, from a
+    /// multi-row `VALUES` list (`append_values[n - 1]` for `n` events).
+    append_values: Vec<String>,
     /// The stream's transaction advisory lock, taken before an unchecked
     /// append that lost a race runs again.
     stream_lock: String,
@@ -80,7 +86,10 @@ impl Statements {
         let events = schema.qualify("sourcery_events");
         let frontier = schema.qualify("sourcery_frontier");
         Self {
-            append: append_statement(&schema),
+            append: append_statement(&schema, Rows::Arrays),
+            append_values: (1..=VALUES_ROWS)
+                .map(|rows| append_statement(&schema, Rows::Values(rows)))
+                .collect(),
             stream_lock: format!(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, {}))",
                 schema.stream_lock_seed()
@@ -119,15 +128,32 @@ impl Statements {
     }
 }
 
+/// Batches of at most this many events (a command's, usually) are inserted
+/// from a multi-row `VALUES` list with three parameters per event; larger
+/// ones from three array parameters. PostgreSQL reads plain parameters more
+/// cheaply than it decodes and unnests arrays, and a handful of statement
+/// shapes keeps the prepared-statement cache of each connection small.
+pub(crate) const VALUES_ROWS: usize = 16;
+
+/// Where an append's rows come from.
+#[derive(Debug, Clone, Copy)]
+enum Rows {
+    /// `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7` metadata (JSON
+    /// `text[]`, or `jsonb[]`).
+    Arrays,
+    /// This many events, three parameters each from `$5`: kind (`text`),
+    /// data (`bytea`), metadata (`jsonb`).
+    Values(usize),
+}
+
 /// The one statement of an append (see
 /// `docs/adr/0006-postgres-append-statement.md`).
 ///
 /// Parameters: `$1` aggregate kind, `$2` aggregate id, `$3` whether to check
-/// the version, `$4` the expected version (`NULL`: an empty stream), `$5`
-/// event kinds, `$6` data, `$7` metadata as JSON text, one element per event.
-/// Returns the batch's last position (`NULL` when the check failed and
-/// nothing was written) and the stream's version as the statement's snapshot
-/// saw it.
+/// the version, `$4` the expected version (`NULL`: an empty stream), then
+/// the events as `rows` says. Returns the batch's last position (`NULL` when
+/// the check failed and nothing was written) and the stream's version as the
+/// statement's snapshot saw it.
 ///
 /// Two CTEs. Each materialized CTE costs the executor a 16 kB tuple store,
 /// and so does a set-returning function in `FROM`; with many of them
@@ -148,17 +174,51 @@ impl Statements {
 ///      the batch's positions are drawn, so position order equals
 ///      transaction id order among appends (ADR 0002); the lock is released
 ///      before the first row is inserted;
-/// 2. `inserted`: the rows, from set-returning functions in the select list
-///    (walked in step, without tuple stores), `stream_sequence` continuing
-///    from the last. The unique index refuses a writer whose snapshot
-///    missed a concurrent append to the stream (a conflict, or a retry for
-///    unchecked appends). It runs to completion before the statement
-///    returns, as every data-modifying CTE does.
-fn append_statement(schema: &Schema) -> String {
+/// 2. `inserted`: the rows, `stream_sequence` continuing from the last,
+///    either from the `VALUES` list or from set-returning functions in the
+///    select list (walked in step, without tuple stores). The unique index
+///    refuses a writer whose snapshot missed a concurrent append to the
+///    stream (a conflict, or a retry for unchecked appends). It runs to
+///    completion before the statement returns, as every data-modifying CTE
+///    does.
+fn append_statement(schema: &Schema, rows: Rows) -> String {
     let events = schema.qualify("sourcery_events");
     let sequence = schema.qualify("sourcery_events_position_seq");
     let refuse = schema.qualify("sourcery_refuse_written_transaction");
     let lock = schema.order_lock();
+    let (count, insert) = match rows {
+        Rows::Arrays => (
+            "cardinality($5::text[])".to_owned(),
+            "SELECT unnest(h.positions), h.tx_id, $1, $2, \
+                    generate_series(h.sequence + 1, h.sequence + cardinality(h.positions)), \
+                    unnest($5::text[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
+             FROM head h WHERE h.positions IS NOT NULL"
+                .to_owned(),
+        ),
+        Rows::Values(count) => {
+            let values: Vec<String> = (0..count)
+                .map(|row| {
+                    let first = 5 + 3 * row;
+                    format!(
+                        "({}, ${first}::text, ${}::bytea, ${}::jsonb)",
+                        row + 1,
+                        first + 1,
+                        first + 2
+                    )
+                })
+                .collect();
+            (
+                count.to_string(),
+                format!(
+                    "SELECT h.positions[v.ordinal], h.tx_id, $1, $2, h.sequence + v.ordinal, \
+                            v.kind, v.data, v.metadata \
+                     FROM head h, (VALUES {}) AS v(ordinal, kind, data, metadata) \
+                     WHERE h.positions IS NOT NULL",
+                    values.join(", ")
+                ),
+            )
+        }
+    };
     format!(
         "WITH head AS MATERIALIZED (\
              SELECT CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released, \
@@ -166,7 +226,7 @@ fn append_statement(schema: &Schema) -> String {
              FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
                           CASE WHEN locked.passed THEN ARRAY(\
                               SELECT nextval('{sequence}'::regclass) \
-                              FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n) \
+                              FROM (SELECT generate_series(1, {count}) OFFSET 0) AS n) \
                           END AS positions, \
                           locked.sequence, locked.version \
                    FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
@@ -186,10 +246,7 @@ fn append_statement(schema: &Schema) -> String {
          inserted AS (\
              INSERT INTO {events} \
                  (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
-             SELECT unnest(h.positions), h.tx_id, $1, $2, \
-                    generate_series(h.sequence + 1, h.sequence + cardinality(h.positions)), \
-                    unnest($5::text[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
-             FROM head h WHERE h.positions IS NOT NULL) \
+             {insert}) \
          SELECT h.positions[cardinality(h.positions)] AS written, h.version FROM head h"
     )
 }
@@ -447,11 +504,12 @@ where
         for (index, event) in events.iter().enumerate() {
             kinds.push(event.kind.as_str());
             data.push(event.data.as_slice());
-            metadata.push(
-                serde_json::to_string(&event.metadata)
-                    .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?,
-            );
+            let json = serde_json::to_string(&event.metadata)
+                .and_then(RawValue::from_string)
+                .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
+            metadata.push(Json(json));
         }
+        let statement = self.sql.append_values.get(events.len() - 1);
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -460,14 +518,18 @@ where
                 .acquire()
                 .await
                 .map_err(|error| AppendError::Store(self.database(error)))?;
-            let append = sqlx::query(&self.sql.append)
+            let mut append = sqlx::query(statement.unwrap_or(&self.sql.append))
                 .bind(aggregate_kind)
                 .bind(&id)
                 .bind(check)
-                .bind(expected)
-                .bind(&kinds)
-                .bind(&data)
-                .bind(&metadata);
+                .bind(expected);
+            if statement.is_some() {
+                for ((kind, data), metadata) in kinds.iter().zip(&data).zip(&metadata) {
+                    append = append.bind(*kind).bind(*data).bind(metadata);
+                }
+            } else {
+                append = append.bind(&kinds).bind(&data).bind(&metadata);
+            }
             // An unchecked append that lost a race queues on the stream's
             // lock before it runs again: writers that lost take turns
             // instead of racing each other (and drawing positions) again.

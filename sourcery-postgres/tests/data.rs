@@ -294,3 +294,58 @@ async fn loads_agree_with_the_in_memory_store_on_random_filters() {
         assert_eq!(ours, theirs, "round {round}: filters {filters:?}");
     }
 }
+
+/// Small batches go through the `VALUES` statement, larger ones through the
+/// arrays one (the switch is at 16 events): each size writes every event
+/// once, in order, at contiguous positions ending at the one returned, with
+/// its kind, data and metadata intact; a stale version is refused either
+/// way.
+#[tokio::test]
+async fn batches_on_both_sides_of_the_values_limit_round_trip() {
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    for size in [1_usize, 2, 15, 16, 17, 40] {
+        let stream = format!("batch-of-{size}");
+        let events: Vec<PersistableEvent<serde_json::Value>> = (0..size)
+            .map(|n| PersistableEvent {
+                kind: format!("kind-{}", n % 3),
+                data: vec![u8::try_from(n).unwrap(), 0xff, 0, b'\''],
+                metadata: serde_json::json!({ "n": n, "text": "é; '--", "nested": [null, { "size": size }] }),
+            })
+            .collect();
+        let written = store
+            .append_expecting_new("batch", &stream, NonEmpty::from_vec(events.clone()).unwrap())
+            .await
+            .unwrap();
+        let filters: Vec<EventFilter<String, i64>> = (0..3)
+            .map(|kind| EventFilter::for_aggregate(format!("kind-{kind}"), "batch", stream.clone()))
+            .collect();
+        let stored = store.load_events(&filters).await.unwrap();
+        assert_eq!(stored.len(), size, "batch of {size}");
+        let first = written.last_position - i64::try_from(size).unwrap() + 1;
+        for (index, (event, original)) in stored.iter().zip(&events).enumerate() {
+            assert_eq!(
+                event.position,
+                first + i64::try_from(index).unwrap(),
+                "batch of {size}"
+            );
+            assert_eq!(event.kind, original.kind);
+            assert_eq!(event.data, original.data);
+            assert_eq!(event.metadata, original.metadata);
+        }
+        let stale = store
+            .append(
+                "batch",
+                &stream,
+                Some(written.last_position - 1),
+                NonEmpty::from_vec(events).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&stale, AppendError::Conflict(conflict) if conflict.actual == Some(written.last_position)),
+            "batch of {size}: {stale:?}"
+        );
+    }
+}
