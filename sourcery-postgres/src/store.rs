@@ -151,103 +151,102 @@ enum Rows {
 ///
 /// Parameters: `$1` aggregate kind, `$2` aggregate id, `$3` whether to check
 /// the version, `$4` the expected version (`NULL`: an empty stream), then
-/// the events as `rows` says. Returns the batch's last position (`NULL` when
-/// the check failed and nothing was written) and the stream's version as the
-/// statement's snapshot saw it.
+/// the events as `rows` says. Returns the position of each event written:
+/// no row when the check failed.
 ///
-/// Two CTEs. Each materialized CTE costs the executor a 16 kB tuple store,
-/// and so does a set-returning function in `FROM`; with many of them
-/// PostgreSQL's heap grew and shrank by their sum on every append (two
-/// `brk` calls and the page faults of ~130 kB each time; the first shape of
-/// this statement had seven CTEs and an aggregate).
+/// An `INSERT … SELECT … RETURNING` without CTEs: every node, tuple store
+/// and expression of the plan is set up and torn down on each append, and
+/// PostgreSQL's heap grew and shrank on every append when there were many
+/// (the first shape of this statement had seven materialized CTEs and an
+/// aggregate; each CTE costs a 16 kB tuple store).
 ///
-/// 1. `head`, materialized (it runs once, whatever reads it). Each step is a
-///    subquery kept apart by `OFFSET 0`, so each runs when the one around
-///    it pulls its single row:
-///    - the stream's last event, through the unique
-///      `(kind, id, stream_sequence)` index: the version and the last
-///      sequence number (0 for a new stream), and whether the version check
-///      passes (after refusing a transaction that already has an id);
-///    - only when it passes (nothing else runs otherwise: no position or
-///      transaction id is consumed), the critical section: under the
-///      schema's session advisory lock the transaction id is assigned and
-///      the batch's positions are drawn, so position order equals
-///      transaction id order among appends (ADR 0002); the lock is released
-///      before the first row is inserted;
-/// 2. `inserted`: the rows, `stream_sequence` continuing from the last,
-///    either from the `VALUES` list or from set-returning functions in the
-///    select list (walked in step, without tuple stores). The unique index
-///    refuses a writer whose snapshot missed a concurrent append to the
-///    stream (a conflict, or a retry for unchecked appends). It runs to
-///    completion before the statement returns, as every data-modifying CTE
-///    does.
+/// The `SELECT` reads `head`, one row, built by subqueries kept apart by
+/// `OFFSET 0`, so that each runs when the one around it pulls its row:
+///
+/// 1. the stream's last event, through the unique
+///    `(kind, id, stream_sequence)` index: the last sequence number (0 for
+///    a new stream), and whether the version check passes (after refusing a
+///    transaction that already has an id);
+/// 2. only when it passes (nothing else runs otherwise: no position or
+///    transaction id is consumed), the critical section: under the schema's
+///    session advisory lock the transaction id is assigned and the batch's
+///    positions are drawn, so position order equals transaction id order
+///    among appends (ADR 0002); the lock is released before the first row
+///    is inserted.
+///
+/// The rows come from a `VALUES` list joined `LATERAL` to `head` (so `head`
+/// is the outer side of the join and runs once), or from set-returning
+/// functions in the select list, walked in step. `stream_sequence`
+/// continues from the last; the unique index refuses a writer whose snapshot
+/// missed a concurrent append to the stream (a conflict, or a retry for
+/// unchecked appends).
 fn append_statement(schema: &Schema, rows: Rows) -> String {
     let events = schema.qualify("sourcery_events");
     let sequence = schema.qualify("sourcery_events_position_seq");
     let refuse = schema.qualify("sourcery_refuse_written_transaction");
     let lock = schema.order_lock();
-    let (count, insert) = match rows {
-        Rows::Arrays => (
-            "cardinality($5::text[])".to_owned(),
-            "SELECT unnest(h.positions), h.tx_id, $1, $2, \
-                    generate_series(h.sequence + 1, h.sequence + cardinality(h.positions)), \
+    let count = match rows {
+        Rows::Arrays => "cardinality($5::text[])".to_owned(),
+        Rows::Values(count) => count.to_string(),
+    };
+    let head = format!(
+        "(SELECT drawn.tx_id, drawn.positions, drawn.sequence, \
+                 CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released \
+          FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
+                       CASE WHEN locked.passed THEN ARRAY(\
+                           SELECT nextval('{sequence}'::regclass) \
+                           FROM (SELECT generate_series(1, {count}) OFFSET 0) AS n) \
+                       END AS positions, \
+                       locked.sequence \
+                FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
+                             checked.passed, checked.sequence \
+                      FROM (SELECT coalesce(last.stream_sequence, 0) AS sequence, \
+                                   (NOT $3 OR last.position IS NOT DISTINCT FROM $4) \
+                                   AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true \
+                                            ELSE {refuse}() END AS passed \
+                            FROM (SELECT) AS one LEFT JOIN LATERAL (\
+                                SELECT e.position, e.stream_sequence FROM {events} e \
+                                WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
+                                ORDER BY e.stream_sequence DESC LIMIT 1) AS last ON true \
+                            OFFSET 0) AS checked \
+                      OFFSET 0) AS locked \
+                OFFSET 0) AS drawn \
+          WHERE drawn.positions IS NOT NULL \
+          OFFSET 0) AS head"
+    );
+    let select = match rows {
+        Rows::Arrays => format!(
+            "SELECT unnest(head.positions), head.tx_id, $1, $2, \
+                    generate_series(head.sequence + 1, head.sequence + cardinality(head.positions)), \
                     unnest($5::text[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
-             FROM head h WHERE h.positions IS NOT NULL"
-                .to_owned(),
+             FROM {head}"
         ),
         Rows::Values(count) => {
             let values: Vec<String> = (0..count)
                 .map(|row| {
                     let first = 5 + 3 * row;
                     format!(
-                        "({}, ${first}::text, ${}::bytea, ${}::jsonb)",
+                        "({}, head.positions[{}], ${first}::text, ${}::bytea, ${}::jsonb)",
+                        row + 1,
                         row + 1,
                         first + 1,
                         first + 2
                     )
                 })
                 .collect();
-            (
-                count.to_string(),
-                format!(
-                    "SELECT h.positions[v.ordinal], h.tx_id, $1, $2, h.sequence + v.ordinal, \
-                            v.kind, v.data, v.metadata \
-                     FROM head h, (VALUES {}) AS v(ordinal, kind, data, metadata) \
-                     WHERE h.positions IS NOT NULL",
-                    values.join(", ")
-                ),
+            format!(
+                "SELECT v.position, head.tx_id, $1, $2, head.sequence + v.ordinal, v.kind, v.data, v.metadata \
+                 FROM {head} \
+                 CROSS JOIN LATERAL (VALUES {}) AS v(ordinal, position, kind, data, metadata)",
+                values.join(", ")
             )
         }
     };
     format!(
-        "WITH head AS MATERIALIZED (\
-             SELECT CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released, \
-                    drawn.tx_id, drawn.positions, drawn.sequence, drawn.version \
-             FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
-                          CASE WHEN locked.passed THEN ARRAY(\
-                              SELECT nextval('{sequence}'::regclass) \
-                              FROM (SELECT generate_series(1, {count}) OFFSET 0) AS n) \
-                          END AS positions, \
-                          locked.sequence, locked.version \
-                   FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
-                                checked.passed, checked.sequence, checked.version \
-                         FROM (SELECT last.position AS version, \
-                                      coalesce(last.stream_sequence, 0) AS sequence, \
-                                      (NOT $3 OR last.position IS NOT DISTINCT FROM $4) \
-                                      AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true \
-                                               ELSE {refuse}() END AS passed \
-                               FROM (SELECT) AS one LEFT JOIN LATERAL (\
-                                   SELECT e.position, e.stream_sequence FROM {events} e \
-                                   WHERE e.aggregate_kind = $1 AND e.aggregate_id = $2 \
-                                   ORDER BY e.stream_sequence DESC LIMIT 1) AS last ON true \
-                               OFFSET 0) AS checked \
-                         OFFSET 0) AS locked \
-                   OFFSET 0) AS drawn), \
-         inserted AS (\
-             INSERT INTO {events} \
-                 (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
-             {insert}) \
-         SELECT h.positions[cardinality(h.positions)] AS written, h.version FROM head h"
+        "INSERT INTO {events} \
+             (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
+         {select} \
+         RETURNING position"
     )
 }
 
@@ -388,12 +387,13 @@ impl<Id, M> Store<Id, M> {
             .collect()
     }
 
-    /// The statement the store runs for one append: `$1` aggregate kind,
-    /// `$2` id, `$3` whether to check the version, `$4` the expected
-    /// version, `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7` metadata
-    /// (JSON `text[]`); it returns the last position written (`NULL` if the
-    /// check failed) and the stream's version. For tests that freeze an
-    /// append inside a transaction of their own; not part of the stable API.
+    /// The statement the store runs for an append of any size: `$1`
+    /// aggregate kind, `$2` id, `$3` whether to check the version, `$4` the
+    /// expected version, `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7`
+    /// metadata (JSON `text[]` or `jsonb[]`); it returns the position of
+    /// each event written (no row if the check failed). For tests that
+    /// freeze an append inside a transaction of their own; not part of the
+    /// stable API.
     #[doc(hidden)]
     #[must_use]
     pub fn append_statement(&self) -> &str {
@@ -537,10 +537,10 @@ where
                 self.append_queued(&mut connection, aggregate_kind, &id, append)
                     .await
             } else {
-                append.fetch_one(&mut *connection).await
+                append.fetch_all(&mut *connection).await
             };
-            let row = match outcome {
-                Ok(row) => row,
+            let rows = match outcome {
+                Ok(rows) => rows,
                 Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
                     drop(connection);
                     if !check && attempts < UNCHECKED_ATTEMPTS {
@@ -554,13 +554,8 @@ where
                         }));
                     }
                     // Another writer extended the stream from the same
-                    // version: the database refused the second. Report
-                    // where it stands.
-                    let actual = self
-                        .version_of(aggregate_kind, &id)
-                        .await
-                        .map_err(AppendError::Store)?;
-                    return Err(AppendError::Conflict(ConcurrencyConflict { expected, actual }));
+                    // version: the database refused the second.
+                    return Err(self.conflict(aggregate_kind, &id, expected).await);
                 }
                 Err(error) => {
                     // The statement may have failed inside its critical
@@ -571,21 +566,30 @@ where
                 }
             };
             drop(connection);
-            let written: Option<i64> = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
-            let version: Option<i64> = row.try_get(1).map_err(|e| AppendError::Store(e.into()))?;
-            return match written {
+            let mut last_position = None;
+            for row in &rows {
+                let position: i64 = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
+                last_position = last_position.max(Some(position));
+            }
+            return match last_position {
                 Some(last_position) => {
                     self.live.appended(&self.pool);
                     Ok(AppendResult { last_position })
                 }
-                None if check => Err(AppendError::Conflict(ConcurrencyConflict {
-                    expected,
-                    actual: version,
-                })),
+                // The version check on the statement's snapshot failed.
+                None if check => Err(self.conflict(aggregate_kind, &id, expected).await),
                 None => Err(AppendError::Store(Error::Unexpected {
                     detail: "an unchecked append wrote nothing",
                 })),
             };
+        }
+    }
+
+    /// The conflict of a refused append, with where the stream stands now.
+    async fn conflict(&self, aggregate_kind: &str, id: &str, expected: Option<i64>) -> AppendError<i64, Error> {
+        match self.version_of(aggregate_kind, id).await {
+            Ok(actual) => AppendError::Conflict(ConcurrencyConflict { expected, actual }),
+            Err(error) => AppendError::Store(error),
         }
     }
 
@@ -600,16 +604,16 @@ where
         aggregate_kind: &str,
         aggregate_id: &str,
         append: Query<'_, Postgres, PgArguments>,
-    ) -> Result<PgRow, sqlx::Error> {
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
         let mut transaction = sqlx::Connection::begin(connection).await?;
         sqlx::query(&self.sql.stream_lock)
             .bind(aggregate_kind)
             .bind(aggregate_id)
             .execute(&mut *transaction)
             .await?;
-        let row = append.fetch_one(&mut *transaction).await?;
+        let rows = append.fetch_all(&mut *transaction).await?;
         transaction.commit().await?;
-        Ok(row)
+        Ok(rows)
     }
 
     async fn version_of(&self, aggregate_kind: &str, aggregate_id: &str) -> Result<Option<i64>, Error> {

@@ -400,7 +400,7 @@ async fn deposit_in_open_transaction(
         .await
         .expect("begin");
     let data = store.codec().encode(&Deposited { amount }).expect("encode");
-    let (written, _): (Option<i64>, Option<i64>) = sqlx::query_as(store.append_statement())
+    let written: i64 = sqlx::query_scalar(store.append_statement())
         .bind("account")
         .bind(stream)
         .bind(false)
@@ -411,7 +411,7 @@ async fn deposit_in_open_transaction(
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");
-    written.expect("an unchecked append writes")
+    written
 }
 
 fn totals_key(filters: &[EventFilter<String, i64>]) -> SnapshotKey {
