@@ -34,7 +34,7 @@ const SCHEMA: &str = "sourcery_bench_paired";
 const WRITERS: usize = 8;
 /// Appends per block with one writer, and per writer with eight.
 const BLOCK_ONE: usize = 200;
-const BLOCK_EIGHT: usize = 40;
+const BLOCK_EIGHT: usize = 100;
 /// One writer's state on both sides: its store stream's version and its
 /// baseline stream's next sequence number.
 #[derive(Default)]

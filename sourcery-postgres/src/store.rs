@@ -185,18 +185,20 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
     let sequence = schema.qualify("sourcery_events_position_seq");
     let refuse = schema.qualify("sourcery_refuse_written_transaction");
     let lock = schema.order_lock();
-    let count = match rows {
-        Rows::Arrays => "cardinality($5::text[])".to_owned(),
-        Rows::Values(count) => count.to_string(),
+    // The batch's positions, drawn in order: one `nextval` per event (an
+    // array constructor's elements are evaluated first to last).
+    let draw = format!("nextval('{sequence}'::regclass)");
+    let positions = match rows {
+        Rows::Arrays => format!(
+            "ARRAY(SELECT {draw} FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n)"
+        ),
+        Rows::Values(count) => format!("ARRAY[{}]", vec![draw.as_str(); count].join(", ")),
     };
     let head = format!(
         "(SELECT drawn.tx_id, drawn.positions, drawn.sequence, \
                  CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released \
           FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
-                       CASE WHEN locked.passed THEN ARRAY(\
-                           SELECT nextval('{sequence}'::regclass) \
-                           FROM (SELECT generate_series(1, {count}) OFFSET 0) AS n) \
-                       END AS positions, \
+                       CASE WHEN locked.passed THEN {positions} END AS positions, \
                        locked.sequence \
                 FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
                              checked.passed, checked.sequence \
