@@ -7,7 +7,6 @@ use std::sync::Arc;
 use futures::TryStreamExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use sourcery_core::concurrency::ConcurrencyConflict;
 use sourcery_core::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
@@ -15,6 +14,9 @@ use sourcery_core::store::{
 };
 use sqlx::Postgres;
 use sqlx::Row;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo};
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
@@ -125,6 +127,31 @@ impl Statements {
             ),
             schema,
         }
+    }
+}
+
+/// Metadata the store serialized itself, sent as `jsonb` without being
+/// parsed again on the client.
+struct JsonText(String);
+
+impl sqlx::Type<Postgres> for JsonText {
+    fn type_info() -> PgTypeInfo {
+        <Json<()> as sqlx::Type<Postgres>>::type_info()
+    }
+}
+
+impl PgHasArrayType for JsonText {
+    fn array_type_info() -> PgTypeInfo {
+        <Json<()> as PgHasArrayType>::array_type_info()
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for JsonText {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        // jsonb's binary format: version 1, then the text.
+        buf.push(1);
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
     }
 }
 
@@ -507,9 +534,8 @@ where
             kinds.push(event.kind.as_str());
             data.push(event.data.as_slice());
             let json = serde_json::to_string(&event.metadata)
-                .and_then(RawValue::from_string)
                 .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
-            metadata.push(Json(json));
+            metadata.push(JsonText(json));
         }
         let statement = self.sql.append_values.get(events.len() - 1);
         let mut attempts = 0;
@@ -588,7 +614,12 @@ where
     }
 
     /// The conflict of a refused append, with where the stream stands now.
-    async fn conflict(&self, aggregate_kind: &str, id: &str, expected: Option<i64>) -> AppendError<i64, Error> {
+    async fn conflict(
+        &self,
+        aggregate_kind: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> AppendError<i64, Error> {
         match self.version_of(aggregate_kind, id).await {
             Ok(actual) => AppendError::Conflict(ConcurrencyConflict { expected, actual }),
             Err(error) => AppendError::Store(error),
