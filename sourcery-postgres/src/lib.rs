@@ -165,37 +165,45 @@
 //! built like the store's, and the same `SELECT` decoded into the same
 //! types. `benches/append_paired.rs` runs the two append workloads again in
 //! interleaved pairs (a block of store appends, then a block of hand-written
-//! inserts, 21 rounds, median of the per-round ratios), because on this
-//! shared 2-core machine the speed drifts by ±20% within a minute and
-//! separate criterion runs of the two sides put that drift into the ratio.
-//! Events of ~250 bytes, PostgreSQL 15 on loopback (`synchronous_commit =
-//! on` for both), quiet machine:
+//! inserts, alternating which goes first, 31 rounds, median of the
+//! per-round ratios), because on a shared 2-core machine the speed drifts by
+//! ±20% within a minute and separate criterion runs of the two sides put
+//! that drift into the ratio. Events of ~250 bytes, PostgreSQL 15 on
+//! loopback (`synchronous_commit = on` for both, `fdatasync` ≈ 200 µs on
+//! this box), test schemas dropped before measuring:
 //!
 //! | workload | store | hand-written | ratio (store speed ÷ hand speed) |
 //! |---|---|---|---|
-//! | append 10-event batches, 1 writer (optimistic), paired, two runs | 416.9 / 370.8 µs | 329.3 / 294.0 µs | 0.79 / 0.81 |
-//! | append 10-event batches, 8 writers (distinct streams), paired, two runs | 1.460 / 1.400 ms per 80 events | 1.141 / 1.091 ms | 0.78 / 0.78 |
-//! | the same, a store sending no `NOTIFY` (1 / 8 writers) | 383.9 µs / 1.391 ms | 314.6 µs / 1.102 ms | 0.83 / 0.79 |
-//! | load one 10,000-event stream (criterion) | 14.8 ms | 19.6 ms | 1.33 |
-//! | load one event kind (27,500 of 110,000 events, criterion) | 63.2 ms | 89.4 ms | 1.41 |
+//! | append 10-event batches, 1 writer (optimistic), paired, three runs | 794.1 / 908.8 / 833.4 µs | 724.2 / 833.5 / 742.4 µs | 0.91 / 0.94 / 0.94 |
+//! | append 10-event batches, 8 writers (distinct streams), paired, three runs | 3.33 / 3.09 / 3.94 ms per 80 events | 2.77 / 2.69 / 3.48 ms | 0.85 / 0.86 / 0.87 |
+//! | load one 10,000-event stream (criterion) | 36.4 ms | 49.8 ms | 1.37 |
+//! | load one event kind (27,500 of 110,000 events, criterion) | 131.0 ms | 188.8 ms | 1.44 |
 //!
-//! **The append target (0.85) is not met.** An append used to be a call of
-//! a PL/pgSQL function (0.70–0.79 at 1 writer, 0.56–0.74 at 8); it is now
-//! one plain statement (`docs/adr/0006-postgres-append-statement.md`), which
-//! took most of the 8-writer gap away. What remains is 60–80 µs per append
-//! at 1 writer. Taken apart with the statement's pieces removed one at a
-//! time (the version read, the order lock, the explicit transaction id, the
-//! position array), no single piece accounts for more than the ±15 µs
-//! noise of those runs. A second statement without the version read, for
-//! streams whose last position and sequence the store remembered from its
-//! own last append, reached 0.83–0.84 with one writer and 0.72–0.77 with
-//! eight (within noise of the statement above), so it was not kept. The
-//! coalesced `NOTIFY` costs 2–4% (last row). A bare `INSERT … SELECT FROM
-//! unnest(…)` of the same arrays runs at 0.92–0.93 of the multi-row
-//! `INSERT`, so the array shape is not the cause. The version read, the
-//! critical section and the chain of CTEs around it take the rest; removing
-//! any one of them (or the `RETURNING`, or the refusal check) moved the
-//! ratio by less than the noise of a run.
+//! (The first of the three 8-writer runs was 0.847.) What got the append
+//! here, from 0.79–0.81 and 0.78 (see
+//! `docs/adr/0006-postgres-append-statement.md`):
+//!
+//! - **No `NOTIFY` while nobody listens.** The coalesced doorbell sent a
+//!   `NOTIFY` (a transaction) every few appends even when no other process
+//!   listened; now it first asks the server (see
+//!   [Subscriptions](#subscriptions-and-projection-runners)).
+//! - **A statement the executor sets up cheaply.** The first statement was a
+//!   chain of seven `MATERIALIZED` CTEs with an aggregate; each CTE and each
+//!   set-returning function in `FROM` allocates a 16 kB tuple store, and
+//!   together they made PostgreSQL's heap grow and shrink on every append
+//!   (two `brk` calls and the page faults each time). It is now one
+//!   `INSERT … SELECT … RETURNING` without CTEs.
+//! - **Plain parameters for small batches.** Batches of up to 16 events bind
+//!   three parameters per event in a multi-row `VALUES` list, as the
+//!   hand-written `INSERT` does; decoding and unnesting arrays cost the
+//!   server more. Larger batches still go as arrays. Metadata is serialized
+//!   once and sent as `jsonb`.
+//!
+//! What is left with eight writers (CPU-bound on two cores) is the
+//! statement's extra plan nodes (the version read, the critical section of
+//! ADR 0002), the rows `RETURNING` sends back, and waits for the order lock
+//! (about 2.6% of the backends' time in a sample of `pg_stat_activity`; a
+//! build without the lock measured the same ratio, 0.86–0.87).
 //!
 //! Loads win because rows are decoded as they stream in instead of being
 //! collected first.
@@ -209,7 +217,9 @@
 //! appends wake them through one shared `LISTEN` connection per store (its
 //! own connection, not the pool's), and every store sends one coalesced
 //! `NOTIFY` (at most one per 2 ms) from a background task after its appends,
-//! never inside the append's transaction. They also poll every 500 ms, so a
+//! never inside the append's transaction, and only while another store
+//! listens on the schema (each `LISTEN` connection holds a shared advisory
+//! lock the doorbell looks for, every 50 ms at most while it finds none). They also poll every 500 ms, so a
 //! lost notification costs latency, never an event. A frontier held back
 //! longer than 5 s by a running transaction is logged as a `tracing`
 //! warning naming its pid and age. All of it is set with
@@ -230,6 +240,15 @@
 //! | append call → delivery at 1,000 events/s for 10 s, same store | p50 1.81 / 1.11 ms, p99 10.67 / 11.26 ms |
 //! | append call → delivery at 1,000 events/s for 10 s, another store (`LISTEN`) | p50 1.98 / 1.77 ms, p99 12.33 / 10.42 ms |
 //! | catch-up of a runner over 1,000,000 events ÷ raw keyset read (pages of 1,000) | 0.73, 0.73 / 0.73, 0.71 (561k–669k vs 790k–912k events/s) |
+//!
+//! Re-run on 2026-11-26 on a slower box (`fdatasync` ≈ 200 µs, appends
+//! about 2.5× slower than above), after the doorbell learned to stay quiet
+//! while nobody listens: `NOTIFY` with ÷ without 0.96 (another store
+//! listening); p99 19.0 ms in process and 24.1 ms through `LISTEN`; catch-up
+//! 0.78 and 0.59 (the runner's own rate moved between 262k and 348k
+//! events/s from one round to the next). The version before this change
+//! gave p99 35–87 ms on that box in four runs, so the box, not the change,
+//! sets those figures.
 //!
 //! Latency is measured from the start of the append call, so it includes the
 //! append and every append in flight below it. On the same box under a load
