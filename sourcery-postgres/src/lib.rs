@@ -246,10 +246,11 @@
 //! about 2.5× slower than above), after the doorbell learned to stay quiet
 //! while nobody listens: `NOTIFY` with ÷ without 0.96 (another store
 //! listening); p99 19.0 ms in process and 24.1 ms through `LISTEN`; catch-up
-//! 0.78 and 0.59 (the runner's own rate moved between 262k and 348k
-//! events/s from one round to the next). The version before this change
-//! gave p99 35–87 ms on that box in four runs, so the box, not the change,
-//! sets those figures.
+//! 0.78 and 0.59, and 1.04 and 0.70 in an earlier run (the runner's own rate
+//! moved between 262k and 348k events/s from one round to the next; the
+//! read path did not change). The version before this change gave p99
+//! 35–87 ms on that box in four runs, so the box, not the change, sets the
+//! latency figures.
 //!
 //! Latency is measured from the start of the append call, so it includes the
 //! append and every append in flight below it. On the same box under a load
