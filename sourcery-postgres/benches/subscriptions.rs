@@ -11,7 +11,7 @@
 //!
 //! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
 //! `BENCH_SECONDS` scales the timed parts (default 10); `BENCH_EVENTS` the
-//! catch-up log (default 1,000,000).
+//! catch-up log (default 1,000,000); `ONLY_LATENCY=1` runs part 2 alone.
 
 #![allow(missing_docs, reason = "a benchmark binary")]
 

@@ -160,7 +160,7 @@ impl sqlx::Encode<'_, Postgres> for JsonText {
 /// ones from three array parameters. PostgreSQL reads plain parameters more
 /// cheaply than it decodes and unnests arrays, and a handful of statement
 /// shapes keeps the prepared-statement cache of each connection small.
-pub(crate) const VALUES_ROWS: usize = 16;
+const VALUES_ROWS: usize = 16;
 
 /// Where an append's rows come from.
 #[derive(Debug, Clone, Copy)]
