@@ -29,6 +29,7 @@ fn batch(start: usize) -> Vec<PersistableEvent<()>> {
     (start..start + BATCH)
         .map(|n| PersistableEvent {
             kind: "bench.happened".to_owned(),
+            schema_version: 1,
             data: payload(n),
             metadata: (),
         })

@@ -98,6 +98,7 @@ impl Apply<FundsDeposited> for Account {
 fn stored(kind: &str, json: &str) -> PersistableEvent<()> {
     PersistableEvent {
         kind: kind.to_owned(),
+        schema_version: 1,
         data: json.as_bytes().to_vec(),
         metadata: (),
     }

@@ -196,6 +196,7 @@ async fn an_event_that_does_not_decode_fails_the_load_naming_it() {
     let repository = history().await;
     let broken = PersistableEvent {
         kind: Ordered::KIND.to_owned(),
+        schema_version: 1,
         data: b"not json".to_vec(),
         metadata: (),
     };

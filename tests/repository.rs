@@ -304,6 +304,7 @@ impl EventStore for Contended {
             let data = serde_json::to_vec(&Deposited { amount: 1 }).unwrap_or_default();
             let sneaky = PersistableEvent {
                 kind: Deposited::KIND.into(),
+                schema_version: 1,
                 data,
                 metadata: EventMetadata::new(),
             };
@@ -444,6 +445,7 @@ async fn an_event_that_no_longer_decodes_is_a_typed_error_naming_it() {
         .expect("create");
     let broken = PersistableEvent {
         kind: Deposited::KIND.to_owned(),
+        schema_version: 1,
         data: br#"{"amount":"a lot"}"#.to_vec(),
         metadata: EventMetadata::new(),
     };

@@ -135,6 +135,7 @@ async fn an_event_that_does_not_decode_stops_the_runner_with_an_error_naming_it(
     let store = Store::new();
     let broken = PersistableEvent {
         kind: Sold::KIND.to_owned(),
+        schema_version: 1,
         data: b"{\"amount\":-1}".to_vec(),
         metadata: (),
     };

@@ -38,15 +38,16 @@
 //! # impl From<Deposited> for AccountEvent { fn from(e: Deposited) -> Self { Self::Deposited(e) } }
 //! # impl EventPayload for AccountEvent {
 //! #     fn kind(&self) -> &'static str { match self { Self::Opened(e) => e.kind(), Self::Deposited(e) => e.kind() } }
+//! #     fn schema_version(&self) -> u32 { match self { Self::Opened(e) => e.schema_version(), Self::Deposited(e) => e.schema_version() } }
 //! #     fn encode_with<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, C::Error> {
 //! #         match self { Self::Opened(e) => e.encode_with(codec), Self::Deposited(e) => e.encode_with(codec) }
 //! #     }
 //! # }
 //! # impl DecodeEvent for AccountEvent {
 //! #     fn event_kinds() -> &'static [&'static str] { &[Opened::KIND, Deposited::KIND] }
-//! #     fn decode_with<C: Codec>(codec: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-//! #         if let Some(e) = Opened::decode_with(codec, kind, data)? { return Ok(Some(Self::Opened(e))); }
-//! #         Ok(Deposited::decode_with(codec, kind, data)?.map(Self::Deposited))
+//! #     fn decode_with<C: Codec>(codec: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+//! #         if let Some(e) = Opened::decode_with(codec, event)? { return Ok(Some(Self::Opened(e))); }
+//! #         Ok(Deposited::decode_with(codec, event)?.map(Self::Deposited))
 //! #     }
 //! # }
 //! impl Aggregate for Account {

@@ -39,6 +39,25 @@ pub trait Codec: Send + Sync {
     ///
     /// When the bytes are not a valid encoding of a `T`.
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, Self::Error>;
+
+    /// The format's dynamic value (for JSON: `serde_json::Value`): what
+    /// upcasters ([`DomainEvent::upcast`](crate::event::DomainEvent::upcast))
+    /// rewrite when a stored event's shape is older than its type's.
+    type Value: Send + 'static;
+
+    /// Decodes bytes into the format's dynamic value.
+    ///
+    /// # Errors
+    ///
+    /// When the bytes are not valid in this format.
+    fn decode_value(&self, bytes: &[u8]) -> Result<Self::Value, Self::Error>;
+
+    /// Decodes a `T` from the format's dynamic value.
+    ///
+    /// # Errors
+    ///
+    /// When the value is not a valid `T`.
+    fn decode_from_value<T: DeserializeOwned>(&self, value: Self::Value) -> Result<T, Self::Error>;
 }
 
 /// The default codec: JSON through `serde_json`.
@@ -57,6 +76,16 @@ impl Codec for JsonCodec {
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, Self::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    type Value = serde_json::Value;
+
+    fn decode_value(&self, bytes: &[u8]) -> Result<serde_json::Value, Self::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    fn decode_from_value<T: DeserializeOwned>(&self, value: serde_json::Value) -> Result<T, Self::Error> {
+        serde_json::from_value(value)
     }
 }
 

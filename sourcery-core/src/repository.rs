@@ -15,13 +15,14 @@
 //! # enum CounterEvent { Opened(Opened), Added(Added) }
 //! # impl EventPayload for CounterEvent {
 //! #     fn kind(&self) -> &'static str { match self { Self::Opened(e) => e.kind(), Self::Added(e) => e.kind() } }
+//! #     fn schema_version(&self) -> u32 { match self { Self::Opened(e) => e.schema_version(), Self::Added(e) => e.schema_version() } }
 //! #     fn encode_with<C: Codec>(&self, c: &C) -> Result<Vec<u8>, C::Error> { match self { Self::Opened(e) => e.encode_with(c), Self::Added(e) => e.encode_with(c) } }
 //! # }
 //! # impl DecodeEvent for CounterEvent {
 //! #     fn event_kinds() -> &'static [&'static str] { &[Opened::KIND, Added::KIND] }
-//! #     fn decode_with<C: Codec>(c: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-//! #         if let Some(e) = Opened::decode_with(c, kind, data)? { return Ok(Some(Self::Opened(e))); }
-//! #         Ok(Added::decode_with(c, kind, data)?.map(Self::Added))
+//! #     fn decode_with<C: Codec>(c: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+//! #         if let Some(e) = Opened::decode_with(c, event)? { return Ok(Some(Self::Opened(e))); }
+//! #         Ok(Added::decode_with(c, event)?.map(Self::Added))
 //! #     }
 //! # }
 //! # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;

@@ -19,12 +19,13 @@
 //! # struct CounterEvent(Added);
 //! # impl EventPayload for CounterEvent {
 //! #     fn kind(&self) -> &'static str { self.0.kind() }
+//! #     fn schema_version(&self) -> u32 { self.0.schema_version() }
 //! #     fn encode_with<C: Codec>(&self, c: &C) -> Result<Vec<u8>, C::Error> { self.0.encode_with(c) }
 //! # }
 //! # impl DecodeEvent for CounterEvent {
 //! #     fn event_kinds() -> &'static [&'static str] { &[Added::KIND] }
-//! #     fn decode_with<C: Codec>(c: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-//! #         Ok(Added::decode_with(c, kind, data)?.map(CounterEvent))
+//! #     fn decode_with<C: Codec>(c: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+//! #         Ok(Added::decode_with(c, event)?.map(CounterEvent))
 //! #     }
 //! # }
 //! # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;

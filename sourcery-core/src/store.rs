@@ -64,7 +64,7 @@ use std::marker::PhantomData;
 
 use crate::codec::Codec;
 use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, Optimistic};
-use crate::event::{DecodeError, DecodeEvent, DecodeFailure, EncodeError, EventPayload};
+use crate::event::{DecodeError, DecodeEvent, DecodeFailure, EncodeError, EventPayload, RawEvent};
 
 pub use crate::codec::JsonCodec;
 pub use crate::non_empty::NonEmpty;
@@ -73,16 +73,49 @@ pub use text_id::{IdParseError, TextId};
 pub mod inmemory;
 mod text_id;
 
-/// An event on its way into a store: its kind, its encoded data and its
-/// metadata. The store assigns the position.
+/// An event on its way into a store: its kind, the schema version of its
+/// shape, its encoded data and its metadata. The store assigns the position.
+///
+/// ```
+/// use sourcery_core::store::PersistableEvent;
+///
+/// let event = PersistableEvent::new("account.deposited", br#"{"amount":5}"#.to_vec(), ());
+/// assert_eq!(event.schema_version, 1);
+/// let newer = event.with_schema_version(2);
+/// assert_eq!(newer.schema_version, 2);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersistableEvent<M> {
     /// The event's stored kind ([`DomainEvent::KIND`](crate::event::DomainEvent::KIND)).
     pub kind: String,
+    /// The version of the event's shape the data is written in
+    /// ([`DomainEvent::VERSION`](crate::event::DomainEvent::VERSION); 1 for
+    /// an event that never changed shape). Stores keep it beside the data;
+    /// loading upcasts older versions before decoding.
+    pub schema_version: u32,
     /// The event encoded by the store's codec.
     pub data: Vec<u8>,
     /// The metadata recorded with the event.
     pub metadata: M,
+}
+
+impl<M> PersistableEvent<M> {
+    /// An event of `kind` with `data` and `metadata`, at schema version 1.
+    pub fn new(kind: impl Into<String>, data: Vec<u8>, metadata: M) -> Self {
+        Self {
+            kind: kind.into(),
+            schema_version: 1,
+            data,
+            metadata,
+        }
+    }
+
+    /// The same event, written in schema version `version`.
+    #[must_use]
+    pub fn with_schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
 }
 
 /// An event as a store returns it: the envelope (stream, kind, position,
@@ -97,6 +130,9 @@ pub struct StoredEvent<Id, Pos, M> {
     pub kind: String,
     /// Where the event sits in the store's order.
     pub position: Pos,
+    /// The version of the event's shape the data was written in (see
+    /// [`PersistableEvent::schema_version`]).
+    pub schema_version: u32,
     /// The event encoded by the store's codec.
     pub data: Vec<u8>,
     /// The metadata recorded with the event.
@@ -105,32 +141,46 @@ pub struct StoredEvent<Id, Pos, M> {
 
 impl<Id: fmt::Debug, Pos: fmt::Debug, M> StoredEvent<Id, Pos, M> {
     /// Decodes the event into `E` (a domain event or an aggregate's event
-    /// enum) with `codec`.
+    /// enum) with `codec`, upcasting it first when it was written in an
+    /// older schema version.
     ///
     /// # Errors
     ///
     /// A [`DecodeError`] naming the kind, stream and position when the kind
-    /// is not one `E` knows or the bytes do not decode.
+    /// is not one `E` knows (aliases included), the event cannot be upcast,
+    /// or the bytes do not decode.
     pub fn decode<E: DecodeEvent>(&self, codec: &impl Codec) -> Result<E, DecodeError> {
-        let reason = match E::decode_with(codec, &self.kind, &self.data) {
+        let raw = RawEvent {
+            kind: &self.kind,
+            schema_version: self.schema_version,
+            data: &self.data,
+        };
+        let reason = match E::decode_with(codec, raw) {
             Ok(Some(event)) => return Ok(event),
             Ok(None) => DecodeFailure::UnknownKind {
-                expected: E::event_kinds(),
+                expected: E::decoded_kinds(),
             },
-            Err(error) => DecodeFailure::Payload(Box::new(error)),
+            Err(failure) => failure,
         };
-        Err(DecodeError {
+        Err(self.decode_error(reason))
+    }
+
+    /// A [`DecodeError`] for this event: its kind, stream and position, and
+    /// `reason`.
+    pub fn decode_error(&self, reason: DecodeFailure) -> DecodeError {
+        DecodeError {
             event_kind: self.kind.clone(),
             aggregate_kind: self.aggregate_kind.clone(),
             aggregate_id: format!("{:?}", self.aggregate_id),
             position: format!("{:?}", self.position),
             reason,
-        })
+        }
     }
 }
 
-/// Which events to load: all events of one kind, or the events of one kind
-/// in one stream, optionally only those strictly after a position.
+/// Which events to load: all events of one kind, the events of one kind
+/// in one stream, or every event of one stream whatever its kind;
+/// optionally only those strictly after a position.
 ///
 /// [`EventStore::load_events`] takes a slice of filters and returns their
 /// union, each event once, in ascending position.
@@ -139,14 +189,20 @@ impl<Id: fmt::Debug, Pos: fmt::Debug, M> StoredEvent<Id, Pos, M> {
 /// use sourcery_core::store::EventFilter;
 ///
 /// let deposits = EventFilter::<String, u64>::for_event("account.deposited").after(41);
+/// assert_eq!(deposits.event_kind(), Some("account.deposited"));
 /// assert_eq!(deposits.after_position(), Some(41));
 ///
 /// let one = EventFilter::<String, u64>::for_aggregate("account.deposited", "account", "ACC-1".into());
 /// assert_eq!(one.aggregate(), Some(("account", &"ACC-1".to_string())));
+///
+/// // A whole stream: what loading an aggregate reads.
+/// let stream = EventFilter::<String, u64>::for_stream("account", "ACC-1".into());
+/// assert_eq!(stream.event_kind(), None);
+/// assert!(stream.matches("account", &"ACC-1".into(), "account.renamed-later", &3));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventFilter<Id, Pos> {
-    event_kind: String,
+    event_kind: Option<String>,
     aggregate: Option<(String, Id)>,
     after: Option<Pos>,
 }
@@ -155,7 +211,7 @@ impl<Id, Pos> EventFilter<Id, Pos> {
     /// Every event of `event_kind`, whatever its stream.
     pub fn for_event(event_kind: impl Into<String>) -> Self {
         Self {
-            event_kind: event_kind.into(),
+            event_kind: Some(event_kind.into()),
             aggregate: None,
             after: None,
         }
@@ -169,7 +225,19 @@ impl<Id, Pos> EventFilter<Id, Pos> {
         aggregate_id: Id,
     ) -> Self {
         Self {
-            event_kind: event_kind.into(),
+            event_kind: Some(event_kind.into()),
+            aggregate: Some((aggregate_kind.into(), aggregate_id)),
+            after: None,
+        }
+    }
+
+    /// Every event of the stream of `aggregate_kind` / `aggregate_id`,
+    /// whatever its kind. Loading an aggregate reads its stream with it, so
+    /// an event of a kind the code does not know is seen (and reported),
+    /// never skipped.
+    pub fn for_stream(aggregate_kind: impl Into<String>, aggregate_id: Id) -> Self {
+        Self {
+            event_kind: None,
             aggregate: Some((aggregate_kind.into(), aggregate_id)),
             after: None,
         }
@@ -182,10 +250,12 @@ impl<Id, Pos> EventFilter<Id, Pos> {
         self
     }
 
-    /// The event kind the filter selects.
+    /// The event kind the filter selects; `None` for a whole-stream filter
+    /// ([`for_stream`](Self::for_stream)), which selects every kind (and
+    /// then [`aggregate`](Self::aggregate) is always `Some`).
     #[must_use]
-    pub fn event_kind(&self) -> &str {
-        &self.event_kind
+    pub fn event_kind(&self) -> Option<&str> {
+        self.event_kind.as_deref()
     }
 
     /// The stream the filter is restricted to, if any: aggregate kind and id.
@@ -210,7 +280,7 @@ impl<Id, Pos> EventFilter<Id, Pos> {
         Id: PartialEq,
         Pos: PartialOrd,
     {
-        self.event_kind == event_kind
+        self.event_kind.as_deref().is_none_or(|kind| kind == event_kind)
             && self
                 .aggregate
                 .as_ref()
@@ -414,6 +484,7 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
             })?;
         self.events.push(PersistableEvent {
             kind: event.kind().to_owned(),
+            schema_version: event.schema_version(),
             data,
             metadata,
         });

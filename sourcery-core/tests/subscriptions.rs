@@ -13,12 +13,14 @@ async fn a_catch_up_over_several_pages_delivers_everything_then_reports_the_head
     for batch in 0..25_u32 {
         let mut events = NonEmpty::new(PersistableEvent {
             kind: "wanted".to_owned(),
+            schema_version: 1,
             data: batch.to_le_bytes().to_vec(),
             metadata: (),
         });
         for _ in 1..100 {
             events.push(PersistableEvent {
                 kind: "wanted".to_owned(),
+                schema_version: 1,
                 data: batch.to_le_bytes().to_vec(),
                 metadata: (),
             });
@@ -30,6 +32,7 @@ async fn a_catch_up_over_several_pages_delivers_everything_then_reports_the_head
         // An event the follower skips, after each batch.
         let skipped = PersistableEvent {
             kind: "other".to_owned(),
+            schema_version: 1,
             data: Vec::new(),
             metadata: (),
         };

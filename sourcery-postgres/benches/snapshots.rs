@@ -55,6 +55,9 @@ impl EventPayload for AccountEvent {
     fn kind(&self) -> &'static str {
         self.0.kind()
     }
+    fn schema_version(&self) -> u32 {
+        self.0.schema_version()
+    }
 
     fn encode_with<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, C::Error> {
         self.0.encode_with(codec)
@@ -66,8 +69,8 @@ impl DecodeEvent for AccountEvent {
         &[Deposited::KIND]
     }
 
-    fn decode_with<C: Codec>(codec: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-        Ok(Deposited::decode_with(codec, kind, data)?.map(AccountEvent))
+    fn decode_with<C: Codec>(codec: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+        Ok(Deposited::decode_with(codec, event)?.map(AccountEvent))
     }
 }
 
@@ -115,6 +118,7 @@ async fn seed(store: &PgStore, id: &String, count: usize) {
         let events = (written..written + size)
             .map(|n| PersistableEvent {
                 kind: Deposited::KIND.to_owned(),
+                schema_version: 1,
                 data: store
                     .codec()
                     .encode(&deposit(u64::try_from(n).unwrap_or(u64::MAX)))

@@ -65,6 +65,7 @@ impl ApplyProjection<Ticked> for Count {
 fn ticked(n: u64) -> NonEmpty<PersistableEvent<()>> {
     NonEmpty::new(PersistableEvent {
         kind: Ticked::KIND.to_owned(),
+        schema_version: 1,
         data: serde_json::to_vec(&Ticked { n }).unwrap_or_default(),
         metadata: (),
     })

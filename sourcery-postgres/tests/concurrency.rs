@@ -17,6 +17,7 @@ fn batch(writer: u64, round: u64, size: u64) -> NonEmpty<PersistableEvent<serde_
     let events = (0..size)
         .map(|part| PersistableEvent {
             kind: KIND.to_owned(),
+            schema_version: 1,
             data: format!("{writer}/{round}/{part}").into_bytes(),
             metadata: serde_json::json!({ "writer": writer, "round": round, "part": part }),
         })

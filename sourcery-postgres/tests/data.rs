@@ -17,6 +17,7 @@ use sourcery_postgres::{Error, Store};
 fn one<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
     NonEmpty::new(PersistableEvent {
         kind: kind.to_owned(),
+        schema_version: 1,
         data: data.to_vec(),
         metadata,
     })
@@ -235,6 +236,7 @@ async fn loads_agree_with_the_in_memory_store_on_random_filters() {
         let events: Vec<PersistableEvent<()>> = (0..size)
             .map(|part| PersistableEvent {
                 kind: kinds[next(kinds.len())].to_owned(),
+                schema_version: 1,
                 data: format!("{n}.{part}").into_bytes(),
                 metadata: (),
             })

@@ -17,6 +17,7 @@ fn batch(commit: u64) -> NonEmpty<PersistableEvent<serde_json::Value>> {
     let events = (0..BATCH)
         .map(|part| PersistableEvent {
             kind: KIND.to_owned(),
+            schema_version: 1,
             // ~250 bytes, like the notes' measurements.
             data: format!("{commit}/{part}/{}", "x".repeat(240)).into_bytes(),
             metadata: serde_json::json!({ "commit": commit, "part": part }),

@@ -31,6 +31,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 fn event(n: u64) -> PersistableEvent<serde_json::Value> {
     PersistableEvent {
         kind: KIND.to_owned(),
+        schema_version: 1,
         data: n.to_string().into_bytes(),
         metadata: serde_json::json!({ "n": n }),
     }

@@ -76,6 +76,7 @@ async fn note(store: &PgStore, numbers: std::ops::RangeInclusive<u64>) -> i64 {
     let events = numbers
         .map(|n| PersistableEvent {
             kind: Noted::KIND.to_owned(),
+            schema_version: 1,
             data: serde_json::to_vec(&Noted { n }).unwrap(),
             metadata: (),
         })

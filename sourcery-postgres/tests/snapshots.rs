@@ -211,6 +211,12 @@ impl EventPayload for AccountEvent {
             Self::Deposited(event) => event.kind(),
         }
     }
+    fn schema_version(&self) -> u32 {
+        match self {
+            Self::Opened(event) => event.schema_version(),
+            Self::Deposited(event) => event.schema_version(),
+        }
+    }
 
     fn encode_with<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, C::Error> {
         match self {
@@ -225,11 +231,11 @@ impl DecodeEvent for AccountEvent {
         &[Opened::KIND, Deposited::KIND]
     }
 
-    fn decode_with<C: Codec>(codec: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-        if let Some(event) = Opened::decode_with(codec, kind, data)? {
+    fn decode_with<C: Codec>(codec: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+        if let Some(event) = Opened::decode_with(codec, event)? {
             return Ok(Some(Self::Opened(event)));
         }
-        Ok(Deposited::decode_with(codec, kind, data)?.map(Self::Deposited))
+        Ok(Deposited::decode_with(codec, event)?.map(Self::Deposited))
     }
 }
 

@@ -50,6 +50,7 @@ impl DomainEvent for Noted {
 fn noted(n: u64) -> PersistableEvent<()> {
     PersistableEvent {
         kind: Noted::KIND.to_owned(),
+        schema_version: 1,
         data: serde_json::to_vec(&Noted { n }).unwrap(),
         metadata: (),
     }

@@ -59,6 +59,7 @@ async fn fill(store: &BenchStore, events: usize) {
             let event = CounterEvent(Added { amount: amount(n) });
             batch.push(PersistableEvent {
                 kind: event.kind().to_owned(),
+                schema_version: 1,
                 data: event.encode_with(store.codec()).expect("the event encodes"),
                 metadata: (),
             });

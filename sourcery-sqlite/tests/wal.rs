@@ -31,6 +31,7 @@ async fn the_database_file_catches_up_with_the_log_and_the_log_stays_bounded() {
         let batch: Vec<PersistableEvent<()>> = (0..10)
             .map(|_| PersistableEvent {
                 kind: "noted".to_owned(),
+                schema_version: 1,
                 data: vec![b'x'; 1_000],
                 metadata: (),
             })

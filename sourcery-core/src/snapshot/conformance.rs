@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use super::{SaveOutcome, Snapshot, SnapshotKey, SnapshotPolicy, SnapshotStore};
 use crate::aggregate::{Aggregate, Handle, HandleCreate};
 use crate::codec::Codec;
-use crate::event::{DecodeEvent, DomainEvent, EventPayload};
+use crate::event::{DecodeEvent, DecodeFailure, DomainEvent, EventPayload, RawEvent};
 use crate::metadata::Metadata;
 use crate::repository::Repository;
 use crate::store::EventStore;
@@ -405,6 +405,12 @@ impl EventPayload for TallyEvent {
             Self::Counted(event) => event.kind(),
         }
     }
+    fn schema_version(&self) -> u32 {
+        match self {
+            Self::Opened(event) => event.schema_version(),
+            Self::Counted(event) => event.schema_version(),
+        }
+    }
 
     fn encode_with<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, C::Error> {
         match self {
@@ -419,11 +425,11 @@ impl DecodeEvent for TallyEvent {
         &[Opened::KIND, Counted::KIND]
     }
 
-    fn decode_with<C: Codec>(codec: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-        if let Some(event) = Opened::decode_with(codec, kind, data)? {
+    fn decode_with<C: Codec>(codec: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+        if let Some(event) = Opened::decode_with(codec, event)? {
             return Ok(Some(Self::Opened(event)));
         }
-        Ok(Counted::decode_with(codec, kind, data)?.map(Self::Counted))
+        Ok(Counted::decode_with(codec, event)?.map(Self::Counted))
     }
 }
 

@@ -136,8 +136,8 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
     }
 
     /// Indices of the events a kind-wide filter selects, ascending.
-    fn select_kind(&self, filter: &EventFilter<Id, u64>, into: &mut Vec<usize>) {
-        let candidates = self.kinds.get(filter.event_kind()).map_or(&[][..], Vec::as_slice);
+    fn select_kind(&self, kind: &str, filter: &EventFilter<Id, u64>, into: &mut Vec<usize>) {
+        let candidates = self.kinds.get(kind).map_or(&[][..], Vec::as_slice);
         into.extend_from_slice(&candidates[first_after(candidates, filter.after_position())..]);
     }
 
@@ -160,7 +160,7 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
         into.extend(candidates[earliest..].iter().copied().filter(|&index| {
             let event = &self.events[index];
             filters.iter().any(|filter| {
-                filter.event_kind() == event.kind
+                filter.event_kind().is_none_or(|kind| kind == event.kind)
                     && filter.after_position().is_none_or(|after| event.position > after)
             })
         }));
@@ -289,9 +289,11 @@ impl<Id: Clone + Eq + Hash, M: Clone> Log<Id, M> {
         // Filters on one stream are served by one pass over that stream.
         let mut streams: Vec<StreamFilters<'_, Id>> = Vec::new();
         for filter in filters {
-            match filter.aggregate() {
-                None => self.select_kind(filter, &mut indices),
-                Some((kind, id)) => match streams.iter_mut().find(|(k, i, _)| *k == kind && *i == id) {
+            match (filter.aggregate(), filter.event_kind()) {
+                (None, Some(event_kind)) => self.select_kind(event_kind, filter, &mut indices),
+                // Filters are built so that one without a stream has a kind.
+                (None, None) => {}
+                (Some((kind, id)), _) => match streams.iter_mut().find(|(k, i, _)| *k == kind && *i == id) {
                     Some((_, _, group)) => group.push(filter),
                     None => streams.push((kind, id, vec![filter])),
                 },
@@ -334,6 +336,7 @@ impl<Id: Clone + Eq + Hash, M> Log<Id, M> {
                 aggregate_id: aggregate_id.clone(),
                 kind: event.kind,
                 position: position_of(index),
+                schema_version: event.schema_version,
                 data: event.data,
                 metadata: event.metadata,
             });

@@ -143,6 +143,7 @@ where
 fn raw<M>(kind: &str, data: &[u8], metadata: M) -> PersistableEvent<M> {
     PersistableEvent {
         kind: kind.to_owned(),
+        schema_version: 1,
         data: data.to_vec(),
         metadata,
     }

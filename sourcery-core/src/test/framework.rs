@@ -22,11 +22,12 @@ use crate::aggregate::{Aggregate, Handle, HandleCreate};
 /// # impl From<Added> for CounterEvent { fn from(e: Added) -> Self { Self::Added(e) } }
 /// # impl EventPayload for CounterEvent {
 /// #     fn kind(&self) -> &'static str { Added::KIND }
+/// #     fn schema_version(&self) -> u32 { Added::KIND }
 /// #     fn encode_with<C: Codec>(&self, c: &C) -> Result<Vec<u8>, C::Error> { let Self::Added(e) = self; e.encode_with(c) }
 /// # }
 /// # impl DecodeEvent for CounterEvent {
 /// #     fn event_kinds() -> &'static [&'static str] { &[Added::KIND] }
-/// #     fn decode_with<C: Codec>(c: &C, k: &str, d: &[u8]) -> Result<Option<Self>, C::Error> { Ok(Added::decode_with(c, k, d)?.map(Self::Added)) }
+/// #     fn decode_with<C: Codec>(c: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> { Ok(Added::decode_with(c, event)?.map(Self::Added)) }
 /// # }
 /// # #[derive(Debug, PartialEq, thiserror::Error)] #[error("the counter is full")] struct Full;
 /// # #[derive(Debug, Default)] struct Counter { total: u64 }

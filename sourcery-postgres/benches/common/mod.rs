@@ -30,6 +30,7 @@ pub(crate) fn events(from: usize, count: usize) -> NonEmpty<PersistableEvent<ser
     let events = (from..from + count)
         .map(|n| PersistableEvent {
             kind: KINDS[n % KINDS.len()].to_owned(),
+            schema_version: 1,
             data: payload(n),
             metadata: metadata(n),
         })

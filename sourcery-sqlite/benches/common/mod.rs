@@ -34,6 +34,7 @@ pub(crate) fn batch(start: usize) -> Vec<PersistableEvent<Meta>> {
     (start..start + BATCH)
         .map(|n| PersistableEvent {
             kind: KINDS[n % 2].to_owned(),
+            schema_version: 1,
             data: payload(n),
             metadata: Meta {
                 correlation_id: format!("corr-{:08}", n / BATCH),

@@ -26,6 +26,9 @@ impl EventPayload for CounterEvent {
     fn kind(&self) -> &'static str {
         self.0.kind()
     }
+    fn schema_version(&self) -> u32 {
+        self.0.schema_version()
+    }
 
     fn encode_with<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, C::Error> {
         self.0.encode_with(codec)
@@ -37,8 +40,8 @@ impl DecodeEvent for CounterEvent {
         &[Added::KIND]
     }
 
-    fn decode_with<C: Codec>(codec: &C, kind: &str, data: &[u8]) -> Result<Option<Self>, C::Error> {
-        Ok(Added::decode_with(codec, kind, data)?.map(CounterEvent))
+    fn decode_with<C: Codec>(codec: &C, event: RawEvent<'_>) -> Result<Option<Self>, DecodeFailure> {
+        Ok(Added::decode_with(codec, event)?.map(CounterEvent))
     }
 }
 
