@@ -10,7 +10,7 @@ pub use sourcery_core::metadata::EventMetadata;
 pub use sourcery_core::projection::{ApplyProjection, Projection};
 pub use sourcery_core::repository::Repository;
 pub use sourcery_core::snapshot;
-pub use sourcery_macros::{Aggregate, Projection};
+pub use sourcery_macros::{Aggregate, DomainEvent, Projection};
 
 /// The event store contract and the stores that implement it.
 ///

@@ -131,6 +131,12 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// ([`Repository::with_snapshots`](crate::repository::Repository::with_snapshots)).
     const SNAPSHOT_VERSION: u32 = 1;
 
+    /// Event kinds the aggregate deliberately ignores: kinds of events it
+    /// no longer has (`#[aggregate(retired(".."))]`). Loading skips them;
+    /// they still count for the stream's version. Any other kind the event
+    /// enum does not decode is an error, never a skip. None by default.
+    const RETIRED_KINDS: &'static [&'static str] = &[];
+
     /// Folds one event into the state. Never fails: an event is a fact.
     fn apply(&mut self, event: &Self::Event);
 }

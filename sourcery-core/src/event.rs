@@ -439,6 +439,168 @@ pub enum DecodeFailure {
     Metadata(#[source] Box<dyn StdError + Send + Sync>),
 }
 
+/// Support for `#[derive(Aggregate)]`: the compile-time check that no two
+/// events of an aggregate share a stored kind. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    /// A message built at compile time (const code cannot format).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Message {
+        bytes: [u8; 1024],
+        len: usize,
+    }
+
+    impl Message {
+        const fn new() -> Self {
+            Self {
+                bytes: [0; 1024],
+                len: 0,
+            }
+        }
+
+        const fn push(mut self, text: &str) -> Self {
+            let text = text.as_bytes();
+            let mut i = 0;
+            // Cut at a character boundary if it does not fit.
+            while i < text.len() && self.len < self.bytes.len() - 4 {
+                self.bytes[self.len] = text[i];
+                self.len += 1;
+                i += 1;
+            }
+            while i < text.len() && (text[i] & 0b1100_0000) == 0b1000_0000 && self.len > 0 {
+                self.len -= 1;
+                i -= 1;
+            }
+            self
+        }
+
+        /// The message.
+        #[must_use]
+        pub const fn as_str(&self) -> &str {
+            match core::str::from_utf8(self.bytes.split_at(self.len).0) {
+                Ok(text) => text,
+                Err(_) => "two events of the aggregate share a stored kind",
+            }
+        }
+    }
+
+    const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// The stored kinds of one event: its `KIND` then its `ALIASES`.
+    const fn kind_at<'a>(kind: &'a str, aliases: &'a [&'a str], index: usize) -> &'a str {
+        if index == 0 { kind } else { aliases[index - 1] }
+    }
+
+    /// For `events` (name, `KIND`, `ALIASES`) and the `retired` kinds of
+    /// aggregate `aggregate`: a message naming two events (or an event and
+    /// the retired list) that share a kind, and the kind; `None` when every
+    /// kind is unique.
+    #[must_use]
+    pub const fn kind_clash(
+        aggregate: &str,
+        events: &[(&str, &str, &[&str])],
+        retired: &[&str],
+    ) -> Option<Message> {
+        let mut a = 0;
+        while a < events.len() {
+            let (a_name, a_kind, a_aliases) = events[a];
+            let mut i = 0;
+            while i <= a_aliases.len() {
+                let kind = kind_at(a_kind, a_aliases, i);
+                // Against the later kinds of the same event.
+                let mut j = i + 1;
+                while j <= a_aliases.len() {
+                    if same(kind, kind_at(a_kind, a_aliases, j)) {
+                        let message = Message::new()
+                            .push("event `")
+                            .push(a_name)
+                            .push("` of aggregate `")
+                            .push(aggregate)
+                            .push("` lists the stored kind `")
+                            .push(kind)
+                            .push("` twice");
+                        return Some(message);
+                    }
+                    j += 1;
+                }
+                // Against every kind of the later events.
+                let mut b = a + 1;
+                while b < events.len() {
+                    let (b_name, b_kind, b_aliases) = events[b];
+                    let mut k = 0;
+                    while k <= b_aliases.len() {
+                        if same(kind, kind_at(b_kind, b_aliases, k)) {
+                            let message = Message::new()
+                                .push("events `")
+                                .push(a_name)
+                                .push("` and `")
+                                .push(b_name)
+                                .push("` of aggregate `")
+                                .push(aggregate)
+                                .push("` share the stored kind `")
+                                .push(kind)
+                                .push("`: every kind and alias must belong to one event");
+                            return Some(message);
+                        }
+                        k += 1;
+                    }
+                    b += 1;
+                }
+                // Against the retired kinds.
+                let mut r = 0;
+                while r < retired.len() {
+                    if same(kind, retired[r]) {
+                        let message = Message::new()
+                            .push("the kind `")
+                            .push(kind)
+                            .push("` of event `")
+                            .push(a_name)
+                            .push("` is also retired on aggregate `")
+                            .push(aggregate)
+                            .push("`");
+                        return Some(message);
+                    }
+                    r += 1;
+                }
+                i += 1;
+            }
+            a += 1;
+        }
+        None
+    }
+
+    /// The aliases of several events, concatenated into one array of `N`.
+    #[must_use]
+    pub const fn concat<const N: usize>(lists: &[&[&'static str]]) -> [&'static str; N] {
+        let mut out = [""; N];
+        let mut n = 0;
+        let mut l = 0;
+        while l < lists.len() {
+            let mut i = 0;
+            while i < lists[l].len() {
+                out[n] = lists[l][i];
+                n += 1;
+                i += 1;
+            }
+            l += 1;
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

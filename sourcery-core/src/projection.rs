@@ -146,9 +146,9 @@ where
         T: DecodeEvent,
         P: ApplyProjection<T>,
     {
-        for kind in T::event_kinds() {
+        for kind in T::decoded_kinds() {
             self.entries
-                .push((EventFilter::for_event(*kind), apply::<S, P, T>));
+                .push((EventFilter::for_event(kind), apply::<S, P, T>));
         }
         self
     }
@@ -161,26 +161,29 @@ where
         E: DomainEvent,
         P: ApplyProjection<E>,
     {
-        self.entries.push((
-            EventFilter::for_aggregate(E::KIND, A::KIND, id.clone()),
-            apply::<S, P, E>,
-        ));
+        for kind in E::decoded_kinds() {
+            self.entries.push((
+                EventFilter::for_aggregate(kind, A::KIND, id.clone()),
+                apply::<S, P, E>,
+            ));
+        }
         self
     }
 
-    /// All events of aggregate `A`'s stream with `id`, as `A`'s event enum.
+    /// All events of aggregate `A`'s stream with `id`, as `A`'s event enum:
+    /// the whole stream, so an event of a kind `A` does not know is an
+    /// error, not a skip; kinds `A` retired
+    /// ([`Aggregate::RETIRED_KINDS`]) are skipped.
     #[must_use]
     pub fn events_for<A>(mut self, id: &S::Id) -> Self
     where
         A: Aggregate,
         P: ApplyProjection<A::Event>,
     {
-        for kind in A::Event::event_kinds() {
-            self.entries.push((
-                EventFilter::for_aggregate(*kind, A::KIND, id.clone()),
-                apply::<S, P, A::Event>,
-            ));
-        }
+        self.entries.push((
+            EventFilter::for_stream(A::KIND, id.clone()),
+            apply_stream::<S, P, A>,
+        ));
         self
     }
 
@@ -250,6 +253,22 @@ where
     let decoded: T = event.decode(codec)?;
     projection.apply_projection(&event.aggregate_id, &decoded, &event.metadata);
     Ok(())
+}
+
+fn apply_stream<S, P, A>(
+    projection: &mut P,
+    event: &StoredEvent<S::Id, S::Position, S::Metadata>,
+    codec: &S::Codec,
+) -> Result<(), DecodeError>
+where
+    S: EventStore,
+    P: ApplyProjection<A::Event> + Projection<Id = S::Id, Metadata = S::Metadata>,
+    A: Aggregate,
+{
+    if A::RETIRED_KINDS.contains(&event.kind.as_str()) {
+        return Ok(());
+    }
+    apply::<S, P, A::Event>(projection, event, codec)
 }
 
 impl<S, P> Default for ProjectionEvents<S, P>

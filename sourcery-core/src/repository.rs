@@ -358,12 +358,11 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         let mut version = snapshot_position;
         let events = self
             .store
-            .load_events(&stream_filters::<A, S>(id, snapshot_position))
+            .load_events(&[stream_filter::<A, S>(id, snapshot_position)])
             .await
             .map_err(LoadError::Store)?;
         for event in &events {
-            let decoded: A::Event = event.decode(self.store.codec())?;
-            state.apply(&decoded);
+            apply_stored(&mut state, event, self.store.codec())?;
             version = Some(event.position);
         }
         Ok(Loaded {
@@ -462,7 +461,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         };
         let tail = match self
             .store
-            .load_events(&stream_filters::<A, S>(id, Some(version)))
+            .load_events(&[stream_filter::<A, S>(id, Some(version))])
             .await
         {
             Ok(tail) => tail,
@@ -470,9 +469,8 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         };
         let mut last = None;
         for event in &tail {
-            match event.decode::<A::Event>(self.store.codec()) {
-                Ok(decoded) => state.apply(&decoded),
-                Err(error) => return refresh_failed(&error),
+            if let Err(error) = apply_stored(&mut state, event, self.store.codec()) {
+                return refresh_failed(&error);
             }
             last = Some(event.position);
         }
@@ -608,23 +606,45 @@ impl<S: EventStore, C: ConcurrencyStrategy, T> Repository<S, C, Snapshotting<T>>
     }
 }
 
-/// The filters that select the stream of `A` with `id`, after `position`
-/// when given.
-fn stream_filters<A, S>(id: &A::Id, after: Option<S::Position>) -> Vec<EventFilter<S::Id, S::Position>>
+/// The filter that selects the whole stream of `A` with `id` (every kind:
+/// an event the aggregate does not know must be seen, not skipped), after
+/// `position` when given.
+fn stream_filter<A, S>(id: &A::Id, after: Option<S::Position>) -> EventFilter<S::Id, S::Position>
 where
     A: Aggregate<Id = S::Id>,
     S: EventStore,
 {
-    A::Event::event_kinds()
-        .iter()
-        .map(|kind| {
-            let filter = EventFilter::for_aggregate(*kind, A::KIND, id.clone());
-            match after {
-                Some(position) => filter.after(position),
-                None => filter,
-            }
-        })
-        .collect()
+    let filter = EventFilter::for_stream(A::KIND, id.clone());
+    match after {
+        Some(position) => filter.after(position),
+        None => filter,
+    }
+}
+
+/// Folds one event of `A`'s stream into `state`: decoded (upcast, aliases
+/// resolved) and applied, or skipped when its kind is one `A` retired.
+/// Returns whether it was applied.
+///
+/// # Errors
+///
+/// A [`DecodeError`] naming the event when its kind is neither one `A`
+/// knows nor one it retired, or it does not decode.
+pub(crate) fn apply_stored<A, Id, Pos, M>(
+    state: &mut A,
+    event: &StoredEvent<Id, Pos, M>,
+    codec: &impl Codec,
+) -> Result<bool, DecodeError>
+where
+    A: Aggregate,
+    Id: Debug,
+    Pos: Debug,
+{
+    if A::RETIRED_KINDS.contains(&event.kind.as_str()) {
+        return Ok(false);
+    }
+    let decoded: A::Event = event.decode(codec)?;
+    state.apply(&decoded);
+    Ok(true)
 }
 
 /// An event count for a snapshot policy.

@@ -10,7 +10,7 @@ use syn::{DeriveInput, Ident, LitStr, Path, Type};
 use crate::attr::{self, Errors};
 use crate::naming;
 
-const EXPECTED: &str = "`id`, `error`, `events`, `kind`, `event_enum` or `snapshot_version`";
+const EXPECTED: &str = "`id`, `error`, `events`, `kind`, `event_enum`, `snapshot_version` or `retired`";
 
 /// What `#[aggregate(..)]` says.
 struct Settings {
@@ -20,6 +20,7 @@ struct Settings {
     kind: LitStr,
     event_enum: Ident,
     snapshot_version: Option<syn::LitInt>,
+    retired: Vec<LitStr>,
 }
 
 pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
@@ -43,6 +44,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
     let mut kind = None;
     let mut event_enum = None;
     let mut snapshot_version = None;
+    let mut retired = None;
     let mut seen = BTreeSet::new();
     let found = attr::parse_attributes(&input.attrs, "aggregate", errors, |key, stream| {
         let name = key.to_string();
@@ -54,6 +56,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
             "kind" => attr::set_once(&mut kind, key, attr::kind_value(key, stream)?),
             "event_enum" => attr::set_once(&mut event_enum, key, attr::ident_value(key, stream)?),
             "snapshot_version" => attr::set_once(&mut snapshot_version, key, attr::u32_value(key, stream)?),
+            "retired" => attr::set_once(&mut retired, key, attr::strings_value(key, stream)?),
             _ => Err(attr::unknown_key(key, "aggregate", EXPECTED)),
         }
     });
@@ -90,6 +93,7 @@ fn settings(input: &DeriveInput, errors: &mut Errors) -> Option<Settings> {
         kind: kind.unwrap_or_else(|| naming::default_kind(name)),
         event_enum: event_enum.unwrap_or_else(|| format_ident!("{}Event", name)),
         snapshot_version,
+        retired: retired.unwrap_or_default(),
     })
 }
 
@@ -105,6 +109,7 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         kind,
         event_enum,
         snapshot_version,
+        retired,
     } = settings;
     let name = &input.ident;
     let vis = &input.vis;
@@ -159,18 +164,20 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         }
     });
 
-    let decode_arms = events
-        .iter()
-        .zip(variants)
-        .zip(&kinds)
-        .map(|((event, variant), kind)| {
-            quote! {
-                if kind == #kind {
-                    return <#event as #decode>::decode_with(codec, kind, data)
-                        .map(|event| event.map(Self::#variant));
-                }
+    let decode_arms = events.iter().zip(variants).map(|(event, variant)| {
+        quote! {
+            if let ::core::option::Option::Some(decoded) = <#event as #decode>::decode_with(codec, event)? {
+                return ::core::result::Result::Ok(::core::option::Option::Some(Self::#variant(decoded)));
             }
-        });
+        }
+    });
+    let aliases: Vec<TokenStream> = events
+        .iter()
+        .map(|event| quote_spanned!(event.span()=> <#event as #domain_event>::ALIASES))
+        .collect();
+    let versions = events
+        .iter()
+        .map(|event| quote_spanned!(event.span()=> <#event as #domain_event>::VERSION));
 
     let glue = quote! {
         #[automatically_derived]
@@ -178,6 +185,12 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
             fn kind(&self) -> &'static str {
                 match self {
                     #( Self::#variants(_) => #kinds, )*
+                }
+            }
+
+            fn schema_version(&self) -> u32 {
+                match self {
+                    #( Self::#variants(_) => #versions, )*
                 }
             }
 
@@ -197,44 +210,37 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
                 const { &[#(#kinds),*] }
             }
 
+            fn alias_kinds() -> &'static [&'static str] {
+                const COUNT: usize = 0 #( + #aliases.len() )*;
+                const ALIASES: [&str; COUNT] = #krate::event::__private::concat::<COUNT>(&[#(#aliases),*]);
+                &ALIASES
+            }
+
             fn decode_with<C: #codec>(
                 codec: &C,
-                kind: &str,
-                data: &[u8],
-            ) -> ::core::result::Result<::core::option::Option<Self>, <C as #codec>::Error> {
+                event: #krate::event::RawEvent<'_>,
+            ) -> ::core::result::Result<::core::option::Option<Self>, #krate::event::DecodeFailure> {
                 #(#decode_arms)*
                 ::core::result::Result::Ok(::core::option::Option::None)
             }
         }
     };
 
-    let distinct_kinds = (events.len() > 1).then(|| {
-        let message = LitStr::new(
-            &format!("two events of `{name}` have the same `DomainEvent::KIND`; every event needs its own"),
-            name.span(),
-        );
-        quote! {
-            const _: () = {
-                const KINDS: &[&str] = &[#(#kinds),*];
-                let mut i = 0;
-                while i < KINDS.len() {
-                    let mut j = i + 1;
-                    while j < KINDS.len() {
-                        let (a, b) = (KINDS[i].as_bytes(), KINDS[j].as_bytes());
-                        let mut same = a.len() == b.len();
-                        let mut k = 0;
-                        while same && k < a.len() {
-                            same = a[k] == b[k];
-                            k += 1;
-                        }
-                        ::core::assert!(!same, #message);
-                        j += 1;
-                    }
-                    i += 1;
-                }
-            };
-        }
-    });
+    // Every stored kind (each event's kind and aliases, the retired kinds)
+    // belongs to one event: checked at compile time, naming both events.
+    let names = events.iter().map(attr::display_path);
+    let aggregate_name = name.to_string();
+    let unique_kinds = quote! {
+        const _: () = {
+            if let ::core::option::Option::Some(message) = #krate::event::__private::kind_clash(
+                #aggregate_name,
+                &[#( (#names, #kinds, #aliases) ),*],
+                &[#(#retired),*],
+            ) {
+                ::core::panic!("{}", message.as_str());
+            }
+        };
+    };
 
     // Spanned at the event, so a missing `Apply<E>` is pointed at in the
     // attribute.
@@ -246,11 +252,14 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
     let snapshot_version_item = snapshot_version
         .as_ref()
         .map(|version| quote!(const SNAPSHOT_VERSION: u32 = #version;));
+    let retired_item = (!retired.is_empty())
+        .then(|| quote!(const RETIRED_KINDS: &'static [&'static str] = &[#(#retired),*];));
     let aggregate_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #aggregate for #name #ty_generics #where_clause {
             const KIND: &'static str = #kind;
             #snapshot_version_item
+            #retired_item
             type Id = #id;
             type Event = #event_enum;
             type Error = #error;
@@ -267,7 +276,7 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         #enum_item
         #(#from_impls)*
         #glue
-        #distinct_kinds
+        #unique_kinds
         #aggregate_impl
     }
 }

@@ -42,6 +42,17 @@ pub(crate) fn require_struct(input: &DeriveInput, derive: &str) -> syn::Result<(
     ))
 }
 
+/// Rejects unions, pointing at their keyword.
+pub(crate) fn require_struct_or_enum(input: &DeriveInput, derive: &str) -> syn::Result<()> {
+    match &input.data {
+        Data::Union(data) => Err(syn::Error::new(
+            data.union_token.span,
+            format!("`#[derive({derive})]` only works on structs and enums"),
+        )),
+        Data::Struct(_) | Data::Enum(_) => Ok(()),
+    }
+}
+
 /// Reads every `#[name(key .., key ..)]` attribute: `entry` is called with
 /// each key and the stream positioned after it, and must consume the
 /// entry's value. An entry that fails is recorded and skipped, so one bad
@@ -136,6 +147,22 @@ pub(crate) fn type_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Typ
     input.parse()
 }
 
+/// `= path`: a function path (an upcaster).
+pub(crate) fn path_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Path> {
+    input.parse::<Token![=]>()?;
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "expected a function path, found a string literal: write `{key} = {}` without the quotes",
+                lit.value()
+            ),
+        ));
+    }
+    input.parse()
+}
+
 /// `= N`: an integer literal that fits a `u32`.
 pub(crate) fn u32_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<syn::LitInt> {
     input.parse::<Token![=]>()?;
@@ -166,6 +193,51 @@ pub(crate) fn kind_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Lit
         return Err(syn::Error::new(kind.span(), "the kind must not be empty"));
     }
     Ok(kind)
+}
+
+/// `("a", "b", ..)`: a non-empty list of distinct, non-empty string
+/// literals (aliases, retired kinds).
+pub(crate) fn strings_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
+    let group = match input.parse::<TokenTree>()? {
+        TokenTree::Group(group) if group.delimiter() == Delimiter::Parenthesis => group,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                format!("expected a list of string literals: `{key}(\"a\", \"b\")`"),
+            ));
+        }
+    };
+    let list = (|input: ParseStream<'_>| Punctuated::<LitStr, Token![,]>::parse_terminated(input))
+        .parse2(group.stream())
+        .map_err(|error| {
+            syn::Error::new(
+                error.span(),
+                format!("expected a list of string literals: `{key}(\"a\", \"b\")`"),
+            )
+        })?;
+    if list.is_empty() {
+        return Err(syn::Error::new_spanned(
+            quote!(#key #group),
+            format!("`{key}(..)` needs at least one kind"),
+        ));
+    }
+    let mut errors = Errors::default();
+    let mut seen = BTreeSet::new();
+    let mut kinds = Vec::with_capacity(list.len());
+    for kind in list {
+        if kind.value().is_empty() {
+            errors.push(syn::Error::new(kind.span(), "a kind must not be empty"));
+        } else if !seen.insert(kind.value()) {
+            errors.push(syn::Error::new(
+                kind.span(),
+                format!("`{}` is listed twice", kind.value()),
+            ));
+        } else {
+            kinds.push(kind);
+        }
+    }
+    errors.finish()?;
+    Ok(kinds)
 }
 
 /// `= Name` or `= "Name"`: an identifier for a generated item.

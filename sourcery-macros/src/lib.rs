@@ -1,5 +1,5 @@
-//! Derive macros for [Sourcery](https://docs.rs/sourcery): `#[derive(Aggregate)]`
-//! and `#[derive(Projection)]`.
+//! Derive macros for [Sourcery](https://docs.rs/sourcery): `#[derive(DomainEvent)]`,
+//! `#[derive(Aggregate)]` and `#[derive(Projection)]`.
 //!
 //! Use them through the `sourcery` crate, which re-exports both next to the
 //! traits they implement:
@@ -45,6 +45,7 @@
 
 mod aggregate;
 mod attr;
+mod event;
 mod naming;
 mod projection;
 
@@ -69,6 +70,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `snapshot_version = N`: `Aggregate::SNAPSHOT_VERSION`; by default 1.
 ///   Bump it when the state's serialized shape changes, so older snapshots
 ///   are ignored.
+/// - `retired("kind", ..)`: `Aggregate::RETIRED_KINDS`, stored kinds of
+///   events the aggregate no longer has. Loading skips them (they still
+///   count for the stream's version); any other kind the enum does not
+///   decode is an error.
 ///
 /// It writes, beside the struct:
 ///
@@ -79,9 +84,12 @@ use syn::{DeriveInput, parse_macro_input};
 ///   `UpperCamelCase` (`a::Created`, `b::Created` → `ACreated`, `BCreated`);
 /// - `From<A>` for the enum, for each event;
 /// - `EventPayload` and `DecodeEvent` for the enum: it stores each variant
-///   under its event's `KIND` and decodes by dispatching on the kind
-///   (an unknown kind decodes to `None`);
-/// - a compile-time check that no two events share a `KIND`;
+///   under its event's `KIND` and `VERSION`, and decodes by dispatching on
+///   the stored kind, aliases included, upcasting older versions (an
+///   unknown kind decodes to `None`, which loading reports as an error);
+/// - a compile-time check that every stored kind (each event's `KIND` and
+///   `ALIASES`, the retired kinds) belongs to one event only: the error
+///   names both events and the kind;
 /// - the `Aggregate` impl, whose `apply` calls `Apply<A>` for each event:
 ///   implement `Apply<A> for YourStruct` for every listed event.
 ///
@@ -127,6 +135,55 @@ use syn::{DeriveInput, parse_macro_input};
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Implements `DomainEvent` for a struct (or enum).
+///
+/// ```text
+/// #[derive(DomainEvent)]
+/// #[event(kind = "account.funds-deposited")]
+/// #[event(aliases("account.deposited"), version = 2, upcast = path)] // optional
+/// ```
+///
+/// - `kind = "..."`: `DomainEvent::KIND`, the stable name new events are
+///   stored under.
+/// - `aliases("..", ..)`: `DomainEvent::ALIASES`, the kinds it was stored
+///   under before a rename. Loads select and decode them as this event.
+/// - `version = N`: `DomainEvent::VERSION`, the version of the event's
+///   shape (1 by default), stored with every event written.
+/// - `upcast = path`: `DomainEvent::upcast`, a function
+///   `fn(&mut UpcastStep<'_>) -> Result<(), UpcastError>` that turns a
+///   payload stored at `step.from_version()` into the next version.
+///   Required with `version` above 1.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sourcery::DomainEvent;
+/// use sourcery::event::{UpcastError, UpcastStep};
+///
+/// /// v1 stored `{"amount": 5}` under "account.deposited"; v2 is in cents.
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// #[event(kind = "account.funds-deposited", aliases("account.deposited"))]
+/// #[event(version = 2, upcast = euros_to_cents)]
+/// struct FundsDeposited { cents: u64 }
+///
+/// fn euros_to_cents(step: &mut UpcastStep<'_>) -> Result<(), UpcastError> {
+///     let value = step.json_mut()?;
+///     let euros = value["amount"].as_u64().ok_or_else(|| UpcastError::invalid("no `amount`"))?;
+///     *value = serde_json::json!({ "cents": euros * 100 });
+///     Ok(())
+/// }
+///
+/// assert_eq!(FundsDeposited::KIND, "account.funds-deposited");
+/// assert_eq!(FundsDeposited::ALIASES, ["account.deposited"]);
+/// assert_eq!(FundsDeposited::VERSION, 2);
+/// ```
+#[proc_macro_derive(DomainEvent, attributes(event, sourcery))]
+pub fn derive_domain_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    event::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

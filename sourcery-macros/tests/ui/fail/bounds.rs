@@ -53,3 +53,28 @@ fn main() {}
 #[derive(Default, sourcery::Projection)]
 #[projection(events(Opened))]
 struct NoApplyProjection;
+
+// A renamed event whose alias is another event's kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(kind = "account.reopened", aliases("account.opened"))]
+struct Renamed;
+
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, events(Opened, Renamed))]
+struct SharedAlias;
+
+impl Apply<Opened> for SharedAlias {
+    fn apply(&mut self, _: &Opened) {}
+}
+impl Apply<Renamed> for SharedAlias {
+    fn apply(&mut self, _: &Renamed) {}
+}
+
+// A retired kind that an event still has.
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, events(Opened), retired("account.opened"))]
+struct RetiredInUse;
+
+impl Apply<Opened> for RetiredInUse {
+    fn apply(&mut self, _: &Opened) {}
+}

@@ -62,7 +62,7 @@ fn main() {
 
     assert_eq!(<Activity<u8> as Projection>::KIND, "activity");
     let filters = ProjectionEvents::<inmemory::Store<String, ()>, Activity<u8>>::declared().filters();
-    let kinds: Vec<&str> = filters.iter().map(|filter| filter.event_kind()).collect();
+    let kinds: Vec<&str> = filters.iter().filter_map(|filter| filter.event_kind()).collect();
     assert_eq!(kinds, ["account.opened", "tag.tagged"]);
 
     assert_eq!(<PerId<u8> as Projection>::KIND, "per-id");
