@@ -13,7 +13,7 @@
 //! use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
 //! use sourcery_core::event::DomainEvent;
 //! # use sourcery_core::codec::Codec;
-//! # use sourcery_core::event::{DecodeEvent, EventPayload};
+//! # use sourcery_core::event::{DecodeEvent, DecodeFailure, RawEvent, EventPayload};
 //!
 //! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 //! struct Opened { owner: String }

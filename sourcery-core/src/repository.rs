@@ -3,7 +3,7 @@
 //! ```
 //! # use serde::{Deserialize, Serialize};
 //! # use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
-//! # use sourcery_core::event::{DecodeEvent, DomainEvent, EventPayload};
+//! # use sourcery_core::event::{DecodeEvent, DecodeFailure, RawEvent, DomainEvent, EventPayload};
 //! # use sourcery_core::codec::Codec;
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 //! # struct Opened;
@@ -360,7 +360,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
             .store
             .load_events(&[stream_filter::<A, S>(id, snapshot_position)])
             .await
-            .map_err(LoadError::Store)?;
+            .map_err(load_failed::<S>)?;
         for event in &events {
             apply_stored(&mut state, event, self.store.codec())?;
             version = Some(event.position);
@@ -682,6 +682,14 @@ where
     })
 }
 
+/// A failed load: a stored event that does not decode, or the store.
+fn load_failed<S: EventStore>(error: S::Error) -> LoadError<S::Error> {
+    match S::into_decode_error(error) {
+        Ok(decode) => LoadError::Decode(decode),
+        Err(error) => LoadError::Store(error),
+    }
+}
+
 fn not_found<A: Aggregate, StoreError>(id: &A::Id) -> LoadError<StoreError> {
     LoadError::NotFound {
         aggregate_kind: A::KIND,
@@ -825,7 +833,7 @@ where
             .store
             .load_events(&self.events.filters())
             .await
-            .map_err(LoadError::Store)?;
+            .map_err(load_failed::<S>)?;
         let mut last = None;
         for event in &stored {
             self.events.apply(&mut projection, event, self.store.codec())?;
@@ -905,7 +913,7 @@ where
             None => self.events.filters(),
         };
         let stored: Vec<StoredEvent<S::Id, S::Position, S::Metadata>> =
-            self.store.load_events(&filters).await.map_err(LoadError::Store)?;
+            self.store.load_events(&filters).await.map_err(load_failed::<S>)?;
         // The events a new snapshot may cover: those at or below the frontier.
         let covered = match frontier {
             Some(Some(limit)) => stored.partition_point(|event| event.position <= limit),

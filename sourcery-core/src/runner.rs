@@ -442,7 +442,12 @@ where
             };
             match next {
                 None => return Ok(()),
-                Some(Err(error)) => return Err(RunnerError::Store(Box::new(error))),
+                Some(Err(error)) => {
+                    return Err(match S::into_decode_error(error) {
+                        Ok(decode) => RunnerError::Decode(decode),
+                        Err(error) => RunnerError::Store(Box::new(error)),
+                    });
+                }
                 Some(Ok(Progress::Event(event))) => {
                     {
                         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);

@@ -10,7 +10,7 @@
 //! ```
 //! # use serde::{Deserialize, Serialize};
 //! # use sourcery_core::aggregate::{Aggregate, Handle, HandleCreate};
-//! # use sourcery_core::event::{DecodeEvent, DomainEvent, EventPayload};
+//! # use sourcery_core::event::{DecodeEvent, DecodeFailure, RawEvent, DomainEvent, EventPayload};
 //! # use sourcery_core::codec::Codec;
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 //! # struct Added { n: u64 }

@@ -419,6 +419,20 @@ pub trait EventStore: Send + Sync + Sized {
     ) -> impl Future<Output = Result<Vec<StoredEvent<Self::Id, Self::Position, Self::Metadata>>, Self::Error>>
     + Send
     + 'a;
+
+    /// Tells a stored event that does not decode (metadata of another
+    /// shape, an id that does not parse) apart from a store failure:
+    /// `Ok` with the [`DecodeError`] naming the event when `error` is one,
+    /// the error back otherwise. The repository reports the first as
+    /// `LoadError::Decode`, the second as `LoadError::Store`. By default
+    /// every error is a store failure.
+    ///
+    /// # Errors
+    ///
+    /// `error` itself when it is not about a stored event's content.
+    fn into_decode_error(error: Self::Error) -> Result<DecodeError, Self::Error> {
+        Err(error)
+    }
 }
 // ANCHOR_END: event_store_trait
 

@@ -5,10 +5,13 @@
 //!   concurrent writer, in integration tests.
 //! - [`conformance`]: the suite every [`EventStore`](crate::store::EventStore)
 //!   implementation must pass: ours and yours.
+//! - [`schema`]: golden samples of your events, so CI fails when today's
+//!   types no longer read yesterday's data.
 
 pub mod conformance;
 mod framework;
 mod repository;
+pub mod schema;
 
 pub use framework::{Outcome, TestFramework};
 pub use repository::RepositoryTestExt;

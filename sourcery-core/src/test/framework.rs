@@ -13,7 +13,7 @@ use crate::aggregate::{Aggregate, Handle, HandleCreate};
 /// # use serde::{Deserialize, Serialize};
 /// # use sourcery_core::aggregate::{Aggregate, Apply, Handle};
 /// # use sourcery_core::codec::Codec;
-/// # use sourcery_core::event::{DecodeEvent, DomainEvent, EventPayload};
+/// # use sourcery_core::event::{DecodeEvent, DecodeFailure, RawEvent, DomainEvent, EventPayload};
 /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 /// # struct Added { n: u64 }
 /// # impl DomainEvent for Added { const KIND: &'static str = "counter.added"; }
@@ -22,7 +22,7 @@ use crate::aggregate::{Aggregate, Handle, HandleCreate};
 /// # impl From<Added> for CounterEvent { fn from(e: Added) -> Self { Self::Added(e) } }
 /// # impl EventPayload for CounterEvent {
 /// #     fn kind(&self) -> &'static str { Added::KIND }
-/// #     fn schema_version(&self) -> u32 { Added::KIND }
+/// #     fn schema_version(&self) -> u32 { Added::VERSION }
 /// #     fn encode_with<C: Codec>(&self, c: &C) -> Result<Vec<u8>, C::Error> { let Self::Added(e) = self; e.encode_with(c) }
 /// # }
 /// # impl DecodeEvent for CounterEvent {
