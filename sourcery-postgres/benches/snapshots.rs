@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sourcery_core::aggregate::{Aggregate, Handle};
 use sourcery_core::codec::Codec;
-use sourcery_core::event::{DecodeEvent, DomainEvent, EventPayload};
+use sourcery_core::event::{DecodeEvent, DecodeFailure, DomainEvent, EventPayload, RawEvent};
 use sourcery_core::repository::Repository;
 use sourcery_core::snapshot::SnapshotPolicy;
 use sourcery_core::store::{EventStore, NonEmpty, PersistableEvent};

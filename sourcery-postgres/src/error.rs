@@ -68,6 +68,36 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// An event of a batch has a schema version the store cannot keep:
+    /// versions run from 1 to 2,147,483,647 (PostgreSQL's `integer`).
+    /// Nothing of the batch was written.
+    #[error("event {index} of the batch has schema version {version}; versions run from 1 to 2147483647")]
+    InvalidSchemaVersion {
+        /// The event's index in the batch, from 0.
+        index: usize,
+        /// The schema version given.
+        version: u32,
+    },
+
+    /// A stored schema version is negative (the column's check forbids it:
+    /// the row was changed by hand).
+    #[error(
+        "the event at position {position} in stream {aggregate_kind:?}/{aggregate_id:?} has schema version {found}, which is not a version"
+    )]
+    StoredSchemaVersion {
+        /// The stream's aggregate kind.
+        aggregate_kind: String,
+        /// The stream's aggregate id, as stored.
+        aggregate_id: String,
+        /// The event's position.
+        position: i64,
+        /// The stored value.
+        found: i32,
+        /// Why it does not convert.
+        #[source]
+        source: std::num::TryFromIntError,
+    },
+
     /// A filter's `after` is negative. Positions start at 1; `after(0)`
     /// selects everything.
     #[error("`after({position})` is out of range: positions start at 1, `after` takes 0 or more")]

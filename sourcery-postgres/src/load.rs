@@ -7,7 +7,12 @@
 //!   smallest `after` (no `after` is smallest of all);
 //! - filters on one stream merge by stream, and within it by `after`, into
 //!   `aggregate_kind = $a AND aggregate_id = $b AND event_kind = ANY($c)`;
-//! - a stream filter that a kind filter already covers is dropped.
+//! - whole-stream filters ([`EventFilter::for_stream`]) on one stream merge
+//!   into one branch without an event kind, `aggregate_kind = $a AND
+//!   aggregate_id = $b`, keeping the smallest `after`: the stream index
+//!   `(aggregate_kind, aggregate_id, position)` serves it in position order;
+//! - a stream filter that a kind filter or the stream's whole-stream filter
+//!   already covers is dropped.
 //!
 //! The branches are OR-ed in one `WHERE`, so each event comes back once,
 //! `ORDER BY position`.
@@ -72,8 +77,8 @@ pub(crate) fn plan<Id: TextId>(
 ) -> Result<Option<Plan>, Error> {
     // event kind -> after, for filters across all streams.
     let mut kinds: BTreeMap<&str, Option<i64>> = BTreeMap::new();
-    // (aggregate kind, aggregate id) -> event kind -> after.
-    let mut streams: BTreeMap<(&str, String), BTreeMap<&str, Option<i64>>> = BTreeMap::new();
+    // (aggregate kind, aggregate id) -> what is wanted of the stream.
+    let mut streams: BTreeMap<(&str, String), Stream<'_>> = BTreeMap::new();
     let mut frontier = false;
     let mut any_after = false;
     for filter in filters {
@@ -84,21 +89,33 @@ pub(crate) fn plan<Id: TextId>(
             }
             any_after = true;
         }
-        match filter.aggregate() {
-            None => {
+        match (filter.aggregate(), filter.event_kind()) {
+            (None, Some(event_kind)) => {
                 frontier = true;
                 kinds
-                    .entry(filter.event_kind())
+                    .entry(event_kind)
                     .and_modify(|bound| *bound = looser(*bound, after))
                     .or_insert(after);
             }
-            Some((aggregate_kind, aggregate_id)) => {
-                streams
+            // `EventFilter`'s constructors give a filter without a stream a
+            // kind; such a filter would select nothing.
+            (None, None) => {}
+            (Some((aggregate_kind, aggregate_id)), event_kind) => {
+                let stream = streams
                     .entry((aggregate_kind, aggregate_id.to_text()))
-                    .or_default()
-                    .entry(filter.event_kind())
-                    .and_modify(|bound| *bound = looser(*bound, after))
-                    .or_insert(after);
+                    .or_default();
+                match event_kind {
+                    None => {
+                        stream.whole = Some(stream.whole.map_or(after, |bound| looser(bound, after)));
+                    }
+                    Some(event_kind) => {
+                        stream
+                            .kinds
+                            .entry(event_kind)
+                            .and_modify(|bound| *bound = looser(*bound, after))
+                            .or_insert(after);
+                    }
+                }
             }
         }
     }
@@ -122,44 +139,28 @@ pub(crate) fn plan<Id: TextId>(
         sql.close();
     }
     for ((aggregate_kind, aggregate_id), wanted) in streams {
+        if let Some(after) = wanted.whole {
+            // The whole stream: no event kind, so the stream index serves
+            // it alone, in position order.
+            sql.branch();
+            let (kind_bind, id_bind) = sql.stream(aggregate_kind, &aggregate_id);
+            sql.stream_after(after, following, kind_bind, id_bind);
+            sql.close();
+        }
         let mut by_after: BTreeMap<Option<i64>, Vec<&str>> = BTreeMap::new();
-        for (kind, after) in wanted {
-            let covered = kinds.get(kind).is_some_and(|&cover| covers(cover, after));
+        for (kind, after) in wanted.kinds {
+            let covered = kinds.get(kind).is_some_and(|&cover| covers(cover, after))
+                || wanted.whole.is_some_and(|cover| covers(cover, after));
             if !covered {
                 by_after.entry(after).or_default().push(kind);
             }
         }
         for (after, kinds) in by_after {
             sql.branch();
-            let kind_bind = sql.bind(Bind::Text(aggregate_kind.to_owned()));
-            let id_bind = sql.bind(Bind::Text(aggregate_id.clone()));
-            let _ = write!(
-                sql.predicate,
-                "aggregate_kind = ${kind_bind} AND aggregate_id = ${id_bind} AND "
-            );
+            let (kind_bind, id_bind) = sql.stream(aggregate_kind, &aggregate_id);
+            sql.predicate.push_str(" AND ");
             sql.kinds(&kinds);
-            match after {
-                Some(after) if !following => {
-                    let n = sql.bind(Bind::Position(after));
-                    // A stream's tail after one of its own events (after a
-                    // snapshot, a re-read after a commit). PostgreSQL judges
-                    // `position > p` by the whole log's positions, and its
-                    // plans walked the primary key from `p` to the end of the
-                    // log, or the whole stream, for a 10-event tail. So the
-                    // bound goes through the stream's sequence (the unique
-                    // index serves it exactly), and `position + 0` keeps the
-                    // primary key out of it. When `p` is not an event of the
-                    // stream the sequence bound is 0 and the stream is read
-                    // whole, filtered by position.
-                    let _ = write!(
-                        sql.predicate,
-                        " AND (position + 0) > ${n} AND stream_sequence > coalesce((SELECT tail.stream_sequence \
-                         FROM {EVENTS} tail WHERE tail.position = ${n} AND tail.aggregate_kind = ${kind_bind} \
-                         AND tail.aggregate_id = ${id_bind}), 0)"
-                    );
-                }
-                after => sql.after(after),
-            }
+            sql.stream_after(after, following, kind_bind, id_bind);
             sql.close();
         }
     }
@@ -177,6 +178,16 @@ pub(crate) fn plan<Id: TextId>(
         binds: sql.binds,
         frontier,
     }))
+}
+
+/// What the filters on one stream want of it.
+#[derive(Debug, Default)]
+struct Stream<'a> {
+    /// Every event after this bound (`Some(None)`: every event), from
+    /// whole-stream filters; `None` without one.
+    whole: Option<Option<i64>>,
+    /// Event kind -> the events of that kind after this bound.
+    kinds: BTreeMap<&'a str, Option<i64>>,
 }
 
 #[derive(Default)]
@@ -213,6 +224,44 @@ impl Sql {
         } else {
             let n = self.bind(Bind::Texts(kinds.iter().map(|&kind| kind.to_owned()).collect()));
             let _ = write!(self.predicate, "event_kind = ANY(${n})");
+        }
+    }
+
+    /// `aggregate_kind = $a AND aggregate_id = $b`; returns `a` and `b`.
+    fn stream(&mut self, aggregate_kind: &str, aggregate_id: &str) -> (usize, usize) {
+        let kind_bind = self.bind(Bind::Text(aggregate_kind.to_owned()));
+        let id_bind = self.bind(Bind::Text(aggregate_id.to_owned()));
+        let _ = write!(
+            self.predicate,
+            "aggregate_kind = ${kind_bind} AND aggregate_id = ${id_bind}"
+        );
+        (kind_bind, id_bind)
+    }
+
+    /// The bound of a stream's branch (`kind_bind` and `id_bind` bind its
+    /// aggregate kind and id).
+    fn stream_after(&mut self, after: Option<i64>, following: bool, kind_bind: usize, id_bind: usize) {
+        match after {
+            Some(after) if !following => {
+                let n = self.bind(Bind::Position(after));
+                // A stream's tail after one of its own events (after a
+                // snapshot, a re-read after a commit). PostgreSQL judges
+                // `position > p` by the whole log's positions, and its plans
+                // walked the primary key from `p` to the end of the log, or
+                // the whole stream, for a 10-event tail. So the bound goes
+                // through the stream's sequence (the unique index serves it
+                // exactly), and `position + 0` keeps the primary key out of
+                // it. When `p` is not an event of the stream the sequence
+                // bound is 0 and the stream is read whole, filtered by
+                // position.
+                let _ = write!(
+                    self.predicate,
+                    " AND (position + 0) > ${n} AND stream_sequence > coalesce((SELECT tail.stream_sequence \
+                     FROM {EVENTS} tail WHERE tail.position = ${n} AND tail.aggregate_kind = ${kind_bind} \
+                     AND tail.aggregate_id = ${id_bind}), 0)"
+                );
+            }
+            after => self.after(after),
         }
     }
 
@@ -335,6 +384,131 @@ mod tests {
             Filter::for_aggregate("noted", "account", "a".into()),
         ]);
         assert_eq!(plan.binds.len(), 5);
+    }
+
+    #[test]
+    fn a_whole_stream_is_one_branch_without_an_event_kind() {
+        let plan = planned(&[Filter::for_stream("account", "A-1".into())]);
+        assert_eq!(
+            plan.predicate, "(aggregate_kind = $1 AND aggregate_id = $2)",
+            "no event kind predicate: the stream index serves it alone, in position order"
+        );
+        assert_eq!(
+            plan.binds,
+            [Bind::Text("account".into()), Bind::Text("A-1".into())]
+        );
+        assert!(!plan.frontier, "a plain stream load reads every committed event");
+    }
+
+    #[test]
+    fn a_whole_stream_tail_goes_through_the_stream_sequence_unless_following() {
+        let filters = [Filter::for_stream("account", "A-1".into()).after(7)];
+        let tail = plan(&filters, false).unwrap().unwrap();
+        assert_eq!(
+            tail.predicate,
+            format!(
+                "(aggregate_kind = $1 AND aggregate_id = $2 AND (position + 0) > $3 \
+                 AND stream_sequence > coalesce((SELECT tail.stream_sequence FROM {EVENTS} tail \
+                 WHERE tail.position = $3 AND tail.aggregate_kind = $1 AND tail.aggregate_id = $2), 0))"
+            )
+        );
+        assert_eq!(
+            tail.binds,
+            [
+                Bind::Text("account".into()),
+                Bind::Text("A-1".into()),
+                Bind::Position(7)
+            ]
+        );
+        assert!(!tail.frontier, "one stream's visible events are a prefix of it");
+        let followed = planned(&filters);
+        assert_eq!(
+            followed.predicate,
+            "(aggregate_kind = $1 AND aggregate_id = $2 AND position > $3)"
+        );
+    }
+
+    #[test]
+    fn whole_stream_filters_on_one_stream_merge_and_keep_the_smallest_after() {
+        let plan = planned(&[
+            Filter::for_stream("account", "A-1".into()).after(9),
+            Filter::for_stream("account", "A-1".into()).after(4),
+        ]);
+        assert_eq!(
+            plan.predicate,
+            "(aggregate_kind = $1 AND aggregate_id = $2 AND position > $3)"
+        );
+        assert_eq!(plan.binds[2], Bind::Position(4));
+        let plan = planned(&[
+            Filter::for_stream("account", "A-1".into()).after(3),
+            Filter::for_stream("account", "A-1".into()),
+        ]);
+        assert_eq!(
+            plan.predicate, "(aggregate_kind = $1 AND aggregate_id = $2)",
+            "no `after` is the smallest"
+        );
+    }
+
+    #[test]
+    fn a_whole_stream_covers_the_kind_filters_on_it_that_start_no_earlier() {
+        let plan = planned(&[
+            Filter::for_stream("account", "A-1".into()).after(5),
+            // Covered: from the same position, and from later.
+            Filter::for_aggregate("opened", "account", "A-1".into()).after(5),
+            Filter::for_aggregate("noted", "account", "A-1".into()).after(9),
+            // Not covered: from the start, before the whole-stream filter's 5.
+            Filter::for_aggregate("closed", "account", "A-1".into()),
+            // Another stream, and the same id under another aggregate kind.
+            Filter::for_aggregate("opened", "account", "A-2".into()),
+            Filter::for_aggregate("opened", "ledger", "A-1".into()),
+        ]);
+        assert_eq!(
+            plan.predicate,
+            "(aggregate_kind = $1 AND aggregate_id = $2 AND position > $3) \
+             OR (aggregate_kind = $4 AND aggregate_id = $5 AND event_kind = $6) \
+             OR (aggregate_kind = $7 AND aggregate_id = $8 AND event_kind = $9) \
+             OR (aggregate_kind = $10 AND aggregate_id = $11 AND event_kind = $12)"
+        );
+        assert_eq!(
+            plan.binds,
+            [
+                Bind::Text("account".into()),
+                Bind::Text("A-1".into()),
+                Bind::Position(5),
+                Bind::Text("account".into()),
+                Bind::Text("A-1".into()),
+                Bind::Text("closed".into()),
+                Bind::Text("account".into()),
+                Bind::Text("A-2".into()),
+                Bind::Text("opened".into()),
+                Bind::Text("ledger".into()),
+                Bind::Text("A-1".into()),
+                Bind::Text("opened".into()),
+            ]
+        );
+        assert!(
+            plan.frontier,
+            "filters with an `after` on several streams are a follower's"
+        );
+        // A whole stream from the start covers every kind filter on it.
+        let plan = planned(&[
+            Filter::for_aggregate("opened", "account", "A-1".into()),
+            Filter::for_stream("account", "A-1".into()),
+            Filter::for_aggregate("noted", "account", "A-1".into()).after(2),
+        ]);
+        assert_eq!(plan.predicate, "(aggregate_kind = $1 AND aggregate_id = $2)");
+    }
+
+    #[test]
+    fn kind_filters_do_not_cover_a_whole_stream() {
+        let plan = planned(&[
+            Filter::for_event("opened"),
+            Filter::for_stream("account", "A-1".into()),
+        ]);
+        assert_eq!(
+            plan.predicate,
+            "(event_kind = $1) OR (aggregate_kind = $2 AND aggregate_id = $3)"
+        );
     }
 
     #[test]

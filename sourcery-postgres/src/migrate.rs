@@ -51,6 +51,14 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_append_statement.sql",
         sql: include_str!("../migrations/0006_append_statement.sql"),
     },
+    // Number 7 is taken by a change developed alongside this one; the runner
+    // applies every migration a schema lacks, in order of number, so a
+    // schema at 8 gets 7 when it arrives.
+    Migration {
+        version: 8,
+        name: "0008_schema_version.sql",
+        sql: include_str!("../migrations/0008_schema_version.sql"),
+    },
 ];
 
 /// The highest migration this release ships.
@@ -78,6 +86,13 @@ impl Migration {
 /// Brings `schema` up to the latest migration. Returns the versions applied
 /// by this call.
 pub(crate) async fn run(pool: &PgPool, schema: &Schema) -> Result<Vec<i64>, Error> {
+    run_up_to(pool, schema, latest_version()).await
+}
+
+/// Applies the migrations `schema` lacks up to `last` (included): the schema
+/// as the release that shipped `last` left it. Returns the versions applied
+/// by this call.
+pub(crate) async fn run_up_to(pool: &PgPool, schema: &Schema, last: i64) -> Result<Vec<i64>, Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(schema.migration_lock())
@@ -122,7 +137,7 @@ pub(crate) async fn run(pool: &PgPool, schema: &Schema) -> Result<Vec<i64>, Erro
     }
 
     let mut newly_applied = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in MIGRATIONS.iter().filter(|migration| migration.version <= last) {
         if let Some((_, checksum)) = applied.iter().find(|(version, _)| *version == migration.version) {
             if *checksum != migration.checksum() {
                 return Err(Error::MigrationChanged {
@@ -173,10 +188,22 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order_and_named_by_their_number() {
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            let expected = i64::try_from(index).unwrap() + 1;
-            assert_eq!(migration.version, expected);
-            assert!(migration.name.starts_with(&format!("{expected:04}_")));
+        assert_eq!(MIGRATIONS.first().map(|migration| migration.version), Some(1));
+        for pair in MIGRATIONS.windows(2) {
+            assert!(
+                pair[0].version < pair[1].version,
+                "{} must come after {}",
+                pair[1].name,
+                pair[0].name
+            );
+        }
+        for migration in MIGRATIONS {
+            assert!(
+                migration.name.starts_with(&format!("{:04}_", migration.version)),
+                "{} is not named by its number {}",
+                migration.name,
+                migration.version
+            );
         }
     }
 

@@ -101,7 +101,8 @@ impl Statements {
                  ORDER BY position DESC LIMIT 1"
             ),
             load_select: format!(
-                "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text FROM {events} WHERE "
+                "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version \
+                 FROM {events} WHERE "
             ),
             frontier: format!("position <= (SELECT {frontier}())"),
             events: events.clone(),
@@ -156,8 +157,8 @@ impl sqlx::Encode<'_, Postgres> for JsonText {
 }
 
 /// Batches of at most this many events (a command's, usually) are inserted
-/// from a multi-row `VALUES` list with three parameters per event; larger
-/// ones from three array parameters. PostgreSQL reads plain parameters more
+/// from a multi-row `VALUES` list with four parameters per event; larger
+/// ones from four array parameters. PostgreSQL reads plain parameters more
 /// cheaply than it decodes and unnests arrays, and a handful of statement
 /// shapes keeps the prepared-statement cache of each connection small.
 const VALUES_ROWS: usize = 16;
@@ -166,10 +167,10 @@ const VALUES_ROWS: usize = 16;
 #[derive(Debug, Clone, Copy)]
 enum Rows {
     /// `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7` metadata (JSON
-    /// `text[]`, or `jsonb[]`).
+    /// `text[]`, or `jsonb[]`), `$8` schema versions (`int4[]`).
     Arrays,
-    /// This many events, three parameters each from `$5`: kind (`text`),
-    /// data (`bytea`), metadata (`jsonb`).
+    /// This many events, four parameters each from `$5`: kind (`text`),
+    /// data (`bytea`), metadata (`jsonb`), schema version (`int4`).
     Values(usize),
 }
 
@@ -247,33 +248,36 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
         Rows::Arrays => format!(
             "SELECT unnest(head.positions), head.tx_id, $1, $2, \
                     generate_series(head.sequence + 1, head.sequence + cardinality(head.positions)), \
-                    unnest($5::text[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
+                    unnest($5::text[]), unnest($8::int4[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
              FROM {head}"
         ),
         Rows::Values(count) => {
             let values: Vec<String> = (0..count)
                 .map(|row| {
-                    let first = 5 + 3 * row;
+                    let first = 5 + 4 * row;
                     format!(
-                        "({}, head.positions[{}], ${first}::text, ${}::bytea, ${}::jsonb)",
+                        "({}, head.positions[{}], ${first}::text, ${}::bytea, ${}::jsonb, ${}::int4)",
                         row + 1,
                         row + 1,
                         first + 1,
-                        first + 2
+                        first + 2,
+                        first + 3
                     )
                 })
                 .collect();
             format!(
-                "SELECT v.position, head.tx_id, $1, $2, head.sequence + v.ordinal, v.kind, v.data, v.metadata \
+                "SELECT v.position, head.tx_id, $1, $2, head.sequence + v.ordinal, v.kind, v.schema_version, \
+                        v.data, v.metadata \
                  FROM {head} \
-                 CROSS JOIN LATERAL (VALUES {}) AS v(ordinal, position, kind, data, metadata)",
+                 CROSS JOIN LATERAL (VALUES {}) AS v(ordinal, position, kind, data, metadata, schema_version)",
                 values.join(", ")
             )
         }
     };
     format!(
         "INSERT INTO {events} \
-             (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
+             (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, schema_version, \
+              data, metadata) \
          {select} \
          RETURNING position"
     )
@@ -364,6 +368,19 @@ impl<Id, M> Store<Id, M> {
         migrate::run(&self.pool, &self.sql.schema).await
     }
 
+    /// Applies the migrations the schema lacks up to number `last`
+    /// (included), leaving the schema as the release that shipped `last`
+    /// left it. For tests of upgrades from an older release; not part of
+    /// the stable API.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrate`](Self::migrate).
+    #[doc(hidden)]
+    pub async fn migrate_up_to(&self, last: i64) -> Result<Vec<i64>, Error> {
+        migrate::run_up_to(&self.pool, &self.sql.schema, last).await
+    }
+
     /// The safe frontier: the highest position below which nothing more will
     /// ever commit, so every event at or below it is visible now. `None`
     /// while nothing is.
@@ -419,7 +436,8 @@ impl<Id, M> Store<Id, M> {
     /// The statement the store runs for an append of any size: `$1`
     /// aggregate kind, `$2` id, `$3` whether to check the version, `$4` the
     /// expected version, `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7`
-    /// metadata (JSON `text[]` or `jsonb[]`); it returns the position of
+    /// metadata (JSON `text[]` or `jsonb[]`), `$8` schema versions
+    /// (`int4[]`); it returns the position of
     /// each event written (no row if the check failed). For tests that
     /// freeze an append inside a transaction of their own; not part of the
     /// stable API.
@@ -530,9 +548,11 @@ where
         let mut kinds = Vec::with_capacity(events.len());
         let mut data = Vec::with_capacity(events.len());
         let mut metadata = Vec::with_capacity(events.len());
+        let mut versions = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             kinds.push(event.kind.as_str());
             data.push(event.data.as_slice());
+            versions.push(schema_version_column(index, event.schema_version).map_err(AppendError::Store)?);
             let json = serde_json::to_string(&event.metadata)
                 .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
             metadata.push(JsonText(json));
@@ -552,11 +572,13 @@ where
                 .bind(check)
                 .bind(expected);
             if statement.is_some() {
-                for ((kind, data), metadata) in kinds.iter().zip(&data).zip(&metadata) {
-                    append = append.bind(*kind).bind(*data).bind(metadata);
+                for (((kind, data), metadata), version) in
+                    kinds.iter().zip(&data).zip(&metadata).zip(&versions)
+                {
+                    append = append.bind(*kind).bind(*data).bind(metadata).bind(*version);
                 }
             } else {
-                append = append.bind(&kinds).bind(&data).bind(&metadata);
+                append = append.bind(&kinds).bind(&data).bind(&metadata).bind(&versions);
             }
             // An unchecked append that lost a race queues on the stream's
             // lock before it runs again: writers that lost take turns
@@ -717,6 +739,15 @@ fn violates(error: &sqlx::Error, name: &str) -> bool {
         .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(name))
 }
 
+/// An event's schema version as the `integer` column holds it: 1 to
+/// `i32::MAX` (the column's check refuses 0).
+fn schema_version_column(index: usize, version: u32) -> Result<i32, Error> {
+    match i32::try_from(version) {
+        Ok(column) if column > 0 => Ok(column),
+        _ => Err(Error::InvalidSchemaVersion { index, version }),
+    }
+}
+
 /// Decodes one row of a load.
 fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id, i64, M>, Error> {
     let position: i64 = row.try_get(0)?;
@@ -725,6 +756,19 @@ fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id
     let kind: String = row.try_get(3)?;
     let data: Vec<u8> = row.try_get(4)?;
     let metadata: &str = row.try_get(5)?;
+    let schema_version: i32 = row.try_get(6)?;
+    let schema_version = match u32::try_from(schema_version) {
+        Ok(schema_version) => schema_version,
+        Err(source) => {
+            return Err(Error::StoredSchemaVersion {
+                aggregate_kind,
+                aggregate_id: id.to_owned(),
+                position,
+                found: schema_version,
+                source,
+            });
+        }
+    };
     let metadata = match serde_json::from_str(metadata) {
         Ok(metadata) => metadata,
         Err(source) => {
@@ -751,6 +795,7 @@ fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id
         aggregate_id,
         kind,
         position,
+        schema_version,
         data,
         metadata,
     })

@@ -212,9 +212,9 @@ async fn awkward_ids_and_kinds_are_stored_and_found_exactly() {
     }
 }
 
-/// Random sets of filters (merged kinds, several kinds per stream, `after`
-/// on some, duplicates, covered stream filters) load exactly what the
-/// in-memory store loads for the same log.
+/// Random sets of filters (merged kinds, several kinds per stream, whole
+/// streams, `after` on some, duplicates, covered stream filters) load
+/// exactly what the in-memory store loads for the same log.
 #[tokio::test]
 async fn loads_agree_with_the_in_memory_store_on_random_filters() {
     let Some(store) = support::store::<String, ()>().await else {
@@ -256,10 +256,11 @@ async fn loads_agree_with_the_in_memory_store_on_random_filters() {
         let mut filters: Vec<EventFilter<String, i64>> = Vec::new();
         for _ in 0..count {
             let kind = kinds[next(kinds.len())];
-            let mut filter = if next(2) == 0 {
-                EventFilter::for_event(kind)
-            } else {
-                EventFilter::for_aggregate(kind, "agg", streams[next(streams.len())].to_owned())
+            let stream = streams[next(streams.len())].to_owned();
+            let mut filter = match next(3) {
+                0 => EventFilter::for_event(kind),
+                1 => EventFilter::for_aggregate(kind, "agg", stream),
+                _ => EventFilter::for_stream("agg", stream),
             };
             if next(3) == 0 {
                 filter = filter.after(i64::try_from(next(250)).unwrap());
@@ -269,9 +270,13 @@ async fn loads_agree_with_the_in_memory_store_on_random_filters() {
         let model_filters: Vec<EventFilter<String, u64>> = filters
             .iter()
             .map(|filter| {
-                let mut converted = match filter.aggregate() {
-                    None => EventFilter::for_event(filter.event_kind()),
-                    Some((kind, id)) => EventFilter::for_aggregate(filter.event_kind(), kind, id.clone()),
+                let mut converted = match (filter.aggregate(), filter.event_kind()) {
+                    (None, Some(event_kind)) => EventFilter::for_event(event_kind),
+                    (Some((kind, id)), Some(event_kind)) => {
+                        EventFilter::for_aggregate(event_kind, kind, id.clone())
+                    }
+                    (Some((kind, id)), None) => EventFilter::for_stream(kind, id.clone()),
+                    (None, None) => unreachable!("a filter without a stream has a kind"),
                 };
                 if let Some(after) = filter.after_position() {
                     converted = converted.after(u64::try_from(after).unwrap());
@@ -300,8 +305,8 @@ async fn loads_agree_with_the_in_memory_store_on_random_filters() {
 /// Small batches go through the `VALUES` statement, larger ones through the
 /// arrays one (the switch is at 16 events): each size writes every event
 /// once, in order, at contiguous positions ending at the one returned, with
-/// its kind, data and metadata intact; a stale version is refused either
-/// way.
+/// its kind, schema version, data and metadata intact; a stale version is
+/// refused either way.
 #[tokio::test]
 async fn batches_on_both_sides_of_the_values_limit_round_trip() {
     let Some(store) = support::store::<String, serde_json::Value>().await else {
@@ -312,6 +317,7 @@ async fn batches_on_both_sides_of_the_values_limit_round_trip() {
         let events: Vec<PersistableEvent<serde_json::Value>> = (0..size)
             .map(|n| PersistableEvent {
                 kind: format!("kind-{}", n % 3),
+                schema_version: u32::try_from(n % 4).unwrap() * 1000 + 1,
                 data: vec![u8::try_from(n).unwrap(), 0xff, 0, b'\''],
                 metadata: serde_json::json!({ "n": n, "text": "é; '--", "nested": [null, { "size": size }] }),
             })
@@ -333,6 +339,10 @@ async fn batches_on_both_sides_of_the_values_limit_round_trip() {
                 "batch of {size}"
             );
             assert_eq!(event.kind, original.kind);
+            assert_eq!(
+                event.schema_version, original.schema_version,
+                "batch of {size}: the schema version of event {index}"
+            );
             assert_eq!(event.data, original.data);
             assert_eq!(event.metadata, original.metadata);
         }

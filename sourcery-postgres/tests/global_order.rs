@@ -81,6 +81,7 @@ async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgSto
         .bind(vec![KIND])
         .bind(vec![b"0".to_vec()])
         .bind(vec!["{}"])
+        .bind(vec![1_i32])
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");
@@ -208,6 +209,7 @@ async fn an_append_in_a_transaction_that_already_wrote_is_refused() {
         .bind(vec!["k"])
         .bind(vec![b"0".to_vec()])
         .bind(vec!["{}"])
+        .bind(vec![1_i32])
         .execute(&mut connection)
         .await
         .expect_err("refused");

@@ -1,11 +1,13 @@
-//! Migrations: fresh, repeated, concurrent, and refusing what they do not know.
+//! Migrations: fresh, repeated, concurrent, upgrading a schema an older
+//! release left, and refusing what they do not know.
 
 #[path = "support/database.rs"]
 mod support;
 
 use std::sync::Arc;
 
-use sourcery_core::store::{EventFilter, EventStore};
+use sourcery_core::concurrency::Optimistic;
+use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::{Error, Store};
 use tokio::sync::Barrier;
 
@@ -32,10 +34,10 @@ async fn a_fresh_schema_gets_every_migration_and_a_second_run_does_nothing() {
         return;
     };
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6]);
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 8]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 8]);
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new());
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 8]);
     assert!(
         store
             .load_events(&[EventFilter::for_event("x")])
@@ -69,10 +71,10 @@ async fn four_concurrent_migrations_apply_once() {
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![], vec![], vec![1, 2, 3, 4, 5, 6]],
+        [vec![], vec![], vec![], vec![1, 2, 3, 4, 5, 6, 8]],
         "one task applied everything"
     );
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 8]);
 }
 
 #[tokio::test]
@@ -102,7 +104,7 @@ async fn a_schema_from_a_newer_release_or_with_changed_migrations_is_refused() {
         store.migrate().await,
         Err(Error::SchemaTooNew {
             found: 99,
-            known: 6,
+            known: 8,
             ..
         })
     ));
@@ -132,4 +134,109 @@ async fn bad_schema_names_are_refused_before_touching_the_database() {
         let result = Store::<String, ()>::with_schema(pool.clone(), name);
         assert!(matches!(result, Err(Error::InvalidSchemaName { .. })), "{name:?}");
     }
+}
+
+/// A schema as the release before schema versions left it (migrations 1 to
+/// 6), with events in it, upgrades: the old rows read back at schema version
+/// 1, and new appends keep theirs.
+#[tokio::test]
+async fn a_schema_from_before_schema_versions_upgrades_and_its_events_read_as_version_1() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    assert_eq!(store.migrate_up_to(6).await.unwrap(), [1, 2, 3, 4, 5, 6]);
+    // Rows as that release's append statement wrote them: no schema version.
+    let events = format!("\"{}\".sourcery_events", store.schema());
+    let sequence = format!("\"{}\".sourcery_events_position_seq", store.schema());
+    sqlx::query(&format!(
+        "INSERT INTO {events} (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
+         SELECT nextval('{sequence}'), 'account', 'old', n, CASE WHEN n = 2 THEN 'noted' ELSE 'opened' END, \
+                convert_to(n::text, 'UTF8'), '{{}}'::jsonb \
+         FROM generate_series(1, 3) AS n"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        [8],
+        "only the new migration applies"
+    );
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 8]);
+    let old = store
+        .load_events(&[EventFilter::for_stream("account", "old".to_owned())])
+        .await
+        .unwrap();
+    let read: Vec<(&str, u32, &[u8])> = old
+        .iter()
+        .map(|event| (event.kind.as_str(), event.schema_version, event.data.as_slice()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("opened", 1, b"1".as_slice()),
+            ("noted", 1, b"2".as_slice()),
+            ("opened", 1, b"3".as_slice())
+        ],
+        "the events written before the migration, whole, at schema version 1"
+    );
+
+    // The stream goes on, with the schema versions of the new events.
+    let mut tx = store.begin::<Optimistic>(
+        "account",
+        "old".to_owned(),
+        old.last().map(|event| event.position),
+    );
+    tx.append_persistable(
+        PersistableEvent::new("opened", b"4".to_vec(), serde_json::json!({})).with_schema_version(3),
+    );
+    let written = tx.commit().await.unwrap().unwrap();
+    let tail = store
+        .load_events(&[EventFilter::for_stream("account", "old".to_owned()).after(old[2].position)])
+        .await
+        .unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].position, written.last_position);
+    assert_eq!(tail[0].schema_version, 3, "a new event keeps its schema version");
+}
+
+/// A schema version the column cannot hold is refused before anything is
+/// written, on both append statements (`VALUES` and arrays).
+#[tokio::test]
+async fn schema_versions_out_of_range_are_refused_and_write_nothing() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    store.migrate().await.unwrap();
+    for (size, bad) in [(1_usize, 0_u32), (3, u32::MAX), (20, 0), (20, 2_147_483_648)] {
+        let events: Vec<PersistableEvent<serde_json::Value>> = (0..size)
+            .map(|n| {
+                let version = if n == size - 1 { bad } else { 1 };
+                PersistableEvent::new("opened", b"x".to_vec(), serde_json::Value::Null)
+                    .with_schema_version(version)
+            })
+            .collect();
+        let refused = store
+            .append(
+                "account",
+                &"bad".to_owned(),
+                None,
+                NonEmpty::from_vec(events).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused.as_store(),
+                Some(Error::InvalidSchemaVersion { index, version }) if *index == size - 1 && *version == bad
+            ),
+            "a batch of {size} with schema version {bad}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        store.stream_version("account", &"bad".to_owned()).await.unwrap(),
+        None,
+        "nothing was written"
+    );
 }

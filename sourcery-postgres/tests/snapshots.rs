@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sourcery_core::aggregate::{Aggregate, Handle, HandleCreate};
 use sourcery_core::codec::Codec;
-use sourcery_core::event::{DecodeEvent, DomainEvent, EventPayload};
+use sourcery_core::event::{DecodeEvent, DecodeFailure, DomainEvent, EventPayload, RawEvent};
 use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
 use sourcery_core::repository::Repository;
 use sourcery_core::snapshot::{
@@ -414,6 +414,7 @@ async fn deposit_in_open_transaction(
         .bind(vec![Deposited::KIND])
         .bind(vec![data])
         .bind(vec!["{}"])
+        .bind(vec![1_i32])
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");

@@ -107,6 +107,7 @@ async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgSto
         .bind(vec![Noted::KIND])
         .bind(vec![serde_json::to_vec(&Noted { n }).unwrap()])
         .bind(vec!["null"])
+        .bind(vec![1_i32])
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");

@@ -16,8 +16,9 @@ pub(crate) const STREAM_VERSION: &str = "SELECT position FROM sourcery_events \
                                          WHERE aggregate_kind = ?1 AND aggregate_id = ?2 \
                                          ORDER BY position DESC LIMIT 1";
 
-const INSERT: &str = "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata) \
-                      VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT: &str = "INSERT INTO sourcery_events \
+                      (aggregate_kind, aggregate_id, event_kind, schema_version, data, metadata) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// What the stream must look like for the batch to be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +31,11 @@ pub(crate) enum Expected {
     At(i64),
 }
 
-/// An event ready for its row: kind, data, metadata as JSON.
+/// An event ready for its row: kind, schema version, data, metadata as JSON.
 #[derive(Debug)]
 pub(crate) struct Row {
     pub(crate) kind: String,
+    pub(crate) schema_version: u32,
     pub(crate) data: Vec<u8>,
     pub(crate) metadata: String,
 }
@@ -91,6 +93,7 @@ pub(crate) fn append(
                     aggregate_kind,
                     aggregate_id,
                     row.kind.as_str(),
+                    row.schema_version,
                     row.data.as_slice(),
                     row.metadata.as_str(),
                 ))

@@ -72,6 +72,34 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// An event's schema version is 0: versions start at 1. Nothing was
+    /// written.
+    #[error("event `{event_kind}` has schema version 0, and versions start at 1; nothing was written")]
+    InvalidSchemaVersion {
+        /// The kind of the event.
+        event_kind: String,
+    },
+    /// A stored schema version is not a `u32` (the column's check keeps it
+    /// above 0: the row was written by something other than the store).
+    #[error(
+        "stored event `{event_kind}` of stream `{aggregate_kind}` {aggregate_id:?} at position {position} \
+         has schema version {found}, which is not a version"
+    )]
+    DecodeSchemaVersion {
+        /// The stored kind of the event.
+        event_kind: String,
+        /// The kind of the stream it belongs to.
+        aggregate_kind: String,
+        /// The stream's aggregate id, as stored.
+        aggregate_id: String,
+        /// The event's position.
+        position: i64,
+        /// The stored value.
+        found: i64,
+        /// Why it does not convert.
+        #[source]
+        source: std::num::TryFromIntError,
+    },
     /// A stored aggregate id does not parse into the store's id type (the
     /// store was opened with another id type than the one that wrote it).
     #[error(

@@ -118,16 +118,18 @@
 //! [`Error::ReadOnly`]; none of them is touched.
 //!
 //! Each event is a row of `sourcery_events`: its position (the row id), the
-//! stream (`aggregate_kind`, `aggregate_id` as text), `event_kind`, `data`
-//! (BLOB) and `metadata` (JSON text). Two indexes serve the load shapes: one
-//! stream in position order, and one event kind after a position. Any set of
-//! filters loads with one `SELECT`.
+//! stream (`aggregate_kind`, `aggregate_id` as text), `event_kind`,
+//! `schema_version` (the version of the event's shape), `data` (BLOB) and
+//! `metadata` (JSON text). Two indexes serve the load shapes: one stream in
+//! position order (a whole stream, or some of its event kinds), and one
+//! event kind after a position. Any set of filters loads with one `SELECT`.
 //!
 //! Checkpoints are rows of `sourcery_checkpoints` (`name` → `position`),
 //! snapshots rows of `sourcery_snapshots` (`subject`, `kind`, `id` →
 //! `position`, `schema_version`, `data`). A file written at an older schema
-//! version (1: events only; 2: with checkpoints) gets the missing tables when
-//! the store opens it; its events stay as they are.
+//! version (1: events only; 2: with checkpoints; 3: with snapshots) gets the
+//! missing tables and columns when the store opens it; its events stay as
+//! they are (at schema version 1).
 
 //! # Performance
 //!

@@ -2,7 +2,11 @@
 //!
 //! Filters on the same stream with the same `after` become one predicate
 //! with `event_kind IN (...)`, and so do filters on event kinds alone with
-//! the same `after`; the predicates are joined with `OR` in one statement
+//! the same `after`. Whole-stream filters ([`EventFilter::for_stream`]) on
+//! one stream become one predicate without an event kind, keeping the
+//! smallest `after`, which the stream index serves alone; the stream's
+//! filters on event kinds that it covers (from the same position or later)
+//! are dropped. The predicates are joined with `OR` in one statement
 //! ordered by position, so each event comes once and in order. Only a set of
 //! filters too large for one statement's parameters is split into several
 //! statements, run in one read transaction (one snapshot) and merged.
@@ -31,50 +35,72 @@ const KINDS_PER_PREDICATE: usize = 500;
 /// At most this many parameters in one statement (SQLite allows 32,766).
 const PARAMETERS_PER_STATEMENT: usize = 30_000;
 
-const SELECT: &str =
-    "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata FROM sourcery_events";
+const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version \
+                      FROM sourcery_events";
 
 /// A stream as stored (aggregate kind, aggregate id as text), or `None` for
 /// every stream.
 type Stream = Option<(String, String)>;
 
-/// One predicate: some event kinds, optionally in one stream, optionally
-/// after a position.
+/// One predicate: some event kinds (or, in a stream, every kind),
+/// optionally in one stream, optionally after a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Predicate {
     stream: Stream,
     after: Option<i64>,
-    kinds: Vec<String>,
+    /// `None`: every kind (a whole stream; `stream` is then `Some`).
+    kinds: Option<Vec<String>>,
+}
+
+/// The smaller of two lower bounds, where `None` (no bound) is the smallest.
+fn looser(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => None,
+    }
+}
+
+/// Whether the events after `covered_from` are among those after `cover`.
+fn covers(cover: Option<i64>, covered_from: Option<i64>) -> bool {
+    match (cover, covered_from) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(cover), Some(from)) => cover <= from,
+    }
 }
 
 impl Predicate {
     fn parameters(&self) -> usize {
-        self.kinds.len() + 2 * usize::from(self.stream.is_some()) + usize::from(self.after.is_some())
+        self.kinds.as_ref().map_or(0, Vec::len)
+            + 2 * usize::from(self.stream.is_some())
+            + usize::from(self.after.is_some())
     }
 
     fn write(&self, sql: &mut String, parameters: &mut Vec<Value>) {
         sql.push('(');
         if let Some((kind, id)) = &self.stream {
-            sql.push_str("aggregate_kind = ? AND aggregate_id = ? AND ");
+            sql.push_str("aggregate_kind = ? AND aggregate_id = ?");
             parameters.push(Value::Text(kind.clone()));
             parameters.push(Value::Text(id.clone()));
         }
-        // In a stream's predicate, `+event_kind` keeps the planner on the
-        // stream index (the unary plus makes the kind index unusable there):
-        // a stream is a few events, a kind may be most of the log.
-        if self.stream.is_some() {
-            sql.push('+');
-        }
-        if let [kind] = self.kinds.as_slice() {
-            sql.push_str("event_kind = ?");
-            parameters.push(Value::Text(kind.clone()));
-        } else {
-            sql.push_str("event_kind IN (");
-            for (index, kind) in self.kinds.iter().enumerate() {
-                sql.push_str(if index == 0 { "?" } else { ", ?" });
-                parameters.push(Value::Text(kind.clone()));
+        if let Some(kinds) = &self.kinds {
+            // In a stream's predicate, `+event_kind` keeps the planner on the
+            // stream index (the unary plus makes the kind index unusable
+            // there): a stream is a few events, a kind may be most of the log.
+            if self.stream.is_some() {
+                sql.push_str(" AND +");
             }
-            sql.push(')');
+            if let [kind] = kinds.as_slice() {
+                sql.push_str("event_kind = ?");
+                parameters.push(Value::Text(kind.clone()));
+            } else {
+                sql.push_str("event_kind IN (");
+                for (index, kind) in kinds.iter().enumerate() {
+                    sql.push_str(if index == 0 { "?" } else { ", ?" });
+                    parameters.push(Value::Text(kind.clone()));
+                }
+                sql.push(')');
+            }
         }
         if let Some(after) = self.after {
             sql.push_str(" AND position > ?");
@@ -105,40 +131,74 @@ impl Query {
     }
 
     fn build<Id: TextId>(filters: &[EventFilter<Id, i64>], limit: Option<usize>) -> Self {
+        // Whole streams first: stream -> the smallest `after`, in the
+        // filters' order.
+        let mut wholes: Vec<((String, String), Option<i64>)> = Vec::new();
+        for filter in filters {
+            if let (Some((kind, id)), None) = (filter.aggregate(), filter.event_kind()) {
+                let stream = (kind.to_owned(), id.to_text());
+                let after = filter.after_position();
+                match wholes.iter_mut().find(|(known, _)| *known == stream) {
+                    Some((_, bound)) => *bound = looser(*bound, after),
+                    None => wholes.push((stream, after)),
+                }
+            }
+        }
+        let whole_after: HashMap<&(String, String), Option<i64>> =
+            wholes.iter().map(|(stream, after)| (stream, *after)).collect();
         let mut predicates: Vec<Predicate> = Vec::new();
-        // Where each (stream, after) pair's predicate sits in `predicates`.
+        // Where each (stream, after) pair's predicate of event kinds sits in
+        // `predicates`.
         let mut index: HashMap<(Stream, Option<i64>), usize> = HashMap::new();
         for filter in filters {
+            // A filter without a stream has a kind (`EventFilter`'s
+            // constructors see to it); whole streams are done above.
+            let Some(kind) = filter.event_kind() else {
+                continue;
+            };
             let stream = filter
                 .aggregate()
                 .map(|(kind, id)| (kind.to_owned(), id.to_text()));
             let after = filter.after_position();
-            let kind = filter.event_kind();
+            let covered = stream
+                .as_ref()
+                .and_then(|stream| whole_after.get(stream))
+                .is_some_and(|&cover| covers(cover, after));
+            if covered {
+                continue;
+            }
             let slot = *index.entry((stream.clone(), after)).or_insert_with(|| {
                 predicates.push(Predicate {
                     stream,
                     after,
-                    kinds: Vec::new(),
+                    kinds: Some(Vec::new()),
                 });
                 predicates.len() - 1
             });
-            let kinds = &mut predicates[slot].kinds;
-            if !kinds.iter().any(|known| known == kind) {
+            if let Some(kinds) = &mut predicates[slot].kinds
+                && !kinds.iter().any(|known| known == kind)
+            {
                 kinds.push(kind.to_owned());
             }
         }
+        let wholes = wholes.into_iter().map(|(stream, after)| Predicate {
+            stream: Some(stream),
+            after,
+            kinds: None,
+        });
         // Keep each `IN` list and each statement within SQLite's limits.
-        let predicates = predicates.into_iter().flat_map(|predicate| {
+        let predicates = wholes.chain(predicates.into_iter().flat_map(|predicate| {
             let Predicate { stream, after, kinds } = predicate;
             kinds
+                .unwrap_or_default()
                 .chunks(KINDS_PER_PREDICATE)
                 .map(|kinds| Predicate {
                     stream: stream.clone(),
                     after,
-                    kinds: kinds.to_vec(),
+                    kinds: Some(kinds.to_vec()),
                 })
                 .collect::<Vec<_>>()
-        });
+        }));
         let mut statements = Vec::new();
         let mut batch: Vec<Predicate> = Vec::new();
         let mut batch_parameters = 0;
@@ -275,12 +335,13 @@ pub(crate) struct Rows {
     rows: Vec<RawRow>,
 }
 
-/// One row: its position and where its columns end in [`Rows::bytes`]
-/// (aggregate kind, aggregate id, event kind, data, metadata; each starts
-/// where the previous one ends).
+/// One row: its position, its schema version as stored, and where its
+/// columns end in [`Rows::bytes`] (aggregate kind, aggregate id, event kind,
+/// data, metadata; each starts where the previous one ends).
 #[derive(Debug, Clone, Copy)]
 struct RawRow {
     position: i64,
+    schema_version: i64,
     start: usize,
     ends: [usize; 5],
 }
@@ -326,6 +387,15 @@ impl Rows {
                     aggregate_id
                 }
             };
+            let schema_version =
+                u32::try_from(row.schema_version).map_err(|source| Error::DecodeSchemaVersion {
+                    event_kind: kind.to_owned(),
+                    aggregate_kind: aggregate_kind.to_owned(),
+                    aggregate_id: id_text.to_owned(),
+                    position,
+                    found: row.schema_version,
+                    source,
+                })?;
             let metadata = serde_json::from_str(metadata_text).map_err(|source| Error::DecodeMetadata {
                 event_kind: kind.to_owned(),
                 aggregate_kind: aggregate_kind.to_owned(),
@@ -338,6 +408,7 @@ impl Rows {
                 aggregate_id,
                 kind: kind.to_owned(),
                 position,
+                schema_version,
                 data: data.to_vec(),
                 metadata,
             });
@@ -392,8 +463,10 @@ fn select(
             rows.bytes.extend_from_slice(bytes);
             *end = rows.bytes.len();
         }
+        let schema_version: i64 = row.get(6).at(path)?;
         rows.rows.push(RawRow {
             position,
+            schema_version,
             start,
             ends,
         });
@@ -433,6 +506,50 @@ mod tests {
             )]
         );
         assert_eq!(query.statements[0].1.len(), 4);
+    }
+
+    #[test]
+    fn a_whole_stream_is_one_predicate_without_an_event_kind() {
+        let id = "a".to_owned();
+        let query = Query::new(&[
+            EventFilter::<String, i64>::for_stream("account", id.clone()).after(9),
+            EventFilter::for_stream("account", id.clone()).after(4),
+        ]);
+        assert_eq!(
+            sql(&query),
+            [format!(
+                "{SELECT} WHERE (aggregate_kind = ? AND aggregate_id = ? AND position > ?) ORDER BY position"
+            )],
+            "whole-stream filters on one stream merge, keeping the smallest `after`"
+        );
+        assert_eq!(
+            query.statements[0].1,
+            [Value::Text("account".into()), Value::Text(id), Value::Integer(4)]
+        );
+    }
+
+    #[test]
+    fn a_whole_stream_covers_the_kind_filters_on_it_that_start_no_earlier() {
+        let a = || "a".to_owned();
+        let query = Query::new(&[
+            EventFilter::<String, i64>::for_aggregate("opened", "account", a()).after(5),
+            EventFilter::for_stream("account", a()).after(5),
+            EventFilter::for_aggregate("noted", "account", a()).after(8),
+            // Not covered: from the start, and other streams.
+            EventFilter::for_aggregate("closed", "account", a()),
+            EventFilter::for_aggregate("opened", "account", "b".to_owned()),
+            EventFilter::for_aggregate("opened", "ledger", a()),
+        ]);
+        assert_eq!(
+            sql(&query),
+            [format!(
+                "{SELECT} WHERE (aggregate_kind = ? AND aggregate_id = ? AND position > ?) \
+                 OR (aggregate_kind = ? AND aggregate_id = ? AND +event_kind = ?) \
+                 OR (aggregate_kind = ? AND aggregate_id = ? AND +event_kind = ?) \
+                 OR (aggregate_kind = ? AND aggregate_id = ? AND +event_kind = ?) ORDER BY position"
+            )]
+        );
+        assert_eq!(query.statements[0].1[5], Value::Text("closed".into()));
     }
 
     #[test]
@@ -525,6 +642,22 @@ mod tests {
                 "SEARCH sourcery_events USING INDEX sourcery_events_stream (aggregate_kind=? AND aggregate_id=? AND rowid>?)"
             ],
             "one stream after a position (a snapshot's tail)"
+        );
+        let whole = plans(&[EventFilter::for_stream("account", id())]);
+        assert_eq!(
+            whole,
+            [
+                "SEARCH sourcery_events USING INDEX sourcery_events_stream (aggregate_kind=? AND aggregate_id=?)"
+            ],
+            "a whole stream: the stream index, already in position order"
+        );
+        let whole_tail = plans(&[EventFilter::for_stream("account", id()).after(5)]);
+        assert_eq!(
+            whole_tail,
+            [
+                "SEARCH sourcery_events USING INDEX sourcery_events_stream (aggregate_kind=? AND aggregate_id=? AND rowid>?)"
+            ],
+            "a whole stream after a position (a snapshot's tail)"
         );
         let kind_tail = plans(&[EventFilter::for_event("opened").after(5)]);
         assert_eq!(

@@ -8,8 +8,9 @@
 //! the application may use for its own tables in the same file.)
 //!
 //! Every table is prefixed `sourcery_`: `sourcery_events` (1),
-//! `sourcery_checkpoints` (2), `sourcery_snapshots` (3). A file at an older
-//! version gets the missing migrations when it is opened.
+//! `sourcery_checkpoints` (2), `sourcery_snapshots` (3); 4 adds the events'
+//! `schema_version` column. A file at an older version gets the missing
+//! migrations when it is opened.
 
 use std::path::Path;
 
@@ -41,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         description: "snapshots",
         sql: include_str!("../migrations/0003_snapshots.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "event schema versions",
+        sql: include_str!("../migrations/0004_schema_version.sql"),
     },
 ];
 

@@ -237,6 +237,11 @@ where
         let rows = events
             .into_iter()
             .map(|event| {
+                if event.schema_version == 0 {
+                    return Err(Error::InvalidSchemaVersion {
+                        event_kind: event.kind,
+                    });
+                }
                 let metadata =
                     serde_json::to_string(&event.metadata).map_err(|source| Error::EncodeMetadata {
                         event_kind: event.kind.clone(),
@@ -244,6 +249,7 @@ where
                     })?;
                 Ok(Row {
                     kind: event.kind,
+                    schema_version: event.schema_version,
                     data: event.data,
                     metadata,
                 })

@@ -230,6 +230,111 @@ async fn metadata_that_does_not_encode_writes_nothing() {
     );
 }
 
+/// Schema versions are kept exactly up to `u32::MAX`; 0 is not a version
+/// and writes nothing of its batch.
+#[tokio::test]
+async fn schema_versions_round_trip_and_0_writes_nothing() {
+    let store = Store::<String, ()>::open_in_memory()
+        .await
+        .expect("the store opens");
+    let id = "ACC-1".to_owned();
+    let versions = [1, 2, u32::MAX];
+    let batch: Vec<PersistableEvent<()>> = versions
+        .iter()
+        .map(|&version| {
+            PersistableEvent::new("account.noted", b"{}".to_vec(), ()).with_schema_version(version)
+        })
+        .collect();
+    store
+        .append(
+            "account",
+            &id,
+            None,
+            NonEmpty::from_vec(batch).expect("three events"),
+        )
+        .await
+        .expect("the append");
+    let events = store
+        .load_events(&[EventFilter::for_stream("account", id.clone())])
+        .await
+        .expect("the events load");
+    let loaded: Vec<u32> = events.iter().map(|event| event.schema_version).collect();
+    assert_eq!(loaded, versions, "schema versions round-trip exactly");
+
+    let zero = vec![
+        PersistableEvent::new("account.noted", b"{}".to_vec(), ()),
+        PersistableEvent::new("account.noted", b"{}".to_vec(), ()).with_schema_version(0),
+    ];
+    let outcome = store
+        .append(
+            "account",
+            &id,
+            None,
+            NonEmpty::from_vec(zero).expect("two events"),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(AppendError::Store(Error::InvalidSchemaVersion { ref event_kind })) if event_kind == "account.noted"),
+        "got {outcome:?}"
+    );
+    assert_eq!(
+        store
+            .stream_version("account", &id)
+            .await
+            .expect("the version reads"),
+        events.last().map(|event| event.position),
+        "nothing of the refused batch was written"
+    );
+}
+
+/// A stored schema version that is not a `u32` (written past the column's
+/// check) fails the load with the stream and position.
+#[tokio::test]
+async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_position() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("bad-version.db");
+    let store = Store::<String, ()>::open(&path).await.expect("the store opens");
+    let written = store
+        .append(
+            "account",
+            &"ACC-1".to_owned(),
+            None,
+            event("account.opened", b"{}", ()),
+        )
+        .await
+        .expect("the append");
+    {
+        let connection = rusqlite::Connection::open(&path).expect("the database opens");
+        connection
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE sourcery_events SET schema_version = -1;",
+            )
+            .expect("the row is changed by hand");
+    }
+    let error = store
+        .load_events(&[EventFilter::for_stream("account", "ACC-1".to_owned())])
+        .await
+        .expect_err("the schema version does not convert");
+    match &error {
+        Error::DecodeSchemaVersion {
+            event_kind,
+            aggregate_kind,
+            aggregate_id,
+            position,
+            found,
+            ..
+        } => {
+            assert_eq!(event_kind, "account.opened");
+            assert_eq!(aggregate_kind, "account");
+            assert_eq!(aggregate_id, "ACC-1");
+            assert_eq!(*position, written.last_position);
+            assert_eq!(*found, -1);
+        }
+        other => panic!("expected DecodeSchemaVersion, got {other:?}"),
+    }
+}
+
 /// A long load reaches the caller in several parts (the reader thread sends
 /// its rows a few hundred kilobytes at a time): every event arrives once, in
 /// order, and a value that fails to decode in a later part still fails the

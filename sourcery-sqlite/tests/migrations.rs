@@ -6,7 +6,7 @@ use sourcery_core::checkpoint::CheckpointStore as _;
 use sourcery_core::concurrency::Optimistic;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::snapshot::{SaveOutcome, Snapshot, SnapshotKey, SnapshotPolicy, SnapshotStore as _};
-use sourcery_core::store::{EventFilter, EventStore};
+use sourcery_core::store::{EventFilter, EventStore, PersistableEvent};
 use sourcery_sqlite::{SCHEMA_VERSION, Store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ async fn a_version_1_file_migrates_forward() {
 
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
     assert_eq!(recorded_versions(&path), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
 
     // The old event is there and the stream goes on.
     let id = "ACC-1".to_owned();
@@ -69,6 +69,10 @@ async fn a_version_1_file_migrates_forward() {
         .await
         .expect("the events load");
     assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].schema_version, 1,
+        "an event written before schema versions reads as version 1"
+    );
     assert_eq!(
         events[0]
             .decode::<Deposited>(store.codec())
@@ -141,7 +145,7 @@ async fn a_version_2_file_migrates_forward() {
             .expect("version 2 is recorded");
     }
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
     assert_eq!(
         store
             .checkpoints()
@@ -159,4 +163,64 @@ async fn a_version_2_file_migrates_forward() {
             .expect("the snapshots table exists"),
         None
     );
+}
+
+/// A file as `sourcery-sqlite` at schema version 3 (before event schema
+/// versions) left it, with events of two kinds in one stream, migrates
+/// forward: the old events read back whole at schema version 1 through a
+/// whole-stream load, and new events keep their schema versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("v3.db");
+    version_1_file(&path);
+    {
+        let connection = rusqlite::Connection::open(&path).expect("the database opens");
+        connection
+            .execute_batch(include_str!("../migrations/0002_checkpoints.sql"))
+            .expect("migration 2 applies");
+        connection
+            .execute_batch(include_str!("../migrations/0003_snapshots.sql"))
+            .expect("migration 3 applies");
+        connection
+            .execute_batch(
+                "INSERT INTO sourcery_migrations (version, description) VALUES (2, 'checkpoints'), (3, 'snapshots');
+                 INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata)
+                     VALUES ('account', 'ACC-1', 'account.renamed', CAST('{}' AS BLOB), 'null');",
+            )
+            .expect("version 3 is recorded");
+    }
+    assert_eq!(recorded_versions(&path), [1, 2, 3]);
+
+    let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
+    let id = "ACC-1".to_owned();
+    let old = store
+        .load_events(&[EventFilter::for_stream("account", id.clone())])
+        .await
+        .expect("the events load");
+    let read: Vec<(&str, u32)> = old
+        .iter()
+        .map(|event| (event.kind.as_str(), event.schema_version))
+        .collect();
+    assert_eq!(
+        read,
+        [("account.deposited", 1), ("account.renamed", 1)],
+        "the events written before the migration, at schema version 1"
+    );
+
+    let mut tx = store.begin::<Optimistic>("account", id.clone(), old.last().map(|event| event.position));
+    tx.append_persistable(
+        PersistableEvent::new("account.renamed", b"{}".to_vec(), ()).with_schema_version(2),
+    );
+    tx.commit()
+        .await
+        .expect("the append succeeds")
+        .expect("one event was written");
+    let all = store
+        .load_events(&[EventFilter::for_stream("account", id)])
+        .await
+        .expect("the events load");
+    let versions: Vec<u32> = all.iter().map(|event| event.schema_version).collect();
+    assert_eq!(versions, [1, 1, 2], "the new event keeps its schema version");
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sourcery_core::aggregate::{Aggregate, Handle, HandleCreate};
 use sourcery_core::codec::Codec;
-use sourcery_core::event::{DecodeEvent, DomainEvent, EventPayload};
+use sourcery_core::event::{DecodeEvent, DecodeFailure, DomainEvent, EventPayload, RawEvent};
 
 /// One event of the counter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
