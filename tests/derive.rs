@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sourcery::codec::JsonCodec;
 use sourcery::concurrency::Unchecked;
-use sourcery::event::{DecodeEvent, EventPayload};
+use sourcery::event::{DecodeEvent, EventPayload, RawEvent};
 use sourcery::projection::ProjectionEvents;
 use sourcery::store::{EventFilter, EventStore, inmemory};
 use sourcery::{Aggregate, Apply, ApplyProjection, DomainEvent, Projection};
@@ -202,7 +202,12 @@ fn every_variant_survives_an_encode_decode_round_trip() {
     for event in one_of_each() {
         let bytes = event.encode_with(&JsonCodec).unwrap();
         // The enum encodes the event's data alone, as the event itself does.
-        let back = BankAccountEvent::decode_with(&JsonCodec, event.kind(), &bytes).unwrap();
+        let raw = RawEvent {
+            kind: event.kind(),
+            schema_version: event.schema_version(),
+            data: &bytes,
+        };
+        let back = BankAccountEvent::decode_with(&JsonCodec, raw).unwrap();
         assert_eq!(back, Some(event));
     }
     let opened = AccountOpened { owner: "ana".into() };
@@ -216,9 +221,14 @@ fn every_variant_survives_an_encode_decode_round_trip() {
 
 #[test]
 fn an_unknown_kind_decodes_to_none_and_bad_bytes_to_an_error() {
-    let decoded = BankAccountEvent::decode_with(&JsonCodec, "account.closed", b"{}").unwrap();
+    let raw = |kind| RawEvent {
+        kind,
+        schema_version: 1,
+        data: b"{}",
+    };
+    let decoded = BankAccountEvent::decode_with(&JsonCodec, raw("account.closed")).unwrap();
     assert_eq!(decoded, None);
-    assert!(BankAccountEvent::decode_with(&JsonCodec, "account.credited", b"{}").is_err());
+    assert!(BankAccountEvent::decode_with(&JsonCodec, raw("account.credited")).is_err());
 }
 
 #[test]
