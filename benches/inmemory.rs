@@ -84,6 +84,7 @@ fn append(c: &mut Criterion) {
                             aggregate_id: id.clone(),
                             kind: event.kind,
                             position,
+                            schema_version: event.schema_version,
                             data: event.data,
                             metadata: event.metadata,
                         });

@@ -208,8 +208,8 @@ async fn an_event_that_does_not_decode_fails_the_load_naming_it() {
     match repository.load_projection::<Journal>().await {
         Err(LoadError::Decode(error)) => {
             assert_eq!(error.event_kind, "order.placed");
-            assert_eq!(error.aggregate_id, "\"o3\"");
-            assert_eq!(error.position, "7");
+            assert_eq!(error.aggregate_id, "o3");
+            assert_eq!(error.position, 7);
         }
         other => panic!("expected a decode error, got {other:?}"),
     }

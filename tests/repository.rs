@@ -151,7 +151,7 @@ async fn missing_aggregates_are_not_found_and_existing_ones_cannot_be_created_ag
             aggregate_id,
         }) => {
             assert_eq!(aggregate_kind, "account");
-            assert_eq!(aggregate_id, "\"ACC-404\"");
+            assert_eq!(aggregate_id, "ACC-404");
         }
         other => panic!("expected NotFound, got {other:?}"),
     }
@@ -464,8 +464,8 @@ async fn an_event_that_no_longer_decodes_is_a_typed_error_naming_it() {
     };
     assert_eq!(decode.event_kind, "account.deposited");
     assert_eq!(decode.aggregate_kind, "account");
-    assert_eq!(decode.aggregate_id, "\"ACC-8\"");
-    assert_eq!(decode.position, "2");
+    assert_eq!(decode.aggregate_id, "ACC-8");
+    assert_eq!(decode.position, 2);
     assert_eq!(
         error.to_string(),
         "cannot decode stored event `account.deposited` of stream `account` \"ACC-8\" at position 2"

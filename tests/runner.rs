@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sourcery::checkpoint::{CheckpointStore, inmemory::CheckpointStore as Checkpoints};
 use sourcery::concurrency::Unchecked;
+use sourcery::event::DecodeError;
 use sourcery::runner::{ProjectionRunner, RunnerError, WaitError};
 use sourcery::store::{EventStore, NonEmpty, PersistableEvent, inmemory};
 use sourcery::{ApplyProjection, DomainEvent, Projection};
@@ -153,8 +154,11 @@ async fn an_event_that_does_not_decode_stops_the_runner_with_an_error_naming_it(
     assert!(!runner.status().running);
     match runner.stop().await {
         Err(RunnerError::Decode(error)) => {
+            let error = error
+                .downcast_ref::<DecodeError<String, u64>>()
+                .expect("a DecodeError of the store's id and position types");
             assert_eq!(error.event_kind, "shop.sold");
-            assert_eq!(error.position, "1");
+            assert_eq!(error.position, 1);
         }
         other => panic!("expected a decode error, got {other:?}"),
     }

@@ -229,7 +229,8 @@ async fn renamed_kind<S: TestStore>(store: S) {
     };
     assert_eq!(decode.event_kind, "account.deposited");
     assert_eq!(decode.aggregate_kind, "account");
-    assert_eq!(decode.position, format!("{version:?}"), "the error names the position");
+    assert_eq!(decode.position, version, "the error names the position, typed");
+    assert_eq!(decode.aggregate_id, id, "the error names the aggregate id, typed");
     let DecodeFailure::UnknownKind { expected } = &decode.reason else {
         panic!("expected UnknownKind, got {:?}", decode.reason);
     };
@@ -467,6 +468,7 @@ async fn postgres() {
     }
 }
 
+// ANCHOR: golden_samples
 /// Our own events' golden samples (tests/event-samples): CI fails when a
 /// change to them stops reading what was recorded.
 #[test]
@@ -482,3 +484,4 @@ fn golden_samples_of_these_events() {
         .event(release1::Audited { by: "ops".into() })
         .assert();
 }
+// ANCHOR_END: golden_samples

@@ -378,21 +378,23 @@ pub struct EncodeError {
 
 /// A stored event could not be turned back into a typed event.
 ///
-/// It names the event kind, the stream and the position, so the offending
-/// row can be found. The event stays in the store untouched.
+/// It names the event kind, the stream (aggregate kind and id, typed as the
+/// store's `Id`) and the position (the store's `Position`), so callers can
+/// match on them and the offending row can be found. The event stays in the
+/// store untouched.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot decode stored event `{event_kind}` of stream `{aggregate_kind}` {aggregate_id} at position {position}"
+    "cannot decode stored event `{event_kind}` of stream `{aggregate_kind}` {aggregate_id:?} at position {position:?}"
 )]
-pub struct DecodeError {
+pub struct DecodeError<Id: std::fmt::Debug, Pos: std::fmt::Debug> {
     /// The stored kind of the event.
     pub event_kind: String,
     /// The kind of the stream it belongs to.
     pub aggregate_kind: String,
-    /// The stream's aggregate id, as its `Debug` rendering.
-    pub aggregate_id: String,
-    /// The event's position, as its `Debug` rendering.
-    pub position: String,
+    /// The stream's aggregate id.
+    pub aggregate_id: Id,
+    /// The event's position.
+    pub position: Pos,
     /// Why it failed.
     #[source]
     pub reason: DecodeFailure,

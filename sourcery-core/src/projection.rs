@@ -95,7 +95,7 @@ type Handler<S, P> = fn(
     &mut P,
     &StoredEvent<<S as EventStore>::Id, <S as EventStore>::Position, <S as EventStore>::Metadata>,
     &<S as EventStore>::Codec,
-) -> Result<(), DecodeError>;
+) -> Result<(), DecodeError<<S as EventStore>::Id, <S as EventStore>::Position>>;
 
 /// The events a projection consumes: filters, each with the handler that
 /// decodes and applies what it selects.
@@ -221,7 +221,7 @@ where
         projection: &mut P,
         event: &StoredEvent<S::Id, S::Position, S::Metadata>,
         codec: &S::Codec,
-    ) -> Result<bool, DecodeError>
+    ) -> Result<bool, DecodeError<S::Id, S::Position>>
     where
         S::Id: PartialEq,
     {
@@ -244,7 +244,7 @@ fn apply<S, P, T>(
     projection: &mut P,
     event: &StoredEvent<S::Id, S::Position, S::Metadata>,
     codec: &S::Codec,
-) -> Result<(), DecodeError>
+) -> Result<(), DecodeError<S::Id, S::Position>>
 where
     S: EventStore,
     P: ApplyProjection<T> + Projection<Id = S::Id, Metadata = S::Metadata>,
@@ -259,7 +259,7 @@ fn apply_stream<S, P, A>(
     projection: &mut P,
     event: &StoredEvent<S::Id, S::Position, S::Metadata>,
     codec: &S::Codec,
-) -> Result<(), DecodeError>
+) -> Result<(), DecodeError<S::Id, S::Position>>
 where
     S: EventStore,
     P: ApplyProjection<A::Event> + Projection<Id = S::Id, Metadata = S::Metadata>,

@@ -113,24 +113,33 @@ pub struct CommandOutcome<Pos> {
 }
 
 /// Why an aggregate or projection could not be loaded.
+///
+/// `Id` and `Pos` are the store's id and position types: the error carries
+/// the aggregate id and the event's position as typed values. Spell it
+/// [`LoadErrorFor<S>`] for store `S`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum LoadError<StoreError> {
+pub enum LoadError<StoreError, Id: Debug, Pos: Debug> {
     /// The aggregate's stream has no events.
-    #[error("{aggregate_kind} {aggregate_id} does not exist")]
+    #[error("{aggregate_kind} {aggregate_id:?} does not exist")]
     NotFound {
         /// The aggregate kind.
         aggregate_kind: &'static str,
-        /// The aggregate id, as its `Debug` rendering.
-        aggregate_id: String,
+        /// The aggregate id.
+        aggregate_id: Id,
     },
-    /// A stored event does not decode.
+    /// A stored event does not decode (an unknown kind, a payload or
+    /// metadata of another shape, a failed upcast).
     #[error(transparent)]
-    Decode(#[from] DecodeError),
+    Decode(#[from] DecodeError<Id, Pos>),
     /// The store failed.
     #[error("the event store failed")]
     Store(#[source] StoreError),
 }
+
+/// The [`LoadError`] of store `S`.
+pub type LoadErrorFor<S> =
+    LoadError<<S as EventStore>::Error, <S as EventStore>::Id, <S as EventStore>::Position>;
 
 /// Why a command did not take effect. Nothing was written in any case.
 ///
@@ -139,9 +148,12 @@ pub enum LoadError<StoreError> {
 /// [`NotFound`](Self::NotFound) / [`AlreadyExists`](Self::AlreadyExists) are
 /// the caller's mistake, [`Decode`](Self::Decode), [`Encode`](Self::Encode)
 /// and [`Store`](Self::Store) call for an operator.
+///
+/// `Pos` and `Id` are the store's position and id types. Spell it
+/// [`CommandErrorFor<A, S>`] for aggregate `A` on store `S`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CommandError<AggregateError, StoreError, Pos: Debug> {
+pub enum CommandError<AggregateError, StoreError, Pos: Debug, Id: Debug> {
     /// The aggregate rejected the command (its message is this error's).
     #[error(transparent)]
     Rejected(AggregateError),
@@ -149,24 +161,24 @@ pub enum CommandError<AggregateError, StoreError, Pos: Debug> {
     #[error(transparent)]
     Conflict(ConcurrencyConflict<Pos>),
     /// The command needs an existing aggregate and the stream is empty.
-    #[error("{aggregate_kind} {aggregate_id} does not exist")]
+    #[error("{aggregate_kind} {aggregate_id:?} does not exist")]
     NotFound {
         /// The aggregate kind.
         aggregate_kind: &'static str,
-        /// The aggregate id, as its `Debug` rendering.
-        aggregate_id: String,
+        /// The aggregate id.
+        aggregate_id: Id,
     },
     /// A creation command met a stream that already has events.
-    #[error("{aggregate_kind} {aggregate_id} already exists")]
+    #[error("{aggregate_kind} {aggregate_id:?} already exists")]
     AlreadyExists {
         /// The aggregate kind.
         aggregate_kind: &'static str,
-        /// The aggregate id, as its `Debug` rendering.
-        aggregate_id: String,
+        /// The aggregate id.
+        aggregate_id: Id,
     },
     /// A stored event of the aggregate does not decode.
     #[error(transparent)]
-    Decode(DecodeError),
+    Decode(DecodeError<Id, Pos>),
     /// An event the aggregate produced could not be encoded.
     #[error(transparent)]
     Encode(EncodeError),
@@ -175,7 +187,7 @@ pub enum CommandError<AggregateError, StoreError, Pos: Debug> {
     Store(#[source] StoreError),
 }
 
-impl<AggregateError, StoreError, Pos: Debug> CommandError<AggregateError, StoreError, Pos> {
+impl<AggregateError, StoreError, Pos: Debug, Id: Debug> CommandError<AggregateError, StoreError, Pos, Id> {
     /// Whether this is a concurrency conflict (reload and retry).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict(_))
@@ -190,10 +202,10 @@ impl<AggregateError, StoreError, Pos: Debug> CommandError<AggregateError, StoreE
     }
 }
 
-impl<AggregateError, StoreError, Pos: Debug> From<LoadError<StoreError>>
-    for CommandError<AggregateError, StoreError, Pos>
+impl<AggregateError, StoreError, Pos: Debug, Id: Debug> From<LoadError<StoreError, Id, Pos>>
+    for CommandError<AggregateError, StoreError, Pos, Id>
 {
-    fn from(error: LoadError<StoreError>) -> Self {
+    fn from(error: LoadError<StoreError, Id, Pos>) -> Self {
         match error {
             LoadError::NotFound {
                 aggregate_kind,
@@ -209,8 +221,12 @@ impl<AggregateError, StoreError, Pos: Debug> From<LoadError<StoreError>>
 }
 
 /// The [`CommandError`] of aggregate `A` on store `S`.
-pub type CommandErrorFor<A, S> =
-    CommandError<<A as Aggregate>::Error, <S as EventStore>::Error, <S as EventStore>::Position>;
+pub type CommandErrorFor<A, S> = CommandError<
+    <A as Aggregate>::Error,
+    <S as EventStore>::Error,
+    <S as EventStore>::Position,
+    <S as EventStore>::Id,
+>;
 
 /// The outcome of a command of aggregate `A` on store `S`.
 pub type CommandResult<A, S> = Result<CommandOutcome<<S as EventStore>::Position>, CommandErrorFor<A, S>>;
@@ -322,14 +338,14 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     /// [`LoadError::NotFound`] when the stream is empty,
     /// [`LoadError::Decode`] naming the event that does not decode,
     /// [`LoadError::Store`] when the store fails.
-    pub async fn load<A>(&self, id: &A::Id) -> Result<A, LoadError<S::Error>>
+    pub async fn load<A>(&self, id: &A::Id) -> Result<A, LoadErrorFor<S>>
     where
         A: Aggregate<Id = S::Id>,
         Snap: AggregateSnapshots<A, S::Position>,
     {
         let loaded = self.load_versioned::<A>(id).await?;
         if loaded.version.is_none() {
-            return Err(not_found::<A, S::Error>(id));
+            return Err(not_found::<A, S>(id));
         }
         Ok(loaded.state)
     }
@@ -347,7 +363,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     ///
     /// [`LoadError::Decode`] naming the event that does not decode,
     /// [`LoadError::Store`] when the store fails.
-    pub async fn load_versioned<A>(&self, id: &A::Id) -> Result<Loaded<A, S::Position>, LoadError<S::Error>>
+    pub async fn load_versioned<A>(&self, id: &A::Id) -> Result<Loaded<A, S::Position>, LoadErrorFor<S>>
     where
         A: Aggregate<Id = S::Id>,
         Snap: AggregateSnapshots<A, S::Position>,
@@ -406,7 +422,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     {
         let loaded = self.load_versioned::<A>(id).await?;
         let Some(version) = loaded.version else {
-            return Err(not_found::<A, S::Error>(id).into());
+            return Err(not_found::<A, S>(id).into());
         };
         let Loaded {
             mut state,
@@ -577,7 +593,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     ///
     /// [`LoadError::Decode`] naming an event that does not decode,
     /// [`LoadError::Store`] when the store fails.
-    pub async fn load_projection<P>(&self) -> Result<P, LoadError<S::Error>>
+    pub async fn load_projection<P>(&self) -> Result<P, LoadErrorFor<S>>
     where
         P: Projection<Id = S::Id, Metadata = S::Metadata>,
         S::Id: PartialEq,
@@ -633,11 +649,11 @@ pub(crate) fn apply_stored<A, Id, Pos, M>(
     state: &mut A,
     event: &StoredEvent<Id, Pos, M>,
     codec: &impl Codec,
-) -> Result<bool, DecodeError>
+) -> Result<bool, DecodeError<Id, Pos>>
 where
     A: Aggregate,
-    Id: Debug,
-    Pos: Debug,
+    Id: Debug + Clone,
+    Pos: Debug + Copy,
 {
     if A::RETIRED_KINDS.contains(&event.kind.as_str()) {
         return Ok(false);
@@ -683,24 +699,24 @@ where
 }
 
 /// A failed load: a stored event that does not decode, or the store.
-fn load_failed<S: EventStore>(error: S::Error) -> LoadError<S::Error> {
+fn load_failed<S: EventStore>(error: S::Error) -> LoadErrorFor<S> {
     match S::into_decode_error(error) {
         Ok(decode) => LoadError::Decode(decode),
         Err(error) => LoadError::Store(error),
     }
 }
 
-fn not_found<A: Aggregate, StoreError>(id: &A::Id) -> LoadError<StoreError> {
+fn not_found<A: Aggregate<Id = S::Id>, S: EventStore>(id: &A::Id) -> LoadErrorFor<S> {
     LoadError::NotFound {
         aggregate_kind: A::KIND,
-        aggregate_id: format!("{id:?}"),
+        aggregate_id: id.clone(),
     }
 }
 
-fn already_exists<A: Aggregate, S: EventStore>(id: &A::Id) -> CommandErrorFor<A, S> {
+fn already_exists<A: Aggregate<Id = S::Id>, S: EventStore>(id: &A::Id) -> CommandErrorFor<A, S> {
     CommandError::AlreadyExists {
         aggregate_kind: A::KIND,
-        aggregate_id: format!("{id:?}"),
+        aggregate_id: id.clone(),
     }
 }
 
@@ -808,7 +824,7 @@ where
     ///
     /// [`LoadError::Decode`] naming an event that does not decode,
     /// [`LoadError::Store`] when the store fails.
-    pub async fn load(self) -> Result<P, LoadError<S::Error>>
+    pub async fn load(self) -> Result<P, LoadErrorFor<S>>
     where
         S::Id: PartialEq,
     {
@@ -821,7 +837,7 @@ where
     /// # Errors
     ///
     /// As [`load`](Self::load).
-    pub async fn load_with_position(self) -> Result<(P, Option<S::Position>), LoadError<S::Error>>
+    pub async fn load_with_position(self) -> Result<(P, Option<S::Position>), LoadErrorFor<S>>
     where
         S::Id: PartialEq,
     {
@@ -862,7 +878,7 @@ where
     /// [`LoadError::Decode`] naming an event that does not decode,
     /// [`LoadError::Store`] when the event store fails. Snapshot problems
     /// are [`LoadedProjection::warnings`], not errors.
-    pub async fn load_from_snapshot(self) -> Result<LoadedProjection<P, S::Position>, LoadError<S::Error>>
+    pub async fn load_from_snapshot(self) -> Result<LoadedProjection<P, S::Position>, LoadErrorFor<S>>
     where
         S: SnapshotFrontier,
         S::Id: PartialEq + Serialize,

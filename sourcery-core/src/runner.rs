@@ -66,7 +66,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::CheckpointStore;
-use crate::event::DecodeError;
 use crate::projection::{Projection, ProjectionEvents};
 use crate::subscription::{Follower, Progress, Subscribe};
 
@@ -135,9 +134,11 @@ pub enum RunnerError {
     /// The checkpoint store failed.
     #[error("the checkpoint store failed")]
     Checkpoint(#[source] Box<dyn StdError + Send + Sync>),
-    /// An event the projection consumes does not decode.
+    /// An event the projection consumes does not decode: a
+    /// [`DecodeError`](crate::event::DecodeError) of the store's id and position types (downcast the
+    /// source to read them).
     #[error(transparent)]
-    Decode(DecodeError),
+    Decode(Box<dyn StdError + Send + Sync>),
     /// The projection consumes no events: there is nothing to run.
     #[error("the projection `{0}` declares no events")]
     NoEvents(&'static str),
@@ -444,7 +445,7 @@ where
                 None => return Ok(()),
                 Some(Err(error)) => {
                     return Err(match S::into_decode_error(error) {
-                        Ok(decode) => RunnerError::Decode(decode),
+                        Ok(decode) => RunnerError::Decode(Box::new(decode)),
                         Err(error) => RunnerError::Store(Box::new(error)),
                     });
                 }
@@ -453,7 +454,7 @@ where
                         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                         self.events
                             .apply(&mut state, &event, self.store.codec())
-                            .map_err(RunnerError::Decode)?;
+                            .map_err(|error| RunnerError::Decode(Box::new(error)))?;
                     }
                     self.unsaved += 1;
                     self.status

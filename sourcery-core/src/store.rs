@@ -139,7 +139,7 @@ pub struct StoredEvent<Id, Pos, M> {
     pub metadata: M,
 }
 
-impl<Id: fmt::Debug, Pos: fmt::Debug, M> StoredEvent<Id, Pos, M> {
+impl<Id: fmt::Debug + Clone, Pos: fmt::Debug + Copy, M> StoredEvent<Id, Pos, M> {
     /// Decodes the event into `E` (a domain event or an aggregate's event
     /// enum) with `codec`, upcasting it first when it was written in an
     /// older schema version.
@@ -149,7 +149,7 @@ impl<Id: fmt::Debug, Pos: fmt::Debug, M> StoredEvent<Id, Pos, M> {
     /// A [`DecodeError`] naming the kind, stream and position when the kind
     /// is not one `E` knows (aliases included), the event cannot be upcast,
     /// or the bytes do not decode.
-    pub fn decode<E: DecodeEvent>(&self, codec: &impl Codec) -> Result<E, DecodeError> {
+    pub fn decode<E: DecodeEvent>(&self, codec: &impl Codec) -> Result<E, DecodeError<Id, Pos>> {
         let raw = RawEvent {
             kind: &self.kind,
             schema_version: self.schema_version,
@@ -167,12 +167,12 @@ impl<Id: fmt::Debug, Pos: fmt::Debug, M> StoredEvent<Id, Pos, M> {
 
     /// A [`DecodeError`] for this event: its kind, stream and position, and
     /// `reason`.
-    pub fn decode_error(&self, reason: DecodeFailure) -> DecodeError {
+    pub fn decode_error(&self, reason: DecodeFailure) -> DecodeError<Id, Pos> {
         DecodeError {
             event_kind: self.kind.clone(),
             aggregate_kind: self.aggregate_kind.clone(),
-            aggregate_id: format!("{:?}", self.aggregate_id),
-            position: format!("{:?}", self.position),
+            aggregate_id: self.aggregate_id.clone(),
+            position: self.position,
             reason,
         }
     }
@@ -430,7 +430,11 @@ pub trait EventStore: Send + Sync + Sized {
     /// # Errors
     ///
     /// `error` itself when it is not about a stored event's content.
-    fn into_decode_error(error: Self::Error) -> Result<DecodeError, Self::Error> {
+    #[expect(
+        clippy::type_complexity,
+        reason = "a decode error is about the store's own id and position types"
+    )]
+    fn into_decode_error(error: Self::Error) -> Result<DecodeError<Self::Id, Self::Position>, Self::Error> {
         Err(error)
     }
 }

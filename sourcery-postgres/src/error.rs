@@ -46,6 +46,8 @@ pub enum Error {
         "the metadata of the event at position {position} in stream {aggregate_kind:?}/{aggregate_id:?} does not decode"
     )]
     Metadata {
+        /// The stored kind of the event.
+        event_kind: String,
         /// The stream's aggregate kind.
         aggregate_kind: String,
         /// The stream's aggregate id, as stored.

@@ -8,6 +8,7 @@ use futures::TryStreamExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sourcery_core::concurrency::ConcurrencyConflict;
+use sourcery_core::event::{DecodeError, DecodeFailure};
 use sourcery_core::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
     PersistableEvent, StoredEvent, TextId,
@@ -773,6 +774,7 @@ fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id
         Ok(metadata) => metadata,
         Err(source) => {
             return Err(Error::Metadata {
+                event_kind: kind,
                 aggregate_kind,
                 aggregate_id: id.to_owned(),
                 position,
@@ -811,6 +813,37 @@ where
     type Error = Error;
     type Codec = JsonCodec;
     type Metadata = M;
+
+    /// Stored metadata that does not decode into `M` is a decode error of
+    /// that event; everything else is the store failing.
+    fn into_decode_error(error: Error) -> Result<DecodeError<Id, i64>, Error> {
+        let Error::Metadata {
+            event_kind,
+            aggregate_kind,
+            aggregate_id,
+            position,
+            source,
+        } = error
+        else {
+            return Err(error);
+        };
+        match Id::from_text(&aggregate_id) {
+            Ok(id) => Ok(DecodeError {
+                event_kind,
+                aggregate_kind,
+                aggregate_id: id,
+                position,
+                reason: DecodeFailure::Metadata(Box::new(source)),
+            }),
+            Err(_) => Err(Error::Metadata {
+                event_kind,
+                aggregate_kind,
+                aggregate_id,
+                position,
+                source,
+            }),
+        }
+    }
 
     fn codec(&self) -> &JsonCodec {
         &self.codec

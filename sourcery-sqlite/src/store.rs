@@ -10,6 +10,7 @@ use std::time::Duration;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sourcery_core::event::{DecodeError, DecodeFailure};
 use sourcery_core::store::{
     AppendError, AppendOutcome, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
     PersistableEvent, StoredEvent, TextId,
@@ -301,6 +302,37 @@ where
     type Error = Error;
     type Codec = JsonCodec;
     type Metadata = M;
+
+    /// Stored metadata that does not decode into `M` is a decode error of
+    /// that event; everything else is the store failing.
+    fn into_decode_error(error: Error) -> Result<DecodeError<Id, i64>, Error> {
+        let Error::DecodeMetadata {
+            event_kind,
+            aggregate_kind,
+            aggregate_id,
+            position,
+            source,
+        } = error
+        else {
+            return Err(error);
+        };
+        match Id::from_text(&aggregate_id) {
+            Ok(id) => Ok(DecodeError {
+                event_kind,
+                aggregate_kind,
+                aggregate_id: id,
+                position,
+                reason: DecodeFailure::Metadata(Box::new(source)),
+            }),
+            Err(_) => Err(Error::DecodeMetadata {
+                event_kind,
+                aggregate_kind,
+                aggregate_id,
+                position,
+                source,
+            }),
+        }
+    }
 
     fn codec(&self) -> &JsonCodec {
         &self.codec
