@@ -220,17 +220,17 @@ where
 }
 
 fn numbers<S: EventStore>(events: &[StoredEvent<S::Id, S::Position, S::Metadata>], store: &S) -> Vec<u64> {
-    events
-        .iter()
-        .map(|event| match event.kind.as_str() {
+    let decoded = |event: &StoredEvent<S::Id, S::Position, S::Metadata>| {
+        let n = match event.kind.as_str() {
             Opened::KIND => event.decode::<Opened>(store.codec()).map(|e| e.n),
             _ => event.decode::<Noted>(store.codec()).map(|e| e.n),
-        })
-        .map(|decoded| match decoded {
+        };
+        match n {
             Ok(n) => n,
             Err(error) => panic!("conformance: a stored test event did not decode: {error}"),
-        })
-        .collect()
+        }
+    };
+    events.iter().map(decoded).collect()
 }
 
 fn assert_ascending<S: EventStore>(what: &str, events: &[StoredEvent<S::Id, S::Position, S::Metadata>]) {
@@ -667,6 +667,17 @@ fn labelled(events: &[(&str, u64)]) -> Vec<(String, u64)> {
     events.iter().map(|&(kind, n)| (kind.to_owned(), n)).collect()
 }
 
+/// A case of a rule: what it checks, the filters, what they must load.
+type Case<'a, S, Expected> = (
+    &'a str,
+    Vec<EventFilter<<S as EventStore>::Id, <S as EventStore>::Position>>,
+    &'a [Expected],
+);
+
+/// A case of [`whole_stream_after`]: what it checks, `p`, the events
+/// after it.
+type AfterCase<'a, S> = (&'a str, <S as EventStore>::Position, &'a [(&'a str, u64)]);
+
 /// The whole-stream rules' log, in commit order:
 ///
 /// 1. `ACCOUNT`/`whole-a`: Opened 1, Noted 2, unlisted 3 (one batch);
@@ -812,7 +823,7 @@ where
     S::Metadata: ConformanceMetadata,
 {
     let (a, _, positions) = whole_stream_fixture(&store).await;
-    let cases: [(&str, S::Position, &[(&str, u64)]); 5] = [
+    let cases: [AfterCase<'_, S>; 5] = [
         (
             "p = the first event of the stream",
             positions[0],
@@ -866,7 +877,7 @@ where
     S::Metadata: ConformanceMetadata,
 {
     let (a, b, positions) = whole_stream_fixture(&store).await;
-    let cases: [(&str, Vec<EventFilter<S::Id, S::Position>>, &[u64]); 5] = [
+    let cases: [Case<'_, S, u64>; 5] = [
         (
             "the stream, a kind filter on it, a kind filter on the same id under another aggregate kind, a \
              kind across streams, the stream again",
@@ -965,7 +976,7 @@ where
         panic!("conformance (schema_versions): appending an event at schema version 3 failed: {error}");
     }
 
-    let cases: [(&str, Vec<EventFilter<S::Id, S::Position>>, &[(u64, u32)]); 4] = [
+    let cases: [Case<'_, S, (u64, u32)>; 4] = [
         (
             "for_stream",
             vec![EventFilter::for_stream(ACCOUNT, aggregate_id.clone())],
