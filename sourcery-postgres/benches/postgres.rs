@@ -42,7 +42,17 @@ async fn select_by_hand(pool: &PgPool, sql: &str, binds: &[&str]) -> usize {
         let kind: String = row.get(3);
         let data: Vec<u8> = row.get(4);
         let Json(metadata): Json<serde_json::Value> = row.get(5);
-        decoded.push((position, aggregate_kind, aggregate_id, kind, data, metadata));
+        let schema_version: i32 = row.get(6);
+        let schema_version = u32::try_from(schema_version).expect("a schema version");
+        decoded.push((
+            position,
+            aggregate_kind,
+            aggregate_id,
+            kind,
+            schema_version,
+            data,
+            metadata,
+        ));
     }
     decoded.len()
 }
@@ -238,8 +248,16 @@ fn loads(c: &mut Criterion, bench: &Bench) {
             assert_eq!(events.len(), 10_000);
         });
     });
+    // What a repository loads: the whole stream, whatever the kinds.
+    let whole_stream = [EventFilter::for_stream("bench", "big".to_owned())];
+    group.bench_function("one 10,000-event stream: store, whole stream", |b| {
+        b.to_async(&bench.runtime).iter(|| async {
+            let events = store.load_events(&whole_stream).await.expect("load");
+            assert_eq!(events.len(), 10_000);
+        });
+    });
     let stream_sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata FROM {table} \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version FROM {table} \
          WHERE aggregate_kind = $1 AND aggregate_id = $2 ORDER BY position"
     );
     group.bench_function("one 10,000-event stream: hand-written SELECT", |b| {
@@ -259,7 +277,7 @@ fn loads(c: &mut Criterion, bench: &Bench) {
         });
     });
     let kind_sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata FROM {table} \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version FROM {table} \
          WHERE event_kind = $1 ORDER BY position"
     );
     group.bench_function("one event kind across 110,000 events: hand-written SELECT", |b| {

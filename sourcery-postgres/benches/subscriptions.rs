@@ -248,11 +248,16 @@ async fn latency(seconds: u64) {
     drop_store(&store).await;
 }
 
+/// A row of the raw keyset read: position, aggregate kind, aggregate id,
+/// event kind, data, metadata, schema version.
+type RawRow = (i64, String, String, String, Vec<u8>, String, i32);
+
 /// Reads every row of the kind by keyset pages of 1,000, decoding the same
 /// columns the store decodes.
 async fn raw_keyset(store: &PgStore) -> (u64, Duration) {
     let sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text FROM \"{}\".sourcery_events \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version \
+         FROM \"{}\".sourcery_events \
          WHERE event_kind = $1 AND position > $2 ORDER BY position LIMIT 1000",
         store.schema()
     );
@@ -261,7 +266,7 @@ async fn raw_keyset(store: &PgStore) -> (u64, Duration) {
     let mut rows = 0_u64;
     let mut count = 0_u64;
     loop {
-        let page: Vec<(i64, String, String, String, Vec<u8>, String)> = sqlx::query_as(&sql)
+        let page: Vec<RawRow> = sqlx::query_as(&sql)
             .bind(Ticked::KIND)
             .bind(cursor)
             .fetch_all(store.pool())

@@ -7,7 +7,9 @@
 //! - **Ids** are stored as text through
 //!   [`TextId`](sourcery_core::store::TextId) (`String`, `uuid::Uuid`,
 //!   integers, your newtypes with `Display` + `FromStr`); **metadata** is any
-//!   serde type, stored as JSONB; **data** is the codec's bytes, as BYTEA.
+//!   serde type, stored as JSONB; **data** is the codec's bytes, as BYTEA;
+//!   each event's **schema version** is an `integer` (1 to 2³¹ − 1; events
+//!   written before migration 0008 are at 1).
 //! - **An append is one round trip**: one plain SQL statement with the
 //!   batch as arrays, in its own transaction. The batch is all there or not
 //!   at all.
@@ -23,6 +25,9 @@
 //!   [`Error::Contended`]), so the stream stays consistent.
 //! - **A load is one statement** for any set of filters, grouped so that
 //!   each branch is served by an index, streamed from the server row by row.
+//!   A whole stream ([`EventFilter::for_stream`](sourcery_core::store::EventFilter::for_stream),
+//!   a repository's load) is one branch without an event kind, read in
+//!   position order from the stream index.
 //!
 //! # Example
 //!
@@ -113,6 +118,7 @@
 //! are the loads of followers, and the whole load is cut so that the highest
 //! position it returns is a safe cursor. A load whose filters are all
 //! [`for_aggregate`](sourcery_core::store::EventFilter::for_aggregate)
+//! or [`for_stream`](sourcery_core::store::EventFilter::for_stream)
 //! filters without `after` (the repository's read before a command), a load
 //! of **one** stream with or without `after` (the repository's read of the
 //! events after a snapshot) and
@@ -195,7 +201,8 @@
 //!   (two `brk` calls and the page faults each time). It is now one
 //!   `INSERT … SELECT … RETURNING` without CTEs.
 //! - **Plain parameters for small batches.** Batches of up to 16 events bind
-//!   three parameters per event in a multi-row `VALUES` list, as the
+//!   their parameters (kind, data, metadata; since migration 0008 also the
+//!   schema version, measured before it) in a multi-row `VALUES` list, as the
 //!   hand-written `INSERT` does; decoding and unnesting arrays cost the
 //!   server more. Larger batches still go as arrays. Metadata is serialized
 //!   once and sent as `jsonb`.

@@ -106,7 +106,8 @@ pub(crate) fn plan<Id: TextId>(
                     .or_default();
                 match event_kind {
                     None => {
-                        stream.whole = Some(stream.whole.map_or(after, |bound| looser(bound, after)));
+                        let bound = stream.whole.map_or(after, |After(bound)| looser(bound, after));
+                        stream.whole = Some(After(bound));
                     }
                     Some(event_kind) => {
                         stream
@@ -139,7 +140,7 @@ pub(crate) fn plan<Id: TextId>(
         sql.close();
     }
     for ((aggregate_kind, aggregate_id), wanted) in streams {
-        if let Some(after) = wanted.whole {
+        if let Some(After(after)) = wanted.whole {
             // The whole stream: no event kind, so the stream index serves
             // it alone, in position order.
             sql.branch();
@@ -150,7 +151,7 @@ pub(crate) fn plan<Id: TextId>(
         let mut by_after: BTreeMap<Option<i64>, Vec<&str>> = BTreeMap::new();
         for (kind, after) in wanted.kinds {
             let covered = kinds.get(kind).is_some_and(|&cover| covers(cover, after))
-                || wanted.whole.is_some_and(|cover| covers(cover, after));
+                || wanted.whole.is_some_and(|After(cover)| covers(cover, after));
             if !covered {
                 by_after.entry(after).or_default().push(kind);
             }
@@ -180,12 +181,17 @@ pub(crate) fn plan<Id: TextId>(
     }))
 }
 
+/// A lower bound on positions: the events strictly after it; `None`, every
+/// event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct After(Option<i64>);
+
 /// What the filters on one stream want of it.
 #[derive(Debug, Default)]
 struct Stream<'a> {
-    /// Every event after this bound (`Some(None)`: every event), from
-    /// whole-stream filters; `None` without one.
-    whole: Option<Option<i64>>,
+    /// Every event of the stream after this bound (the whole-stream
+    /// filters' loosest), or `None` when no filter wants the whole stream.
+    whole: Option<After>,
     /// Event kind -> the events of that kind after this bound.
     kinds: BTreeMap<&'a str, Option<i64>>,
 }

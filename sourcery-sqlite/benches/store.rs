@@ -9,8 +9,9 @@
 //!   as the store does.
 //! - `load`: one stream of 10,000 events (written in batches of 10,
 //!   interleaved with another stream's) into `StoredEvent`s, metadata
-//!   decoded; the baseline runs the same `SELECT` with a cached statement
-//!   and builds the same values.
+//!   decoded, through the stream's two event kinds and through the whole
+//!   stream (`for_stream`, a repository's load); the baseline runs the
+//!   kinds' `SELECT` with a cached statement and builds the same values.
 //!
 //! Both sides use the store's schema and each its own file. Compare times
 //! within one run (run to run, figures on one machine vary by up to 20%).
@@ -140,6 +141,16 @@ fn load(c: &mut Criterion) {
             b.iter(|| {
                 let events = runtime
                     .block_on(store.load_events(&filters))
+                    .unwrap_or_else(|error| panic!("store load: {error}"));
+                assert_eq!(events.len(), LOADED);
+                black_box(events)
+            });
+        });
+        let whole = [EventFilter::for_stream(AGGREGATE, stream.clone())];
+        group.bench_function(format!("{level}/store, whole stream"), |b| {
+            b.iter(|| {
+                let events = runtime
+                    .block_on(store.load_events(&whole))
                     .unwrap_or_else(|error| panic!("store load: {error}"));
                 assert_eq!(events.len(), LOADED);
                 black_box(events)

@@ -3,7 +3,9 @@
 //! It checks the invariants of the [store contract](crate::store) against a
 //! fresh store per check: round trips of bytes, kinds, ids and metadata;
 //! per-stream and global order; every filter shape and their union;
-//! `stream_version`; optimistic and unchecked commits; atomic batches;
+//! whole-stream filters (every kind, `after`, unions with other filters);
+//! schema versions; `stream_version`; optimistic and unchecked commits;
+//! atomic batches;
 //! dropped transactions; awkward ids and kinds; a 1 MiB payload; and a race
 //! of 16 optimistic writers.
 //!
@@ -93,6 +95,10 @@ where
     ordering(make_store().await).await;
     filters(make_store().await).await;
     filter_union(make_store().await).await;
+    whole_stream(make_store().await).await;
+    whole_stream_after(make_store().await).await;
+    whole_stream_union(make_store().await).await;
+    schema_versions(make_store().await).await;
     optimistic_commits(make_store().await).await;
     unchecked_commits(make_store().await).await;
     raw_appends(make_store().await).await;
@@ -214,17 +220,17 @@ where
 }
 
 fn numbers<S: EventStore>(events: &[StoredEvent<S::Id, S::Position, S::Metadata>], store: &S) -> Vec<u64> {
-    events
-        .iter()
-        .map(|event| match event.kind.as_str() {
+    let decoded = |event: &StoredEvent<S::Id, S::Position, S::Metadata>| {
+        let n = match event.kind.as_str() {
             Opened::KIND => event.decode::<Opened>(store.codec()).map(|e| e.n),
             _ => event.decode::<Noted>(store.codec()).map(|e| e.n),
-        })
-        .map(|decoded| match decoded {
+        };
+        match n {
             Ok(n) => n,
             Err(error) => panic!("conformance: a stored test event did not decode: {error}"),
-        })
-        .collect()
+        }
+    };
+    events.iter().map(decoded).collect()
 }
 
 fn assert_ascending<S: EventStore>(what: &str, events: &[StoredEvent<S::Id, S::Position, S::Metadata>]) {
@@ -573,6 +579,448 @@ where
         "conformance (filters): the fixture's events"
     );
     (a, b, all)
+}
+
+/// A kind that only a whole-stream filter finds in the whole-stream rules:
+/// no `for_event` or `for_aggregate` filter of theirs names it.
+const UNLISTED: &str = "conformance.unlisted";
+
+/// A test event of `kind` numbered `n` (an `Opened` payload for
+/// [`Opened::KIND`], a `Noted` one for any other kind), encoded with the
+/// store's codec, at `schema_version`.
+fn numbered<S: EventStore>(
+    store: &S,
+    kind: &str,
+    n: u64,
+    schema_version: u32,
+) -> PersistableEvent<S::Metadata>
+where
+    S::Metadata: ConformanceMetadata,
+{
+    let codec = store.codec();
+    let data = if kind == Opened::KIND {
+        crate::codec::Codec::encode(codec, &Opened { n })
+    } else {
+        crate::codec::Codec::encode(
+            codec,
+            &Noted {
+                n,
+                text: format!("{kind} {n}"),
+            },
+        )
+    };
+    match data {
+        Ok(data) => {
+            PersistableEvent::new(kind, data, S::Metadata::sample(n)).with_schema_version(schema_version)
+        }
+        Err(error) => panic!("conformance: encoding a test event failed: {error}"),
+    }
+}
+
+/// Appends `events` (kind, number) to a stream as one unchecked batch, at
+/// schema version 1.
+async fn append_numbered<S: EventStore>(store: &S, kind: &str, aggregate_id: &S::Id, events: &[(&str, u64)])
+where
+    S::Metadata: ConformanceMetadata,
+{
+    let batch: Vec<PersistableEvent<S::Metadata>> = events
+        .iter()
+        .map(|&(event_kind, n)| numbered(store, event_kind, n, 1))
+        .collect();
+    let Some(batch) = NonEmpty::from_vec(batch) else {
+        panic!("conformance: a test batch must not be empty");
+    };
+    if let Err(error) = bounded("append", store.append(kind, aggregate_id, None, batch)).await {
+        panic!(
+            "conformance: an unchecked append of {} events failed: {error}",
+            events.len()
+        );
+    }
+}
+
+/// Each event's kind and number, in the order loaded.
+fn labels<S: EventStore>(
+    events: &[StoredEvent<S::Id, S::Position, S::Metadata>],
+    store: &S,
+) -> Vec<(String, u64)> {
+    let codec = store.codec();
+    events
+        .iter()
+        .map(|event| {
+            let n = if event.kind == Opened::KIND {
+                crate::codec::Codec::decode::<Opened>(codec, &event.data).map(|e| e.n)
+            } else {
+                crate::codec::Codec::decode::<Noted>(codec, &event.data).map(|e| e.n)
+            };
+            match n {
+                Ok(n) => (event.kind.clone(), n),
+                Err(error) => panic!(
+                    "conformance: the stored data of a test event of kind {:?} did not decode: {error}",
+                    event.kind
+                ),
+            }
+        })
+        .collect()
+}
+
+fn labelled(events: &[(&str, u64)]) -> Vec<(String, u64)> {
+    events.iter().map(|&(kind, n)| (kind.to_owned(), n)).collect()
+}
+
+/// A case of a rule: what it checks, the filters, what they must load.
+type Case<'a, S, Expected> = (
+    &'a str,
+    Vec<EventFilter<<S as EventStore>::Id, <S as EventStore>::Position>>,
+    &'a [Expected],
+);
+
+/// A case of [`whole_stream_after`]: what it checks, `p`, the events
+/// after it.
+type AfterCase<'a, S> = (&'a str, <S as EventStore>::Position, &'a [(&'a str, u64)]);
+
+/// The whole-stream rules' log, in commit order:
+///
+/// 1. `ACCOUNT`/`whole-a`: Opened 1, Noted 2, unlisted 3 (one batch);
+/// 2. `ACCOUNT`/`whole-b`: Noted 4;
+/// 3. `LEDGER`/`whole-a` (the same id under another aggregate kind):
+///    Opened 5, unlisted 6;
+/// 4. `ACCOUNT`/`whole-a`: unlisted 7, Noted 8.
+///
+/// Returns the ids of `whole-a` and `whole-b`, and the position of each
+/// event by number (`positions[n - 1]`).
+async fn whole_stream_fixture<S>(store: &S) -> (S::Id, S::Id, Vec<S::Position>)
+where
+    S: EventStore,
+    S::Id: From<String> + PartialEq,
+    S::Metadata: ConformanceMetadata,
+{
+    let a = id::<S>("whole-a");
+    let b = id::<S>("whole-b");
+    append_numbered(
+        store,
+        ACCOUNT,
+        &a,
+        &[(Opened::KIND, 1), (Noted::KIND, 2), (UNLISTED, 3)],
+    )
+    .await;
+    append_numbered(store, ACCOUNT, &b, &[(Noted::KIND, 4)]).await;
+    append_numbered(store, LEDGER, &a, &[(Opened::KIND, 5), (UNLISTED, 6)]).await;
+    append_numbered(store, ACCOUNT, &a, &[(UNLISTED, 7), (Noted::KIND, 8)]).await;
+    let all = load(
+        store,
+        &[
+            EventFilter::for_event(Opened::KIND),
+            EventFilter::for_event(Noted::KIND),
+            EventFilter::for_event(UNLISTED),
+        ],
+    )
+    .await;
+    let numbers: Vec<u64> = labels(&all, store).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        numbers,
+        (1..=8).collect::<Vec<_>>(),
+        "conformance (whole-stream fixture): for_event filters on the three kinds must load the 8 events \
+         appended, in commit order"
+    );
+    let positions = all.iter().map(|event| event.position).collect();
+    (a, b, positions)
+}
+
+/// `for_stream` returns every event of its stream whatever its kind (a kind
+/// no other filter names included), in append order, and nothing of other
+/// streams: not of another id, nor of another aggregate kind with the same
+/// id.
+///
+/// # Panics
+///
+/// When the store breaks the invariant.
+pub async fn whole_stream<S>(store: S)
+where
+    S: EventStore,
+    S::Id: From<String> + PartialEq,
+    S::Metadata: ConformanceMetadata,
+{
+    let (a, b, positions) = whole_stream_fixture(&store).await;
+
+    let stream = load(&store, &[EventFilter::for_stream(ACCOUNT, a.clone())]).await;
+    assert_ascending::<S>("whole_stream", &stream);
+    let expected = labelled(&[
+        (Opened::KIND, 1),
+        (Noted::KIND, 2),
+        (UNLISTED, 3),
+        (UNLISTED, 7),
+        (Noted::KIND, 8),
+    ]);
+    let got = labels(&stream, &store);
+    assert!(
+        got == expected,
+        "conformance (whole_stream): for_stream must return every event of the stream whatever its kind, in \
+         append order, and nothing of other streams: expected {expected:?}, got {got:?}"
+    );
+    for event in &stream {
+        assert!(
+            event.aggregate_kind == ACCOUNT && event.aggregate_id == a,
+            "conformance (whole_stream): for_stream({ACCOUNT:?}, {a:?}) returned an event of stream {:?}/{:?}",
+            event.aggregate_kind,
+            event.aggregate_id
+        );
+    }
+    let loaded: Vec<S::Position> = stream.iter().map(|event| event.position).collect();
+    let written = vec![
+        positions[0],
+        positions[1],
+        positions[2],
+        positions[6],
+        positions[7],
+    ];
+    assert!(
+        loaded == written,
+        "conformance (whole_stream): for_stream must return the events at the positions they were written at: \
+         expected {written:?}, got {loaded:?}"
+    );
+
+    let same_id = load(&store, &[EventFilter::for_stream(LEDGER, a.clone())]).await;
+    let expected = labelled(&[(Opened::KIND, 5), (UNLISTED, 6)]);
+    let got = labels(&same_id, &store);
+    assert!(
+        got == expected,
+        "conformance (whole_stream): the same id under another aggregate kind is another stream: \
+         for_stream({LEDGER:?}, ..) expected {expected:?}, got {got:?}"
+    );
+
+    let other = load(&store, &[EventFilter::for_stream(ACCOUNT, b)]).await;
+    let expected = labelled(&[(Noted::KIND, 4)]);
+    let got = labels(&other, &store);
+    assert!(
+        got == expected,
+        "conformance (whole_stream): for_stream of another id must return that stream only: expected \
+         {expected:?}, got {got:?}"
+    );
+
+    let missing = load(
+        &store,
+        &[EventFilter::for_stream(ACCOUNT, id::<S>("whole-missing"))],
+    )
+    .await;
+    assert!(
+        missing.is_empty(),
+        "conformance (whole_stream): for_stream of a stream without events must return nothing, got {:?}",
+        labels(&missing, &store)
+    );
+}
+
+/// `for_stream(..).after(p)` returns only the stream's events strictly
+/// after `p`, whether `p` is one of the stream's positions or another
+/// stream's.
+///
+/// # Panics
+///
+/// When the store breaks the invariant.
+pub async fn whole_stream_after<S>(store: S)
+where
+    S: EventStore,
+    S::Id: From<String> + PartialEq,
+    S::Metadata: ConformanceMetadata,
+{
+    let (a, _, positions) = whole_stream_fixture(&store).await;
+    let cases: [AfterCase<'_, S>; 5] = [
+        (
+            "p = the first event of the stream",
+            positions[0],
+            &[(Noted::KIND, 2), (UNLISTED, 3), (UNLISTED, 7), (Noted::KIND, 8)],
+        ),
+        (
+            "p = the stream's event 2 (strictly after: event 2 itself is out)",
+            positions[1],
+            &[(UNLISTED, 3), (UNLISTED, 7), (Noted::KIND, 8)],
+        ),
+        (
+            "p = another stream's event 4, between the stream's events 3 and 7",
+            positions[3],
+            &[(UNLISTED, 7), (Noted::KIND, 8)],
+        ),
+        (
+            "p = event 6 of the same id under another aggregate kind",
+            positions[5],
+            &[(UNLISTED, 7), (Noted::KIND, 8)],
+        ),
+        ("p = the stream's last event", positions[7], &[]),
+    ];
+    for (case, after, expected) in cases {
+        let tail = load(
+            &store,
+            &[EventFilter::for_stream(ACCOUNT, a.clone()).after(after)],
+        )
+        .await;
+        assert_ascending::<S>("whole_stream_after", &tail);
+        let expected = labelled(expected);
+        let got = labels(&tail, &store);
+        assert!(
+            got == expected,
+            "conformance (whole_stream_after): for_stream(..).after(p) must return only the stream's events \
+             strictly after p ({case}, p = {after:?}): expected {expected:?}, got {got:?}"
+        );
+    }
+}
+
+/// A union of `for_stream` filters with filters on event kinds, in the same
+/// stream and others, holds each event once, in ascending position, and
+/// each filter's `after` applies to that filter alone.
+///
+/// # Panics
+///
+/// When the store breaks the invariant.
+pub async fn whole_stream_union<S>(store: S)
+where
+    S: EventStore,
+    S::Id: From<String> + PartialEq,
+    S::Metadata: ConformanceMetadata,
+{
+    let (a, b, positions) = whole_stream_fixture(&store).await;
+    let cases: [Case<'_, S, u64>; 5] = [
+        (
+            "the stream, a kind filter on it, a kind filter on the same id under another aggregate kind, a \
+             kind across streams, the stream again",
+            vec![
+                EventFilter::for_stream(ACCOUNT, a.clone()),
+                EventFilter::for_aggregate(Noted::KIND, ACCOUNT, a.clone()),
+                EventFilter::for_aggregate(Opened::KIND, LEDGER, a.clone()),
+                EventFilter::for_event(Noted::KIND),
+                EventFilter::for_stream(ACCOUNT, a.clone()),
+            ],
+            &[1, 2, 3, 4, 5, 7, 8],
+        ),
+        (
+            "the stream after event 3, Opened of the stream from the start, Noted of the stream after event 7",
+            vec![
+                EventFilter::for_stream(ACCOUNT, a.clone()).after(positions[2]),
+                EventFilter::for_aggregate(Opened::KIND, ACCOUNT, a.clone()),
+                EventFilter::for_aggregate(Noted::KIND, ACCOUNT, a.clone()).after(positions[6]),
+            ],
+            &[1, 7, 8],
+        ),
+        (
+            "the stream after event 2 and the whole stream",
+            vec![
+                EventFilter::for_stream(ACCOUNT, a.clone()).after(positions[1]),
+                EventFilter::for_stream(ACCOUNT, a.clone()),
+            ],
+            &[1, 2, 3, 7, 8],
+        ),
+        (
+            "two whole streams, one after a position",
+            vec![
+                EventFilter::for_stream(LEDGER, a.clone()),
+                EventFilter::for_stream(ACCOUNT, b.clone()).after(positions[0]),
+            ],
+            &[4, 5, 6],
+        ),
+        (
+            "the stream after event 7 and the unlisted kind across streams",
+            vec![
+                EventFilter::for_stream(ACCOUNT, a.clone()).after(positions[6]),
+                EventFilter::for_event(UNLISTED),
+            ],
+            &[3, 6, 7, 8],
+        ),
+    ];
+    for (case, filters, expected) in cases {
+        let union = load(&store, &filters).await;
+        assert_ascending::<S>("whole_stream_union", &union);
+        let got: Vec<u64> = labels(&union, &store).into_iter().map(|(_, n)| n).collect();
+        assert!(
+            got == expected,
+            "conformance (whole_stream_union): the union of for_stream with other filters must hold each \
+             event once, in ascending position ({case}): expected events {expected:?}, got {got:?}"
+        );
+    }
+}
+
+/// Events written in one batch with schema versions 1, 2 and 7 load back
+/// with the same versions through `for_stream`, `for_aggregate` and
+/// `for_event`.
+///
+/// # Panics
+///
+/// When the store breaks the invariant.
+pub async fn schema_versions<S>(store: S)
+where
+    S: EventStore,
+    S::Id: From<String> + PartialEq,
+    S::Metadata: ConformanceMetadata,
+{
+    let aggregate_id = id::<S>("schema-versions");
+    let batch = vec![
+        numbered(&store, Opened::KIND, 1, 1),
+        numbered(&store, Noted::KIND, 2, 2),
+        numbered(&store, Opened::KIND, 3, 7),
+    ];
+    let Some(batch) = NonEmpty::from_vec(batch) else {
+        panic!("conformance (schema_versions): the test batch is not empty");
+    };
+    let appended = bounded(
+        "append_expecting_new",
+        store.append_expecting_new(ACCOUNT, &aggregate_id, batch),
+    )
+    .await;
+    if let Err(error) = appended {
+        panic!(
+            "conformance (schema_versions): appending events at schema versions 1, 2 and 7 failed: {error}"
+        );
+    }
+    // Another stream at other versions, so that a store returning one
+    // stream's versions for another shows.
+    let other = id::<S>("schema-versions-other");
+    let other_batch = NonEmpty::new(numbered(&store, Opened::KIND, 4, 3));
+    if let Err(error) = bounded("append", store.append(ACCOUNT, &other, None, other_batch)).await {
+        panic!("conformance (schema_versions): appending an event at schema version 3 failed: {error}");
+    }
+
+    let cases: [Case<'_, S, (u64, u32)>; 4] = [
+        (
+            "for_stream",
+            vec![EventFilter::for_stream(ACCOUNT, aggregate_id.clone())],
+            &[(1, 1), (2, 2), (3, 7)],
+        ),
+        (
+            "for_aggregate of each kind",
+            vec![
+                EventFilter::for_aggregate(Opened::KIND, ACCOUNT, aggregate_id.clone()),
+                EventFilter::for_aggregate(Noted::KIND, ACCOUNT, aggregate_id.clone()),
+            ],
+            &[(1, 1), (2, 2), (3, 7)],
+        ),
+        (
+            "for_aggregate of Opened",
+            vec![EventFilter::for_aggregate(
+                Opened::KIND,
+                ACCOUNT,
+                aggregate_id.clone(),
+            )],
+            &[(1, 1), (3, 7)],
+        ),
+        (
+            "for_event of both kinds",
+            vec![
+                EventFilter::for_event(Opened::KIND),
+                EventFilter::for_event(Noted::KIND),
+            ],
+            &[(1, 1), (2, 2), (3, 7), (4, 3)],
+        ),
+    ];
+    for (case, filters, expected) in cases {
+        let events = load(&store, &filters).await;
+        let got: Vec<(u64, u32)> = labels(&events, &store)
+            .into_iter()
+            .zip(&events)
+            .map(|((_, n), event)| (n, event.schema_version))
+            .collect();
+        assert!(
+            got == expected,
+            "conformance (schema_versions): each event must load with the schema version it was written at \
+             ({case}; pairs of event number and schema version): expected {expected:?}, got {got:?}"
+        );
+    }
 }
 
 /// An optimistic commit succeeds exactly when the stream is at the expected

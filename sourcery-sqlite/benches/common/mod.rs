@@ -83,8 +83,9 @@ pub(crate) fn baseline_connection(
     connection
 }
 
-pub(crate) const INSERT: &str = "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata) \
-                      VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(crate) const INSERT: &str = "INSERT INTO sourcery_events \
+                      (aggregate_kind, aggregate_id, event_kind, schema_version, data, metadata) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 pub(crate) fn baseline_append(
     connection: &mut Connection,
@@ -101,6 +102,7 @@ pub(crate) fn baseline_append(
                     AGGREGATE,
                     stream,
                     event.kind.as_str(),
+                    event.schema_version,
                     event.data.as_slice(),
                     metadata.as_str(),
                 ))?;
@@ -113,8 +115,8 @@ pub(crate) fn baseline_append(
     run().unwrap_or_else(|error| panic!("baseline append: {error}"))
 }
 
-pub(crate) const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata \
-                      FROM sourcery_events \
+pub(crate) const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, \
+                      schema_version FROM sourcery_events \
                       WHERE aggregate_kind = ?1 AND aggregate_id = ?2 AND event_kind IN (?3, ?4) \
                       ORDER BY position";
 
@@ -128,6 +130,7 @@ pub(crate) fn baseline_load(connection: &Connection, stream: &str) -> Vec<Event>
                 aggregate_kind: row.get(1)?,
                 aggregate_id: row.get(2)?,
                 kind: row.get(3)?,
+                schema_version: row.get(6)?,
                 data: row.get(4)?,
                 metadata: serde_json::from_str(&metadata)
                     .unwrap_or_else(|error| panic!("baseline metadata: {error}")),
