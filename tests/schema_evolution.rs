@@ -126,7 +126,10 @@ impl Handle<Deposit> for Account {
 /// Forgot the alias.
 #[derive(Debug, Default, Aggregate)]
 #[aggregate(kind = "account", id = String, error = ZeroDeposit)]
-#[aggregate(events(release1::Opened, FundsDepositedWithoutAlias), retired("account.audited"))]
+#[aggregate(
+    events(release1::Opened, FundsDepositedWithoutAlias),
+    retired("account.audited")
+)]
 struct AccountWithoutAlias {
     cents: u64,
 }
@@ -185,7 +188,10 @@ impl ApplyProjection<FundsDeposited> for Deposits {
 
 /// The store shapes the scenarios need.
 trait TestStore: EventStore<Id = String, Metadata = ()> + Subscribe + GloballyOrdered + Clone + 'static {}
-impl<S> TestStore for S where S: EventStore<Id = String, Metadata = ()> + Subscribe + GloballyOrdered + Clone + 'static {}
+impl<S> TestStore for S where
+    S: EventStore<Id = String, Metadata = ()> + Subscribe + GloballyOrdered + Clone + 'static
+{
+}
 
 /// Appends `events` to account `id` as release 1 did.
 async fn write<S: TestStore>(store: &S, id: &str, events: Vec<PersistableEvent<()>>) -> S::Position {
@@ -323,8 +329,16 @@ async fn mixed_versions<S: TestStore>(store: S) {
     assert_eq!(account.cents, 534);
 
     // A version newer than the code's is an error, not a guess.
-    write(&store, &id, vec![json("account.funds-deposited", 4, &serde_json::json!({}))]).await;
-    let error = repository.load::<Account>(&id).await.expect_err("v4 is from the future");
+    write(
+        &store,
+        &id,
+        vec![json("account.funds-deposited", 4, &serde_json::json!({}))],
+    )
+    .await;
+    let error = repository
+        .load::<Account>(&id)
+        .await
+        .expect_err("v4 is from the future");
     assert!(
         matches!(
             &error,
@@ -383,14 +397,23 @@ async fn renamed_kind_in_projections<S: TestStore>(store: S) {
         .expect("restart");
     runner.wait_for(latest, WAIT).await.expect("caught up");
     let after = runner.stop().await.expect("stop");
-    assert_eq!((after.cents, after.applied), (300, 1), "only the event after the checkpoint");
+    assert_eq!(
+        (after.cents, after.applied),
+        (300, 1),
+        "only the event after the checkpoint"
+    );
 }
 
 struct Open;
 
 impl sourcery::HandleCreate<Open> for Account {
     fn handle_create(_: &Open) -> Result<Vec<AccountEvent>, ZeroDeposit> {
-        Ok(vec![release1::Opened { owner: "Grace".into() }.into()])
+        Ok(vec![
+            release1::Opened {
+                owner: "Grace".into(),
+            }
+            .into(),
+        ])
     }
 }
 

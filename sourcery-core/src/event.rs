@@ -307,12 +307,14 @@ pub trait DecodeEvent: Sized {
 
     /// The older kinds this type also decodes ([`DomainEvent::ALIASES`]).
     /// None by default.
+    #[must_use]
     fn alias_kinds() -> &'static [&'static str] {
         &[]
     }
 
     /// Every kind this type decodes: [`event_kinds`](Self::event_kinds)
     /// then [`alias_kinds`](Self::alias_kinds).
+    #[must_use]
     fn decoded_kinds() -> Vec<&'static str> {
         Self::event_kinds()
             .iter()
@@ -511,6 +513,10 @@ pub mod __private {
     /// the retired list) that share a kind, and the kind; `None` when every
     /// kind is unique.
     #[must_use]
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "nested index loops (const code has no iterators) read best with short names"
+    )]
     pub const fn kind_clash(
         aggregate: &str,
         events: &[(&str, &str, &[&str])],

@@ -430,10 +430,6 @@ pub trait EventStore: Send + Sync + Sized {
     /// # Errors
     ///
     /// `error` itself when it is not about a stored event's content.
-    #[expect(
-        clippy::type_complexity,
-        reason = "a decode error is about the store's own id and position types"
-    )]
     fn into_decode_error(error: Self::Error) -> Result<DecodeError<Self::Id, Self::Position>, Self::Error> {
         Err(error)
     }

@@ -134,14 +134,28 @@ fn a_changed_field_type_fails_with_a_diff() {
         .event(retyped::FundsDeposited { amount: "5".into() })
         .verify()
         .expect_err("a sample that no longer decodes fails");
-    let [SampleFailure::NoLongerDecodes { kind, version, diff, .. }] = failures.failures.as_slice() else {
+    let [
+        SampleFailure::NoLongerDecodes {
+            kind, version, diff, ..
+        },
+    ] = failures.failures.as_slice()
+    else {
         panic!("one NoLongerDecodes failure expected, got {failures}");
     };
     assert_eq!((kind.as_str(), *version), ("account.deposited", 1));
-    assert!(diff.contains("-   \"amount\": 5"), "the recorded line is shown: {diff}");
-    assert!(diff.contains("+   \"amount\": \"5\""), "today's line is shown: {diff}");
+    assert!(
+        diff.contains("-   \"amount\": 5"),
+        "the recorded line is shown: {diff}"
+    );
+    assert!(
+        diff.contains("+   \"amount\": \"5\""),
+        "today's line is shown: {diff}"
+    );
     let message = failures.to_string();
-    assert!(message.contains("account.deposited") && message.contains("+   \"amount\": \"5\""), "{message}");
+    assert!(
+        message.contains("account.deposited") && message.contains("+   \"amount\": \"5\""),
+        "{message}"
+    );
 }
 
 #[test]
@@ -164,7 +178,10 @@ fn a_changed_kind_without_an_alias_fails_and_with_one_passes() {
         .event(aliased::FundsDeposited { amount: 5 })
         .verify()
         .expect("the alias decodes the old kind's sample");
-    assert_eq!(report.checked, 2, "the old kind's sample and the new kind's: {report:?}");
+    assert_eq!(
+        report.checked, 2,
+        "the old kind's sample and the new kind's: {report:?}"
+    );
 }
 
 #[test]
@@ -175,7 +192,11 @@ fn an_upcaster_covers_a_changed_field_type() {
         .event(upcast::FundsDeposited { amount: "5".into() })
         .verify()
         .expect("the v1 sample is upcast, then decoded");
-    assert_eq!(report.recorded.len(), 1, "the v2 sample is recorded beside v1: {report:?}");
+    assert_eq!(
+        report.recorded.len(),
+        1,
+        "the v2 sample is recorded beside v1: {report:?}"
+    );
     assert!(folder.join("account.deposited").join("v2.json").is_file());
     assert_eq!(report.checked, 2);
 }
@@ -188,7 +209,10 @@ fn recording_can_be_required_to_have_happened() {
         .record_missing(false)
         .verify()
         .expect_err("a missing sample is a failure when recording is off");
-    assert!(matches!(failures.failures.as_slice(), [SampleFailure::NotRecorded { .. }]), "{failures}");
+    assert!(
+        matches!(failures.failures.as_slice(), [SampleFailure::NotRecorded { .. }]),
+        "{failures}"
+    );
     assert!(!folder.exists(), "nothing was written");
 }
 

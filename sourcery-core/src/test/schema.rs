@@ -109,6 +109,10 @@ impl EventSamples {
     /// otherwise. `E` also decodes the recorded files of its kind and
     /// aliases.
     #[must_use]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "samples are handed over like values: `.event(FundsDeposited { .. })`"
+    )]
     pub fn event<E: DomainEvent>(mut self, sample: E) -> Self {
         self.samples.push(Sample {
             kind: E::KIND,
@@ -190,6 +194,10 @@ impl EventSamples {
     ///
     /// When [`verify`](Self::verify) fails.
     #[track_caller]
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "tests call it for its panic; the report is there for those who want it"
+    )]
     pub fn assert(&self) -> SampleReport {
         match self.verify() {
             Ok(report) => report,
@@ -372,7 +380,7 @@ fn file_name(kind: &str) -> String {
         }
     }
     if name.is_empty() || name.starts_with('.') {
-        name.insert_str(0, "%");
+        name.insert(0, '%');
     }
     name
 }
