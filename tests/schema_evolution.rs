@@ -69,7 +69,12 @@ fn deposit_steps(step: &mut UpcastStep<'_>) -> Result<(), UpcastError> {
                 .ok_or_else(|| UpcastError::invalid("`amount` is not a number"))?;
             *value = serde_json::json!({ "cents": euros * 100 });
         }
-        2 => value["currency"] = serde_json::json!("EUR"),
+        2 => {
+            let fields = value
+                .as_object_mut()
+                .ok_or_else(|| UpcastError::invalid("a v2 deposit is a JSON object"))?;
+            fields.insert("currency".to_owned(), serde_json::json!("EUR"));
+        }
         from => return Err(UpcastError::Missing { from }),
     }
     Ok(())
@@ -288,6 +293,23 @@ async fn renamed_kind<S: TestStore>(store: S) {
         .await
         .expect_err("not NotFound: the stream has an event");
     assert!(matches!(error, LoadError::Decode(_)), "{error:?}");
+    let error = repository
+        .create::<Account, _>(&only, &Open, ())
+        .await
+        .expect_err("the stream exists, whatever its kinds");
+    assert!(
+        matches!(error, CommandError::AlreadyExists { ref aggregate_id, .. } if *aggregate_id == only),
+        "{error:?}"
+    );
+    assert_eq!(
+        store
+            .load_events(&[EventFilter::for_stream("account", only.clone())])
+            .await
+            .expect("stream")
+            .len(),
+        1,
+        "the refused create wrote nothing"
+    );
 }
 
 /// A retired kind is skipped on load and counts for the version; without

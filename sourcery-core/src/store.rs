@@ -421,7 +421,7 @@ pub trait EventStore: Send + Sync + Sized {
     + 'a;
 
     /// Tells a stored event that does not decode (metadata of another
-    /// shape, an id that does not parse) apart from a store failure:
+    /// shape than the store's metadata type) apart from a store failure:
     /// `Ok` with the [`DecodeError`] naming the event when `error` is one,
     /// the error back otherwise. The repository reports the first as
     /// `LoadError::Decode`, the second as `LoadError::Store`. By default

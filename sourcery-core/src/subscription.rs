@@ -303,7 +303,12 @@ impl<S: Subscribe> Follower<S> {
             Some(cursor) => self
                 .filters
                 .iter()
-                .map(|filter| filter.clone().after(cursor))
+                // The filter's own bound stays when it is past the cursor:
+                // a subscription delivers what `load_events` would.
+                .map(|filter| {
+                    let bound = filter.after_position().map_or(cursor, |own| own.max(cursor));
+                    filter.clone().after(bound)
+                })
                 .collect(),
             None => self.filters.clone(),
         };

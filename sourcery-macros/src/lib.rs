@@ -58,6 +58,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// #[derive(Aggregate)]
 /// #[aggregate(id = T, error = E, events(A, b::B, ..))]
 /// #[aggregate(kind = "bank-account", event_enum = "AccountEvent")] // optional
+/// #[aggregate(snapshot_version = 2, retired("account.audited"))]     // optional
 /// ```
 ///
 /// - `id = T`: the aggregate's id type (`Aggregate::Id`).

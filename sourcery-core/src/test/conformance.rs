@@ -41,8 +41,8 @@ use serde::{Deserialize, Serialize};
 
 mod subscriptions;
 pub use subscriptions::{
-    catch_up_then_live, concurrent_writers_and_subscribers, progress_past_filtered_events,
-    resume_after_position, run_subscriptions,
+    catch_up_then_live, concurrent_writers_and_subscribers, filter_after_is_kept,
+    progress_past_filtered_events, resume_after_position, run_subscriptions,
 };
 
 use crate::concurrency::{Optimistic, Unchecked};

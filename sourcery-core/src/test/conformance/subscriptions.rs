@@ -29,6 +29,7 @@ where
 {
     catch_up_then_live(make_store().await).await;
     resume_after_position(make_store().await).await;
+    filter_after_is_kept(make_store().await).await;
     progress_past_filtered_events(make_store().await).await;
     concurrent_writers_and_subscribers(make_store().await, 4, 50, 2).await;
 }
@@ -107,6 +108,50 @@ where
         numbers(&[first], &store),
         [4],
         "conformance (resume_after_position)"
+    );
+}
+
+/// A filter's own `after` holds in a subscription as in `load_events`:
+/// subscribing with `for_event(k).after(p2)` from `p1 < p2` delivers only
+/// the events after `p2`, in the history and live.
+///
+/// # Panics
+///
+/// When the store breaks the invariant.
+pub async fn filter_after_is_kept<S>(store: S)
+where
+    S: Subscribe,
+    S::Id: From<String> + PartialEq,
+    S::Metadata: ConformanceMetadata,
+{
+    use crate::event::DomainEvent as _;
+    let stream = id::<S>("subscribe-after");
+    let p1 = commit_unchecked(&store, ACCOUNT, &stream, &[1]).await;
+    let p2 = commit_unchecked(&store, ACCOUNT, &stream, &[2]).await;
+    commit_unchecked(&store, ACCOUNT, &stream, &[3]).await;
+    let filters = vec![EventFilter::for_event(super::Noted::KIND).after(p2)];
+    let loaded = match bounded("filter_after_is_kept: load", store.load_events(&filters)).await {
+        Ok(events) => numbers(&events, &store),
+        Err(error) => panic!("conformance rule subscribe.filter_after_is_kept: load_events failed: {error}"),
+    };
+    assert!(
+        loaded == [3],
+        "conformance rule subscribe.filter_after_is_kept: load_events after p2 gives the event at p3 only, got {loaded:?}"
+    );
+    let mut subscription = store.subscribe(filters, Some(p1));
+    let first = next_event("filter_after_is_kept: history", &mut subscription).await;
+    let first = numbers(&[first], &store);
+    assert!(
+        first == [3],
+        "conformance rule subscribe.filter_after_is_kept: subscribing from p1 with a filter after p2 delivers \
+         the event at p3 first (the filter's own `after` is kept, as in load_events), got {first:?}"
+    );
+    commit_unchecked(&store, ACCOUNT, &stream, &[4]).await;
+    let live = next_event("filter_after_is_kept: live", &mut subscription).await;
+    let live = numbers(&[live], &store);
+    assert!(
+        live == [4],
+        "conformance rule subscribe.filter_after_is_kept: the live event after p3 comes next, got {live:?}"
     );
 }
 

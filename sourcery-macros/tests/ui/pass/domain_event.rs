@@ -30,7 +30,10 @@ fn deposit_steps(step: &mut UpcastStep<'_>) -> Result<(), UpcastError> {
         }
         // v2 → v3: a currency, EUR for every older event.
         2 => {
-            value["currency"] = serde_json::json!("EUR");
+            let fields = value
+                .as_object_mut()
+                .ok_or_else(|| UpcastError::invalid("a v2 deposit is a JSON object"))?;
+            fields.insert("currency".to_owned(), serde_json::json!("EUR"));
         }
         from => return Err(UpcastError::Missing { from }),
     }
