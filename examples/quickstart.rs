@@ -256,3 +256,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 // ANCHOR_END: main
+
+/// Golden samples of the quickstart's events (`examples/event-samples/quickstart/`),
+/// run by `cargo test --example quickstart`.
+#[cfg(test)]
+mod tests {
+    use sourcery::test::schema::EventSamples;
+
+    use super::*;
+
+    #[test]
+    fn golden_samples() {
+        EventSamples::new("examples/event-samples/quickstart")
+            .aggregate::<Account>()
+            .event(AccountOpened { owner: "Ada".into() })
+            .event(FundsDeposited { amount: 100 })
+            .event(FundsWithdrawn { amount: 30 })
+            .assert();
+    }
+}

@@ -381,3 +381,36 @@ fn test_the_upcaster_alone() -> Result<(), Box<dyn Error>> {
     println!("\nupcast alone: v1 {{\"amount\":5}} -> v3 {v3}");
     Ok(())
 }
+
+/// Golden samples of this example's events (`examples/event-samples/versioned_events/`), run
+/// by `cargo test --example versioned_events`: today's types must keep
+/// reading every recorded payload. The folder also holds what release 1
+/// wrote under the old kind (`account.deposited/v1.json`, recorded by
+/// hand), so the alias and both upcast steps stay tested against old data.
+#[cfg(test)]
+mod tests {
+    use sourcery::test::schema::EventSamples;
+
+    use super::*;
+
+    #[test]
+    fn golden_samples() {
+        EventSamples::new("examples/event-samples/versioned_events")
+            .aggregate::<Account>()
+            .event(AccountOpened {
+                given_name: "Ada".into(),
+                family_name: "Lovelace".into(),
+            })
+            .event(FundsDeposited {
+                money: Money {
+                    cents: 500,
+                    currency: "EUR".into(),
+                },
+            })
+            .event(FundsWithdrawn {
+                cents: 200,
+                reference: Some("rent".into()),
+            })
+            .assert();
+    }
+}
