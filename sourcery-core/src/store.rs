@@ -91,7 +91,10 @@ pub struct PersistableEvent<M> {
     /// The version of the event's shape the data is written in
     /// ([`DomainEvent::VERSION`](crate::event::DomainEvent::VERSION); 1 for
     /// an event that never changed shape). Stores keep it beside the data;
-    /// loading upcasts older versions before decoding.
+    /// loading upcasts older versions before decoding. Versions start at 1
+    /// (`#[derive(DomainEvent)]` refuses `version = 0`); the PostgreSQL and
+    /// SQLite stores refuse a batch holding 0, and PostgreSQL one above
+    /// `i32::MAX`, before writing anything.
     pub schema_version: u32,
     /// The event encoded by the store's codec.
     pub data: Vec<u8>,
