@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_append_statement.sql",
         sql: include_str!("../migrations/0006_append_statement.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_frontier_own_appends.sql",
+        sql: include_str!("../migrations/0007_frontier_own_appends.sql"),
+    },
 ];
 
 /// The highest migration this release ships.
@@ -72,6 +77,10 @@ impl Migration {
             .replace("__SCHEMA__", schema.quoted())
             .replace("__ORDER_LOCK__", &schema.order_lock().to_string())
             .replace("__STREAM_LOCK_SEED__", &schema.stream_lock_seed().to_string())
+            .replace(
+                "__APPENDER_LOCK_CLASS__",
+                &schema.appender_lock_class().to_string(),
+            )
     }
 }
 
@@ -186,7 +195,7 @@ mod tests {
         for migration in MIGRATIONS {
             let sql = migration.sql_for(&schema);
             assert!(
-                !sql.contains("__S") && !sql.contains("__O"),
+                !sql.contains("__S") && !sql.contains("__O") && !sql.contains("__A"),
                 "{} keeps a placeholder",
                 migration.name
             );

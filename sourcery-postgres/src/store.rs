@@ -87,6 +87,7 @@ impl Statements {
     fn new(schema: Schema) -> Self {
         let events = schema.qualify("sourcery_events");
         let frontier = schema.qualify("sourcery_frontier");
+        let appenders = schema.appender_lock_class();
         Self {
             append: append_statement(&schema, Rows::Arrays),
             append_values: (1..=VALUES_ROWS)
@@ -114,7 +115,13 @@ impl Statements {
                            ORDER BY e.position LIMIT 1), \
                  running AS (SELECT xid(r.tx_id) AS xid \
                              FROM pg_snapshot_xip(pg_current_snapshot()) AS r(tx_id), below, above \
-                             WHERE r.tx_id > below.tx_id AND r.tx_id < above.tx_id) \
+                             WHERE r.tx_id > below.tx_id AND r.tx_id < above.tx_id \
+                               AND (pg_is_in_recovery() OR EXISTS (\
+                                   SELECT FROM pg_locks l \
+                                   WHERE l.locktype = 'advisory' AND l.classid = {appenders}::oid \
+                                     AND l.objsubid = 1 AND l.objid = xid(r.tx_id)::text::oid \
+                                     AND l.database = (SELECT d.oid FROM pg_database d \
+                                                       WHERE d.datname = current_database())))) \
                  SELECT a.pid, age(a.backend_xid) AS xid_age, \
                         EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8, \
                         a.state, NULL::text \
@@ -215,6 +222,12 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
     // The batch's positions, drawn in order: one `nextval` per event (an
     // array constructor's elements are evaluated first to last).
     let draw = format!("nextval('{sequence}'::regclass)");
+    // Taken before the positions are drawn and held until the transaction
+    // ends: the frontier waits only for transactions that hold it (ADR 0002).
+    let register = format!(
+        "pg_advisory_xact_lock_shared({} | xid(pg_current_xact_id())::text::bigint) IS NOT NULL",
+        schema.appender_lock_class() << 32
+    );
     let positions = match rows {
         Rows::Arrays => format!(
             "ARRAY(SELECT {draw} FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n)"
@@ -225,7 +238,7 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
         "(SELECT drawn.tx_id, drawn.positions, drawn.sequence, \
                  CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released \
           FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
-                       CASE WHEN locked.passed THEN {positions} END AS positions, \
+                       CASE WHEN locked.passed AND {register} THEN {positions} END AS positions, \
                        locked.sequence \
                 FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
                              checked.passed, checked.sequence \
@@ -293,7 +306,8 @@ impl<Id, M> Store<Id, M> {
     /// # Errors
     ///
     /// [`Error::InvalidSchemaName`] unless the name is 1 to 63 ASCII
-    /// letters, digits and `_`, not starting with a digit.
+    /// letters, digits and `_`, not starting with a digit nor with `pg_`
+    /// (PostgreSQL reserves that prefix for system schemas).
     pub fn with_schema(pool: PgPool, schema: impl Into<String>) -> Result<Self, Error> {
         Ok(Self::from_parts(pool, Schema::new(schema.into())?))
     }
