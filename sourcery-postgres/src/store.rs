@@ -206,7 +206,9 @@ enum Rows {
 ///    session advisory lock the transaction id is assigned and the batch's
 ///    positions are drawn, so position order equals transaction id order
 ///    among appends (ADR 0002); the lock is released before the first row
-///    is inserted.
+///    is inserted. Before drawing, the append takes the schema's appender
+///    lock (shared, keyed by its transaction id, held until it ends), which
+///    is what the frontier waits for.
 ///
 /// The rows come from a `VALUES` list joined `LATERAL` to `head` (so `head`
 /// is the outer side of the join and runs once), or from set-returning
@@ -301,7 +303,10 @@ impl<Id, M> Store<Id, M> {
 
     /// A store on `pool`, with its tables in `schema` (created by
     /// [`migrate`](Self::migrate) if missing). Several stores can share a
-    /// database in different schemas; each has its own log and order.
+    /// database in different schemas; each has its own log and order, and
+    /// its followers wait only for its own appends in flight, never for
+    /// transactions of other schemas or other databases (see the
+    /// [crate docs](crate#global-order)).
     ///
     /// # Errors
     ///
@@ -399,9 +404,11 @@ impl<Id, M> Store<Id, M> {
     }
 
     /// The transactions that hold the safe frontier back, oldest first: the
-    /// running transactions that may own the first missing position above
-    /// the frontier (an append in flight), prepared transactions included.
-    /// Empty when nothing holds it back.
+    /// running appends of this schema (holders of its appender lock) that
+    /// may own the first missing position above the frontier, prepared
+    /// transactions included. Transactions of other schemas and databases
+    /// are never listed: they do not hold the frontier. Empty when nothing
+    /// holds it back.
     ///
     /// Appends commit within one call, so an entry that stays is a
     /// transaction kept open around an append, and explains a stalled
