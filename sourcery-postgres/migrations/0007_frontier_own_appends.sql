@@ -15,17 +15,39 @@
 -- rows around it, as before, and then:
 -- - stops if one of them holds the lock now: an append of this schema in
 --   flight;
--- - otherwise, stops if one of them is no longer running now (it may have
---   ended after the snapshot was taken, committing rows the snapshot does
---   not see; the next call decides);
--- - otherwise passes: a transaction still running that does not hold the
---   lock has drawn no position here (an append takes the lock before it
---   draws, and keeps it until its transaction ends; transactions leave the
---   running set before they release their locks), and never will (an append
---   is refused in a transaction that already has an id).
--- The lock table is read before the running set is checked again, in that
--- order. On a standby, where the primary's advisory locks are not visible,
--- every bracketed running transaction holds the hole, as before.
+-- - otherwise, after the lock table was read, stops if the hole is no
+--   longer empty in a fresh snapshot (`sourcery_frontier_hole_filled`): a
+--   bracketed append may have committed into it after the load's snapshot
+--   and released its lock before the lock table was read; the next load
+--   sees its rows. (Under REPEATABLE READ or SERIALIZABLE no fresh snapshot
+--   is to be had: there it stops if a bracketed transaction is no longer
+--   running.)
+-- - otherwise passes: a bracketed transaction that had not ended when the
+--   fresh snapshot was taken was running when the lock table was read
+--   (transactions leave the running set before they release their locks),
+--   so if it had drawn a position here it held the lock (an append takes it
+--   before it draws and keeps it until its transaction ends); and it never
+--   will draw one (an append is refused in a transaction that already has
+--   an id).
+-- On a standby, where the primary's advisory locks are not visible, every
+-- bracketed running transaction holds the hole, as before.
+
+-- Whether a row lies strictly between two positions, on a snapshot of its
+-- own: VOLATILE, so under READ COMMITTED it reads what has committed by now,
+-- not what the calling load's snapshot saw.
+CREATE FUNCTION __SCHEMA__.sourcery_frontier_hole_filled(p_after bigint, p_before bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+AS $function$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1 FROM __SCHEMA__.sourcery_events e
+        WHERE e.position > p_after AND e.position < p_before
+    );
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION __SCHEMA__.sourcery_frontier()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -83,8 +105,13 @@ BEGIN
                 ) THEN
                     EXIT;
                 END IF;
-                -- After the lock table was read: still running, all of them?
-                IF EXISTS (
+                -- After the lock table was read: did one of them commit into
+                -- the hole since the snapshot?
+                IF current_setting('transaction_isolation') = 'read committed' THEN
+                    IF __SCHEMA__.sourcery_frontier_hole_filled(v_position, v_row.position) THEN
+                        EXIT;
+                    END IF;
+                ELSIF EXISTS (
                     SELECT 1 FROM unnest(v_candidates) AS c
                     WHERE pg_xact_status(c) IS DISTINCT FROM 'in progress'
                 ) THEN
