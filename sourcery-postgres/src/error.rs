@@ -119,7 +119,8 @@ pub enum Error {
         max: usize,
     },
 
-    /// The schema name cannot be a PostgreSQL identifier.
+    /// The schema name is refused: it is not an identifier the store
+    /// accepts, or PostgreSQL reserves it (the `pg_` prefix).
     #[error("{name:?} is not a usable schema name: {reason}")]
     InvalidSchemaName {
         /// The name given.

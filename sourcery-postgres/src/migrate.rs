@@ -51,9 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_append_statement.sql",
         sql: include_str!("../migrations/0006_append_statement.sql"),
     },
-    // Number 7 is taken by a change developed alongside this one; the runner
-    // applies every migration a schema lacks, in order of number, so a
-    // schema at 8 gets 7 when it arrives.
+    Migration {
+        version: 7,
+        name: "0007_frontier_own_appends.sql",
+        sql: include_str!("../migrations/0007_frontier_own_appends.sql"),
+    },
     Migration {
         version: 8,
         name: "0008_schema_version.sql",
@@ -80,6 +82,10 @@ impl Migration {
             .replace("__SCHEMA__", schema.quoted())
             .replace("__ORDER_LOCK__", &schema.order_lock().to_string())
             .replace("__STREAM_LOCK_SEED__", &schema.stream_lock_seed().to_string())
+            .replace(
+                "__APPENDER_LOCK_CLASS__",
+                &schema.appender_lock_class().to_string(),
+            )
     }
 }
 
@@ -213,7 +219,7 @@ mod tests {
         for migration in MIGRATIONS {
             let sql = migration.sql_for(&schema);
             assert!(
-                !sql.contains("__S") && !sql.contains("__O"),
+                !sql.contains("__S") && !sql.contains("__O") && !sql.contains("__A"),
                 "{} keeps a placeholder",
                 migration.name
             );

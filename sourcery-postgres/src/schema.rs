@@ -28,6 +28,9 @@ impl Schema {
             Some("it starts with a digit")
         } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             Some("only ASCII letters, digits and `_` are allowed")
+        } else if name.starts_with("pg_") {
+            // `CREATE SCHEMA` refuses it: the prefix is the system's.
+            Some("PostgreSQL reserves the prefix `pg_` for system schemas")
         } else {
             None
         };
@@ -61,6 +64,17 @@ impl Schema {
     /// it as two plain 32-bit halves.
     pub(crate) fn order_lock(&self) -> i64 {
         i64::try_from(fnv1a(&["sourcery-postgres/global-order", &self.name]) >> 1).unwrap_or(0)
+    }
+
+    /// The high half of the shared transaction advisory lock every append
+    /// takes before it draws positions, and holds until its transaction
+    /// ends: the key is `(class << 32) | the low 32 bits of its transaction
+    /// id`. `pg_locks` shows it as `classid` = this class, `objid` = the
+    /// transaction id, `objsubid` = 1, so the frontier can tell this
+    /// schema's appends from every other running transaction. Below 2³¹, so
+    /// the key is a non-negative `bigint`.
+    pub(crate) fn appender_lock_class(&self) -> i64 {
+        i64::try_from(fnv1a(&["sourcery-postgres/appenders", &self.name]) >> 33).unwrap_or(0)
     }
 
     /// The seed of the per-stream transaction advisory locks.
@@ -115,13 +129,30 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        for name in ["", "a\0b", "it's", "a\"b", "1abc", "a-b", "ünï", &"x".repeat(64)] {
+        for name in [
+            "",
+            "a\0b",
+            "it's",
+            "a\"b",
+            "1abc",
+            "a-b",
+            "ünï",
+            &"x".repeat(64),
+            "pg_x",
+            "pg_catalog",
+            "pg_",
+        ] {
             assert!(matches!(
                 Schema::new(name.to_owned()),
                 Err(Error::InvalidSchemaName { .. })
             ));
         }
         assert!(Schema::new("x".repeat(63)).is_ok());
+        // The reserved prefix is lowercase `pg_` only: names are quoted, so
+        // these are other names, which PostgreSQL accepts.
+        for name in ["PG_x", "Pg_x", "pgx", "x_pg_"] {
+            assert!(Schema::new(name.to_owned()).is_ok(), "{name}");
+        }
     }
 
     #[test]
@@ -131,6 +162,8 @@ mod tests {
         assert!(a.order_lock() >= 0);
         assert_ne!(a.order_lock(), b.order_lock());
         assert_ne!(a.stream_lock_seed(), b.stream_lock_seed());
+        assert!((0..1 << 31).contains(&a.appender_lock_class()));
+        assert_ne!(a.appender_lock_class(), b.appender_lock_class());
         // FNV-1a is fixed: these values must never change between releases.
         assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));

@@ -86,7 +86,8 @@ impl SnapshotStore {
     /// # Errors
     ///
     /// [`Error::InvalidSchemaName`] unless the name is 1 to 63 ASCII
-    /// letters, digits and `_`, not starting with a digit.
+    /// letters, digits and `_`, not starting with a digit nor with `pg_`
+    /// (PostgreSQL reserves that prefix for system schemas).
     pub fn with_schema(
         pool: PgPool,
         schema: impl Into<String>,

@@ -88,6 +88,7 @@ impl Statements {
     fn new(schema: Schema) -> Self {
         let events = schema.qualify("sourcery_events");
         let frontier = schema.qualify("sourcery_frontier");
+        let appenders = schema.appender_lock_class();
         Self {
             append: append_statement(&schema, Rows::Arrays),
             append_values: (1..=VALUES_ROWS)
@@ -116,7 +117,13 @@ impl Statements {
                            ORDER BY e.position LIMIT 1), \
                  running AS (SELECT xid(r.tx_id) AS xid \
                              FROM pg_snapshot_xip(pg_current_snapshot()) AS r(tx_id), below, above \
-                             WHERE r.tx_id > below.tx_id AND r.tx_id < above.tx_id) \
+                             WHERE r.tx_id > below.tx_id AND r.tx_id < above.tx_id \
+                               AND (pg_is_in_recovery() OR EXISTS (\
+                                   SELECT FROM pg_locks l \
+                                   WHERE l.locktype = 'advisory' AND l.classid = {appenders}::oid \
+                                     AND l.objsubid = 1 AND l.objid = xid(r.tx_id)::text::oid \
+                                     AND l.database = (SELECT d.oid FROM pg_database d \
+                                                       WHERE d.datname = current_database())))) \
                  SELECT a.pid, age(a.backend_xid) AS xid_age, \
                         EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8, \
                         a.state, NULL::text \
@@ -201,7 +208,9 @@ enum Rows {
 ///    session advisory lock the transaction id is assigned and the batch's
 ///    positions are drawn, so position order equals transaction id order
 ///    among appends (ADR 0002); the lock is released before the first row
-///    is inserted.
+///    is inserted. Before drawing, the append takes the schema's appender
+///    lock (shared, keyed by its transaction id, held until it ends), which
+///    is what the frontier waits for.
 ///
 /// The rows come from a `VALUES` list joined `LATERAL` to `head` (so `head`
 /// is the outer side of the join and runs once), or from set-returning
@@ -217,6 +226,12 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
     // The batch's positions, drawn in order: one `nextval` per event (an
     // array constructor's elements are evaluated first to last).
     let draw = format!("nextval('{sequence}'::regclass)");
+    // Taken before the positions are drawn and held until the transaction
+    // ends: the frontier waits only for transactions that hold it (ADR 0002).
+    let register = format!(
+        "pg_advisory_xact_lock_shared({} | xid(pg_current_xact_id())::text::bigint) IS NOT NULL",
+        schema.appender_lock_class() << 32
+    );
     let positions = match rows {
         Rows::Arrays => format!(
             "ARRAY(SELECT {draw} FROM (SELECT generate_series(1, cardinality($5::text[])) OFFSET 0) AS n)"
@@ -227,7 +242,7 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
         "(SELECT drawn.tx_id, drawn.positions, drawn.sequence, \
                  CASE WHEN drawn.positions IS NOT NULL THEN pg_advisory_unlock({lock}) END AS released \
           FROM (SELECT CASE WHEN locked.passed THEN pg_current_xact_id() END AS tx_id, \
-                       CASE WHEN locked.passed THEN {positions} END AS positions, \
+                       CASE WHEN locked.passed AND {register} THEN {positions} END AS positions, \
                        locked.sequence \
                 FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
                              checked.passed, checked.sequence \
@@ -293,12 +308,16 @@ impl<Id, M> Store<Id, M> {
 
     /// A store on `pool`, with its tables in `schema` (created by
     /// [`migrate`](Self::migrate) if missing). Several stores can share a
-    /// database in different schemas; each has its own log and order.
+    /// database in different schemas; each has its own log and order, and
+    /// its followers wait only for its own appends in flight, never for
+    /// transactions of other schemas or other databases (see the
+    /// [crate docs](crate#global-order)).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidSchemaName`] unless the name is 1 to 63 ASCII
-    /// letters, digits and `_`, not starting with a digit.
+    /// letters, digits and `_`, not starting with a digit nor with `pg_`
+    /// (PostgreSQL reserves that prefix for system schemas).
     pub fn with_schema(pool: PgPool, schema: impl Into<String>) -> Result<Self, Error> {
         Ok(Self::from_parts(pool, Schema::new(schema.into())?))
     }
@@ -403,9 +422,11 @@ impl<Id, M> Store<Id, M> {
     }
 
     /// The transactions that hold the safe frontier back, oldest first: the
-    /// running transactions that may own the first missing position above
-    /// the frontier (an append in flight), prepared transactions included.
-    /// Empty when nothing holds it back.
+    /// running appends of this schema (holders of its appender lock) that
+    /// may own the first missing position above the frontier, prepared
+    /// transactions included. Transactions of other schemas and databases
+    /// are never listed: they do not hold the frontier. Empty when nothing
+    /// holds it back.
     ///
     /// Appends commit within one call, so an entry that stays is a
     /// transaction kept open around an append, and explains a stalled

@@ -35,6 +35,7 @@ use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
 use sourcery_core::subscription::{Subscribe, Subscription};
 use sourcery_postgres::{CheckpointStore, Store, SubscriptionOptions};
 use sqlx::{Connection as _, PgConnection};
+use support::Foreign;
 
 type PgStore = Store<String, ()>;
 
@@ -418,4 +419,120 @@ async fn under_load_every_subscriber_sees_every_event_once_in_one_order() {
     let replay: Vec<u64> = expected.iter().map(|&(_, n)| n).collect();
     assert!(projection.0 == replay, "the runner's state is not a full replay");
     assert_eq!(replay.iter().collect::<BTreeSet<_>>().len(), total);
+}
+
+/// Races `racers` optimistic appends that all expect `stream` to be new:
+/// one wins; the losers fail on the unique index after drawing positions.
+/// Returns how many lost.
+async fn race_on_a_new_stream(store: &PgStore, stream: &str, racers: u64) -> usize {
+    let start = Arc::new(tokio::sync::Barrier::new(usize::try_from(racers).unwrap()));
+    let tasks: Vec<_> = (0..racers)
+        .map(|n| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            let stream = stream.to_owned();
+            tokio::spawn(async move {
+                start.wait().await;
+                store
+                    .append_expecting_new("noter", &stream, NonEmpty::new(noted(100 + n)))
+                    .await
+            })
+        })
+        .collect();
+    let mut lost = 0;
+    for task in tasks {
+        match support::bounded("a racer", 30, task).await.unwrap() {
+            Ok(_) => {}
+            Err(sourcery_core::store::AppendError::Conflict(_)) => lost += 1,
+            Err(error) => panic!("a racer failed: {error:?}"),
+        }
+    }
+    assert_eq!(lost, usize::try_from(racers - 1).unwrap(), "one racer wins");
+    lost
+}
+
+/// Whether the last position drawn in the store's schema belongs to no
+/// committed event: a hole at the top of the log.
+async fn hole_at_the_top(store: &PgStore) -> bool {
+    sqlx::query_scalar(&format!(
+        "SELECT s.last_value > coalesce((SELECT max(position) FROM \"{0}\".sourcery_events), 0) \
+         FROM \"{0}\".sourcery_events_position_seq s",
+        store.schema()
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+/// Issue 21, as reported: 8 optimistic appends race on one stream and the
+/// losers leave a hole (or, in the other half, there is none); then a
+/// transaction of another schema or of another database takes a
+/// transaction id and stays open; then the store takes one more append. A
+/// live subscriber and a projection runner reach it while the foreign
+/// transaction is still open, and `safe_position()` is the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_transactions_hold_neither_subscribers_nor_runners() {
+    for place in Foreign::ALL {
+        for with_hole in [false, true] {
+            let case = format!("{place:?}, with a hole: {with_hole}");
+            let Some(store) = quick_store(12, SubscriptionOptions::default()).await else {
+                return;
+            };
+            let first = append(&store, "first", [1]).await;
+            let mut subscription = store.subscribe(vec![EventFilter::for_event(Noted::KIND)], None);
+            assert_eq!(next_position("history", &mut subscription).await, first);
+            let checkpoints = CheckpointStore::new(&store);
+            let running = ProjectionRunner::new(store.clone(), checkpoints)
+                .start(Applied::default())
+                .unwrap();
+
+            if with_hole {
+                // The winner's event may be the last drawn; race again (on
+                // another stream) until a loser's position is on top.
+                let mut races = 0;
+                loop {
+                    race_on_a_new_stream(&store, &format!("raced{races}"), 8).await;
+                    races += 1;
+                    if hole_at_the_top(&store).await {
+                        break;
+                    }
+                    assert!(races < 20, "{case}: no race left a hole on top in {races} tries");
+                }
+            } else {
+                append(&store, "second", [2]).await;
+                assert!(!hole_at_the_top(&store).await, "{case}");
+            }
+            let (mut foreign, _) = support::foreign_transaction(place).await;
+            let last = append(&store, "last", [3]).await;
+
+            let all = store
+                .load_events(&[EventFilter::for_event(Noted::KIND)])
+                .await
+                .unwrap();
+            assert_eq!(
+                all.last().map(|event| event.position),
+                Some(last),
+                "{case}: followers reach the head"
+            );
+            assert_eq!(store.safe_position().await.unwrap(), Some(last), "{case}");
+            assert!(store.frontier_blockers().await.unwrap().is_empty(), "{case}");
+
+            let mut delivered = Vec::new();
+            while delivered.last() != Some(&last) {
+                delivered.push(next_position(&case, &mut subscription).await);
+            }
+            let committed: Vec<i64> = all.iter().map(|event| event.position).skip(1).collect();
+            assert_eq!(
+                delivered, committed,
+                "{case}: the subscriber got every event after the first, in order"
+            );
+            support::bounded("the runner", 30, running.wait_for(last, Duration::from_secs(20)))
+                .await
+                .unwrap_or_else(|error| panic!("{case}: the runner reaches the head: {error:?}"));
+            let projection = running.stop().await.expect("stop");
+            assert_eq!(projection.0.len(), all.len(), "{case}");
+
+            sqlx::query("ROLLBACK").execute(&mut foreign).await.unwrap();
+        }
+    }
 }

@@ -64,7 +64,9 @@
 //! write lock up front (`BEGIN IMMEDIATE`), reads the stream's version and
 //! inserts the batch in the same transaction, so the optimistic check and the
 //! write are atomic, also against other processes using the same file (they
-//! wait up to the [busy timeout](OpenOptions::busy_timeout)). Positions
+//! wait up to the [busy timeout](OpenOptions::busy_timeout); so do processes
+//! opening the file at the same moment, while one of them switches it to
+//! WAL and migrates it). Positions
 //! (`i64`, from 1) are assigned under that lock, so they rise in commit order
 //! and a reader that has seen position `p` never sees an event at or below
 //! `p` appear later: the store is `GloballyOrdered`.

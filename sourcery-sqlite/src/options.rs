@@ -97,6 +97,9 @@ impl OpenOptions {
     /// How long an operation waits for a lock held by another connection
     /// (another process with the same file, a backup) before it fails with
     /// [`Error::Busy`]. Within one store, writers queue and never see it.
+    /// Opening waits too: processes opening one file at the same moment
+    /// (switching it to WAL, migrating it) wait for each other up to this
+    /// long in all.
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;

@@ -13,6 +13,7 @@
 //! migrations when it is opened.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
 
@@ -88,9 +89,52 @@ pub(crate) fn open_writer(path: &Path, options: &OpenOptions) -> Result<Connecti
             path: path.to_owned(),
         });
     }
+    // Other processes opening the file at the same moment hold its locks
+    // while they switch it to WAL and migrate it. SQLite waits for them
+    // within the busy timeout for most steps, but not all: asking for WAL on
+    // a file that is not in WAL yet, while another connection holds a lock,
+    // fails at once with "database is locked". So the whole preparation
+    // (every step of it can be run again) is retried until the busy timeout
+    // has passed since the first attempt; then it fails with `Error::Busy`.
+    let deadline = Instant::now().checked_add(options.busy_timeout);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match prepare_writer(&mut connection, path, options) {
+            Err(Error::Busy(source)) => {
+                let remaining = match deadline {
+                    Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                    None => Duration::MAX,
+                };
+                if remaining.is_zero() {
+                    return Err(Error::Busy(source));
+                }
+                std::thread::sleep(pause.min(remaining));
+                pause = (pause * 2).min(LONGEST_PAUSE);
+                // The steps that use SQLite's busy handler wait no longer
+                // than what is left.
+                connection
+                    .busy_timeout(remaining.min(options.busy_timeout))
+                    .at(path)?;
+            }
+            Err(other) => return Err(other),
+            Ok(()) => break,
+        }
+    }
+    connection.busy_timeout(options.busy_timeout).at(path)?;
+    Ok(connection)
+}
+
+/// The first pause between two attempts to prepare a file other processes
+/// hold locked; it doubles up to [`LONGEST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+
+/// The writer's preparation of the file: every step can run again after a
+/// `Busy` failure.
+fn prepare_writer(connection: &mut Connection, path: &Path, options: &OpenOptions) -> Result<(), Error> {
     // The first statement reads the file's header: a file that is not a
     // database fails here, untouched.
-    check_version(&connection, path)?;
+    check_version(connection, path)?;
     // WAL lets readers work while the writer writes. Where it cannot be used
     // (a file system without shared memory), SQLite keeps its rollback
     // journal: as durable, but readers and the writer then wait for each
@@ -108,8 +152,7 @@ pub(crate) fn open_writer(path: &Path, options: &OpenOptions) -> Result<Connecti
             .pragma_update(None, "wal_autocheckpoint", crate::wal::WRITER_AUTOCHECKPOINT)
             .at(path)?;
     }
-    migrate(&mut connection, path)?;
-    Ok(connection)
+    migrate(connection, path)
 }
 
 /// Opens the connection that checkpoints the write-ahead log (see `wal`),

@@ -86,8 +86,11 @@ impl<Id, M> Store<Id, M> {
     /// - [`Error::SchemaTooNew`]: a newer `sourcery-sqlite` wrote the schema.
     /// - [`Error::ReadOnly`]: the file cannot be written.
     /// - [`Error::Open`]: the file cannot be opened or created.
-    /// - [`Error::Busy`]: another process held the database lock for longer
-    ///   than the busy timeout while the schema was migrated.
+    /// - [`Error::Busy`]: other processes held the database locked for
+    ///   longer than the busy timeout while this one switched the file to
+    ///   WAL and migrated its schema. Several processes may open one file,
+    ///   new or not, at the same moment: each waits for the others within
+    ///   the busy timeout.
     /// - [`Error::Database`], [`Error::Thread`]: SQLite or the system failed.
     ///
     /// Nothing is written to a file that fails the first three checks.

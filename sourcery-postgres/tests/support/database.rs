@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sourcery_postgres::Store;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
 /// Test schemas are named `sourcery_t<unix seconds>_<pid>_<n>`.
 const PREFIX: &str = "sourcery_t";
@@ -133,4 +133,68 @@ pub async fn bounded<T>(what: &str, seconds: u64, future: impl Future<Output = T
         Ok(value) => value,
         Err(elapsed) => panic!("{what} did not finish within {seconds}s ({elapsed})"),
     }
+}
+
+/// Where a foreign transaction runs: somewhere that shares the server with
+/// a store but none of its tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// An application's own table, in another schema of the store's database.
+    OtherSchema,
+    /// Another database of the same server (`postgres`).
+    OtherDatabase,
+}
+
+impl Foreign {
+    pub const ALL: [Self; 2] = [Self::OtherSchema, Self::OtherDatabase];
+}
+
+/// Opens a transaction that has a transaction id (so it is in every
+/// snapshot's list of running transactions until it ends) and keeps it
+/// open: an insert into a table of a fresh schema, or `pg_current_xact_id()`
+/// in the `postgres` database. Roll it back (or drop the connection) to end
+/// it. Returns the connection and the transaction's id.
+pub async fn foreign_transaction(place: Foreign) -> (PgConnection, i64) {
+    let url = database_url().expect("DATABASE_URL is set");
+    let mut options: PgConnectOptions = url.parse().expect("DATABASE_URL is a valid PostgreSQL URL");
+    options = options.application_name("sourcery-postgres-test-foreign");
+    let mut connection = match place {
+        Foreign::OtherSchema => {
+            let mut connection = PgConnection::connect_with(&options).await.expect("connect");
+            let schema = fresh_schema_name();
+            for statement in [
+                format!("CREATE SCHEMA \"{schema}\""),
+                format!("CREATE TABLE \"{schema}\".orders (id bigint PRIMARY KEY)"),
+            ] {
+                sqlx::query(&statement)
+                    .execute(&mut connection)
+                    .await
+                    .expect("the application's schema");
+            }
+            sqlx::query("BEGIN")
+                .execute(&mut connection)
+                .await
+                .expect("begin");
+            sqlx::query(&format!("INSERT INTO \"{schema}\".orders VALUES (1)"))
+                .execute(&mut connection)
+                .await
+                .expect("the application's insert");
+            connection
+        }
+        Foreign::OtherDatabase => {
+            let mut connection = PgConnection::connect_with(&options.database("postgres"))
+                .await
+                .expect("connect to the postgres database");
+            sqlx::query("BEGIN")
+                .execute(&mut connection)
+                .await
+                .expect("begin");
+            connection
+        }
+    };
+    let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut connection)
+        .await
+        .expect("a transaction id");
+    (connection, xid)
 }
