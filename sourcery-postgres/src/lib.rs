@@ -109,8 +109,10 @@
 //! visible, a hole waits for every running transaction bracketed by it.
 //!
 //! **Upgrading to migration 0007**: appends of older releases do not take
-//! the appender lock, so stop them before a process of this release
-//! migrates the schema (see ADR 2).
+//! the appender lock, so 0007 renames the position sequence (to
+//! `sourcery_positions`) and their appends fail from then on, instead of
+//! writing where the frontier would not wait for them; their reads keep
+//! working. Deploy the new release's writers before or as you migrate.
 //!
 //! Transaction ids do not survive `pg_dump`/restore into another cluster;
 //! positions do. After such a restore, before the first append, mark the

@@ -454,7 +454,7 @@ async fn race_on_a_new_stream(store: &PgStore, stream: &str, racers: u64) -> usi
 async fn hole_at_the_top(store: &PgStore) -> bool {
     sqlx::query_scalar(&format!(
         "SELECT s.last_value > coalesce((SELECT max(position) FROM \"{0}\".sourcery_events), 0) \
-         FROM \"{0}\".sourcery_events_position_seq s",
+         FROM \"{0}\".sourcery_positions s",
         store.schema()
     ))
     .fetch_one(store.pool())
