@@ -500,7 +500,7 @@ async fn foreign_transactions_hold_neither_subscribers_nor_runners() {
                 append(&store, "second", [2]).await;
                 assert!(!hole_at_the_top(&store).await, "{case}");
             }
-            let (mut foreign, _) = support::foreign_transaction(place).await;
+            let mut foreign = support::foreign_transaction(place).await;
             let last = append(&store, "last", [3]).await;
 
             let all = store
