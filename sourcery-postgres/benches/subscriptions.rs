@@ -315,7 +315,7 @@ async fn catch_up(events: u64) {
     .await
     .expect("seed");
     sqlx::query(&format!(
-        "SELECT setval('\"{}\".sourcery_events_position_seq', $1)",
+        "SELECT setval('\"{}\".sourcery_positions', $1)",
         store.schema()
     ))
     .bind(events)

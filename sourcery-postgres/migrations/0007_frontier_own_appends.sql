@@ -31,6 +31,13 @@
 --   an id).
 -- On a standby, where the primary's advisory locks are not visible, every
 -- bracketed running transaction holds the hole, as before.
+--
+-- Appends of older releases do not take the lock, so the frontier would not
+-- wait for them: the position sequence is renamed, so that their statement
+-- (prepared or not) fails on the name it knows instead of appending, and
+-- their `migrate()` then reports the schema as too new. Readers of older
+-- releases keep working (they call this function).
+ALTER SEQUENCE __SCHEMA__.sourcery_events_position_seq RENAME TO sourcery_positions;
 
 -- Whether a row lies strictly between two positions, on a snapshot of its
 -- own: VOLATILE, so under READ COMMITTED it reads what has committed by now,

@@ -114,8 +114,10 @@
 //! visible, a hole waits for every running transaction bracketed by it.
 //!
 //! **Upgrading to migration 0007**: appends of older releases do not take
-//! the appender lock, so stop them before a process of this release
-//! migrates the schema (see ADR 2).
+//! the appender lock, so 0007 renames the position sequence (to
+//! `sourcery_positions`) and their appends fail from then on, instead of
+//! writing where the frontier would not wait for them; their reads keep
+//! working. Deploy the new release's writers before or as you migrate.
 //!
 //! Transaction ids do not survive `pg_dump`/restore into another cluster;
 //! positions do. After such a restore, before the first append, mark the
@@ -226,15 +228,17 @@
 //!
 //! Issue 21 added one lock to every append (the appender lock the frontier
 //! looks for; see [Global order](#global-order)). The paired benchmark was
-//! run 14 times with the binary built just before that change and 14 times
-//! with the one after, alternating, in one 40-minute period on the 2-core
-//! box while another build ran beside it (load average 3.1–7.1, so every
-//! figure here is noisier than the table above): median of the runs'
-//! ratios 0.937 before and 0.986 after with one writer, 0.881 before and
-//! 0.873 after with eight; the store's own time per append, after ÷ before
-//! within each pass, had medians of 0.98 (one writer) and 0.96 (eight).
-//! Within noise. On the server, taking and releasing a shared advisory lock
-//! costs a few µs, against ~800 µs per append with one writer.
+//! run with the binary built just before that change and with the one
+//! after, alternating, in one hour on the 2-core box while other builds ran
+//! beside it (load average 3.1–8.3, so every figure here is noisier than the
+//! table above; 17 runs before and 19 after completed, the others collided
+//! with another run of the benchmark in the same schema): median of the
+//! runs' ratios 0.913 before and 0.985 after with one writer, 0.882 before
+//! and 0.872 after with eight; in the first 14 pairs, the store's own time
+//! per append, after ÷ before within each pass, had medians of 0.98 (one
+//! writer) and 0.96 (eight). Within noise. On the server, taking and
+//! releasing a shared advisory lock costs a few µs, against ~800 µs per
+//! append with one writer.
 //!
 //! Loads win because rows are decoded as they stream in instead of being
 //! collected first.

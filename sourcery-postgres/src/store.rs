@@ -220,7 +220,9 @@ enum Rows {
 /// unchecked appends).
 fn append_statement(schema: &Schema, rows: Rows) -> String {
     let events = schema.qualify("sourcery_events");
-    let sequence = schema.qualify("sourcery_events_position_seq");
+    // Renamed by migration 0007: appends of older releases fail on the old
+    // name instead of appending without the appender lock.
+    let sequence = schema.qualify("sourcery_positions");
     let refuse = schema.qualify("sourcery_refuse_written_transaction");
     let lock = schema.order_lock();
     // The batch's positions, drawn in order: one `nextval` per event (an

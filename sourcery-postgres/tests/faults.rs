@@ -175,7 +175,7 @@ async fn an_append_failing_inside_its_critical_section_does_not_keep_the_order_l
         .append("fault", &"a".to_owned(), None, batch(0))
         .await
         .expect("a first append");
-    let sequence = format!("\"{}\".sourcery_events_position_seq", store.schema());
+    let sequence = format!("\"{}\".sourcery_positions", store.schema());
     sqlx::query(&format!(
         "ALTER SEQUENCE {sequence} MAXVALUE {}",
         first.last_position + 5

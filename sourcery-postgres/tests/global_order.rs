@@ -357,7 +357,7 @@ async fn a_foreign_transaction_does_not_hold_a_hole_of_this_schema() {
         let mut a = connect().await;
         let hole = append_in_open_transaction(&mut a, &store, "a").await;
         // After A's id, before the next append's: bracketed by the hole.
-        let (mut foreign, _) = support::foreign_transaction(place).await;
+        let mut foreign = support::foreign_transaction(place).await;
         sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
         let second = append(&store, "second", 2).await;
         assert!(first < hole && hole < second);
@@ -383,11 +383,11 @@ async fn foreign_transactions_do_not_hold_followers_without_a_hole() {
     let Some(store) = support::store::<String, serde_json::Value>().await else {
         return;
     };
-    let (mut older_schema, _) = support::foreign_transaction(Foreign::OtherSchema).await;
-    let (mut older_database, _) = support::foreign_transaction(Foreign::OtherDatabase).await;
+    let mut older_schema = support::foreign_transaction(Foreign::OtherSchema).await;
+    let mut older_database = support::foreign_transaction(Foreign::OtherDatabase).await;
     let first = append(&store, "first", 1).await;
-    let (mut newer_schema, _) = support::foreign_transaction(Foreign::OtherSchema).await;
-    let (mut newer_database, _) = support::foreign_transaction(Foreign::OtherDatabase).await;
+    let mut newer_schema = support::foreign_transaction(Foreign::OtherSchema).await;
+    let mut newer_database = support::foreign_transaction(Foreign::OtherDatabase).await;
     let second = append(&store, "second", 2).await;
     assert_eq!(follow(&store, 0).await, [first, second]);
     assert_eq!(store.safe_position().await.unwrap(), Some(second));
@@ -413,11 +413,11 @@ async fn an_own_append_in_flight_holds_followers_and_alone_is_named_beside_forei
             return;
         };
         let first = append(&store, "first", 1).await;
-        let (mut before, _) = support::foreign_transaction(place).await;
+        let mut before = support::foreign_transaction(place).await;
         let mut a = connect().await;
         let a_pid = backend_pid(&mut a).await;
         let a_position = append_in_open_transaction(&mut a, &store, "a").await;
-        let (mut after, _) = support::foreign_transaction(place).await;
+        let mut after = support::foreign_transaction(place).await;
         let b_position = append(&store, "b", 3).await;
 
         assert_eq!(follow(&store, 0).await, [first], "{place:?}");

@@ -110,6 +110,29 @@ async fn a_schema_from_a_newer_release_or_with_changed_migrations_is_refused() {
     ));
 }
 
+/// Appends of a release before migration 0007 do not take the appender
+/// lock the frontier waits for (ADR 2): after 0007 they fail, on the
+/// position sequence's old name, instead of appending.
+#[tokio::test]
+async fn an_older_releases_append_fails_after_migration_7() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    store.migrate().await.unwrap();
+    let old = sqlx::query(&format!(
+        "SELECT nextval('\"{}\".sourcery_events_position_seq'::regclass)",
+        store.schema()
+    ))
+    .execute(store.pool())
+    .await
+    .expect_err("the old name is gone");
+    let code = old
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(std::borrow::Cow::into_owned);
+    assert_eq!(code.as_deref(), Some("42P01"), "undefined_table: {old}");
+}
+
 #[tokio::test]
 async fn an_unmigrated_store_says_so() {
     let Some(store) = unmigrated().await else {

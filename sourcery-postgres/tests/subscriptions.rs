@@ -456,7 +456,7 @@ async fn race_on_a_new_stream(store: &PgStore, stream: &str, racers: u64) -> usi
 async fn hole_at_the_top(store: &PgStore) -> bool {
     sqlx::query_scalar(&format!(
         "SELECT s.last_value > coalesce((SELECT max(position) FROM \"{0}\".sourcery_events), 0) \
-         FROM \"{0}\".sourcery_events_position_seq s",
+         FROM \"{0}\".sourcery_positions s",
         store.schema()
     ))
     .fetch_one(store.pool())
@@ -502,7 +502,7 @@ async fn foreign_transactions_hold_neither_subscribers_nor_runners() {
                 append(&store, "second", [2]).await;
                 assert!(!hole_at_the_top(&store).await, "{case}");
             }
-            let (mut foreign, _) = support::foreign_transaction(place).await;
+            let mut foreign = support::foreign_transaction(place).await;
             let last = append(&store, "last", [3]).await;
 
             let all = store
