@@ -171,7 +171,8 @@ async fn a_schema_from_before_schema_versions_upgrades_and_its_events_read_as_ve
     assert_eq!(store.migrate_up_to(7).await.unwrap(), [1, 2, 3, 4, 5, 6, 7]);
     // Rows as that release's append statement wrote them: no schema version.
     let events = format!("\"{}\".sourcery_events", store.schema());
-    let sequence = format!("\"{}\".sourcery_events_position_seq", store.schema());
+    // Migration 7 renamed the positions sequence.
+    let sequence = format!("\"{}\".sourcery_positions", store.schema());
     sqlx::query(&format!(
         "INSERT INTO {events} (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
          SELECT nextval('{sequence}'), 'account', 'old', n, CASE WHEN n = 2 THEN 'noted' ELSE 'opened' END, \
