@@ -10,7 +10,15 @@ use syn::{DeriveInput, Ident, LitStr, Path, Type};
 use crate::attr::{self, Errors};
 use crate::naming;
 
-const EXPECTED: &str = "`id`, `error`, `events`, `kind`, `event_enum`, `snapshot_version` or `retired`";
+const EXPECTED: &[&str] = &[
+    "id",
+    "error",
+    "events",
+    "kind",
+    "event_enum",
+    "snapshot_version",
+    "retired",
+];
 
 /// What `#[aggregate(..)]` says.
 struct Settings {

@@ -123,12 +123,56 @@ pub(crate) fn set_once<T>(slot: &mut Option<T>, key: &Ident, value: T) -> syn::R
     Ok(())
 }
 
-/// The error for a key the attribute does not know.
-pub(crate) fn unknown_key(key: &Ident, attribute: &str, expected: &str) -> syn::Error {
-    syn::Error::new(
-        key.span(),
-        format!("unknown key `{key}` in `#[{attribute}(..)]`: expected {expected}"),
-    )
+/// The error for a key the attribute does not know: the keys it does know,
+/// and the nearest of them when the key looks like a typo of it.
+pub(crate) fn unknown_key(key: &Ident, attribute: &str, expected: &[&str]) -> syn::Error {
+    let written = key.unraw().to_string();
+    let list = match expected.split_last() {
+        Some((last, [])) => format!("`{last}`"),
+        Some((last, rest)) => format!(
+            "{} or `{last}`",
+            rest.iter()
+                .map(|key| format!("`{key}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::from("nothing"),
+    };
+    let mut message = format!("unknown key `{written}` in `#[{attribute}(..)]`: expected {list}");
+    // With one key the list already says it.
+    if let (true, Some(nearest)) = (expected.len() > 1, nearest(&written, expected)) {
+        message.push_str("; did you mean `");
+        message.push_str(nearest);
+        message.push_str("`?");
+    }
+    syn::Error::new(key.span(), message)
+}
+
+/// The expected key closest to `written`, if it is close enough to be a
+/// typo of it (a third of its letters changed, at least two).
+fn nearest<'a>(written: &str, expected: &[&'a str]) -> Option<&'a str> {
+    let limit = (written.chars().count() / 3).max(2);
+    expected
+        .iter()
+        .map(|key| (distance(written, key), *key))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, key)| key)
+}
+
+/// The Levenshtein distance between two strings, in characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, a) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, b) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a != *b);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 /// `= Type`. A string literal gets a pointed error: the value is a type.
@@ -318,7 +362,7 @@ pub(crate) fn crate_path(attrs: &[Attribute], errors: &mut Errors) -> TokenStrea
     let mut path: Option<Path> = None;
     parse_attributes(attrs, "sourcery", errors, |key, input| {
         if key != "crate" {
-            return Err(unknown_key(key, "sourcery", "`crate = \"path\"`"));
+            return Err(unknown_key(key, "sourcery", &["crate = \"path\""]));
         }
         let lit = string_value(key, input)?;
         let parsed = lit.parse::<Path>().map_err(|_| {
@@ -356,4 +400,27 @@ pub(crate) fn missing_span(found: &[&Attribute], ident: &Ident) -> TokenStream {
     found
         .first()
         .map_or_else(|| ident.to_token_stream(), |attr| attr.meta.to_token_stream())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_of_a_key_is_suggested_and_a_stranger_is_not() {
+        let keys = [
+            "id",
+            "error",
+            "events",
+            "kind",
+            "event_enum",
+            "snapshot_version",
+            "retired",
+        ];
+        assert_eq!(distance("evnets", "events"), 2);
+        assert_eq!(nearest("evnets", &keys), Some("events"));
+        assert_eq!(nearest("retire", &keys), Some("retired"));
+        assert_eq!(nearest("snapshot_versoin", &keys), Some("snapshot_version"));
+        assert_eq!(nearest("stream", &keys), None);
+    }
 }

@@ -8,7 +8,7 @@ use syn::{DeriveInput, LitStr, Path};
 
 use crate::attr::{self, Errors};
 
-const EXPECTED: &str = "`kind`, `aliases`, `version` or `upcast`";
+const EXPECTED: &[&str] = &["kind", "aliases", "version", "upcast"];
 
 /// What `#[event(..)]` says.
 struct Settings {

@@ -8,7 +8,7 @@ use syn::{DeriveInput, GenericParam, LitStr, Path, Type, parse_quote};
 use crate::attr::{self, Errors};
 use crate::naming;
 
-const EXPECTED: &str = "`id`, `metadata`, `kind` or `events`";
+const EXPECTED: &[&str] = &["id", "metadata", "kind", "events"];
 
 pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     attr::require_struct(input, "Projection")?;

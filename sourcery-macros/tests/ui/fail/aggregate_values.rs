@@ -29,3 +29,8 @@ struct UnknownKey;
 struct QuotedSnapshotVersion;
 
 fn main() {}
+
+// A typo of a key: the nearest valid one is suggested.
+#[derive(Default, Aggregate)]
+#[aggregate(id = String, error = std::fmt::Error, evnets(Opened))]
+struct Typo;
