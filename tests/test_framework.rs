@@ -123,6 +123,9 @@ fn given_when_then_passes_on_the_right_outcome() {
         .given_no_previous_events()
         .when(&Add("c"))
         .then_expect_error_message("the tab is not open");
+    TestFramework::<Tab>::new()
+        .when(&Add("c"))
+        .then_expect_error_message_contains("not open");
     TestFramework::<Tab>::new().when(&Add("c")).then_expect_error();
     TestFramework::<Tab>::new()
         .given(&[Opened])
@@ -211,6 +214,24 @@ fn wrong_outcomes_fail_with_what_happened() {
     assert!(
         other_message.contains("actual: the tab is not open"),
         "{other_message}"
+    );
+
+    // A part of the message is not the whole message; the part matcher
+    // takes it, and fails on a part the message lacks.
+    let part_only = panic_message(|| {
+        TestFramework::<Tab>::new()
+            .when(&Add("x"))
+            .then_expect_error_message("not open");
+    });
+    assert!(part_only.contains("another message"), "{part_only}");
+    let missing_part = panic_message(|| {
+        TestFramework::<Tab>::new()
+            .when(&Add("x"))
+            .then_expect_error_message_contains("full");
+    });
+    assert!(
+        missing_part.contains("does not contain") && missing_part.contains("actual: the tab is not open"),
+        "{missing_part}"
     );
 
     let some_events = panic_message(|| {

@@ -211,8 +211,9 @@ impl<A: Aggregate> Outcome<A> {
         }
     }
 
-    /// Asserts that the command was rejected with an error whose message is
-    /// `expected`.
+    /// Asserts that the command was rejected with an error whose whole
+    /// `Display` message is `expected`, exactly. To match a part of it, use
+    /// [`then_expect_error_message_contains`](Self::then_expect_error_message_contains).
     ///
     /// # Panics
     ///
@@ -226,6 +227,28 @@ impl<A: Aggregate> Outcome<A> {
             ),
             Ok(actual) => panic!(
                 "expected the error \"{expected}\", the command produced:\n{}",
+                listing(&actual)
+            ),
+        }
+    }
+
+    /// Asserts that the command was rejected with an error whose `Display`
+    /// message contains `part` (a substring match; for the whole message
+    /// use [`then_expect_error_message`](Self::then_expect_error_message)).
+    ///
+    /// # Panics
+    ///
+    /// When the command succeeded or the message does not contain `part`.
+    #[track_caller]
+    pub fn then_expect_error_message_contains(self, part: &str) {
+        match self.result {
+            Err(error) if error.to_string().contains(part) => {}
+            Err(error) => panic!(
+                "the command was rejected with a message that does not contain the expected part\n  \
+                 expected a part: {part}\n           actual: {error}"
+            ),
+            Ok(actual) => panic!(
+                "expected an error containing \"{part}\", the command produced:\n{}",
                 listing(&actual)
             ),
         }
