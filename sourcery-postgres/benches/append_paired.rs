@@ -30,7 +30,10 @@ use common::{BATCH, create_baseline, events, insert_by_hand};
 
 type PgStore = Store<String, serde_json::Value>;
 
-const SCHEMA: &str = "sourcery_bench_paired";
+/// The benchmark's schema, one per process: two runs at once (a before and
+/// an after binary, say) must not drop each other's tables.
+static SCHEMA: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("sourcery_bench_paired_{}", std::process::id()));
 const WRITERS: usize = 8;
 /// Appends per block with one writer, and per writer with eight.
 const BLOCK_ONE: usize = 200;
@@ -75,7 +78,7 @@ async fn store_block(store: &PgStore, stream: &str, optimistic: bool, writer: &m
 async fn hand_block(pool: &PgPool, stream: &str, writer: &mut Writer, count: usize) {
     for _ in 0..count {
         writer.n += BATCH;
-        insert_by_hand(pool, SCHEMA, stream, writer.sequence + 1, writer.n).await;
+        insert_by_hand(pool, &SCHEMA, stream, writer.sequence + 1, writer.n).await;
         writer.sequence += i64::try_from(BATCH).expect("small");
     }
 }
@@ -195,21 +198,21 @@ fn main() {
             .connect(&url)
             .await
             .expect("connect");
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", *SCHEMA))
             .execute(&pool)
             .await
             .expect("drop");
-        let mut store: PgStore = Store::with_schema(pool.clone(), SCHEMA).expect("schema");
+        let mut store: PgStore = Store::with_schema(pool.clone(), SCHEMA.as_str()).expect("schema");
         if std::env::var_os("NO_NOTIFY").is_some() {
             store =
                 store.with_subscription_options(SubscriptionOptions::default().notify_other_processes(false));
         }
         store.migrate().await.expect("migrate");
-        create_baseline(&pool, SCHEMA).await;
+        create_baseline(&pool, &SCHEMA).await;
         let store = Arc::new(store);
         paired(&store, &pool, 1, rounds).await;
         paired(&store, &pool, WRITERS, rounds).await;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", *SCHEMA))
             .execute(&pool)
             .await
             .expect("drop");
