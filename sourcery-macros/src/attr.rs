@@ -8,7 +8,6 @@ use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::punctuated::Punctuated;
 use syn::{Attribute, Data, DeriveInput, Ident, LitStr, Meta, Path, Token, Type};
 
 /// Errors gathered while reading the input, reported together.
@@ -239,32 +238,50 @@ pub(crate) fn kind_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Lit
     Ok(kind)
 }
 
+/// `(item, item, ..)` after `key`: the items `item` parses, in order. A
+/// value that is not a parenthesised list is refused with `expected`, an
+/// empty list with "needs at least one `what`".
+fn list_value<T>(
+    key: &Ident,
+    input: ParseStream<'_>,
+    expected: &str,
+    what: &str,
+    item: impl Fn(ParseStream<'_>) -> syn::Result<T>,
+) -> syn::Result<Vec<T>> {
+    let group = match input.parse::<TokenTree>()? {
+        TokenTree::Group(group) if group.delimiter() == Delimiter::Parenthesis => group,
+        other => return Err(syn::Error::new(other.span(), expected)),
+    };
+    let items = (|input: ParseStream<'_>| {
+        let mut items = Vec::new();
+        while !input.is_empty() {
+            items.push(item(input)?);
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(items)
+    })
+    .parse2(group.stream())?;
+    if items.is_empty() {
+        return Err(syn::Error::new_spanned(
+            quote!(#key #group),
+            format!("`{key}(..)` needs at least one {what}"),
+        ));
+    }
+    Ok(items)
+}
+
 /// `("a", "b", ..)`: a non-empty list of distinct, non-empty string
 /// literals (aliases, retired kinds).
 pub(crate) fn strings_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
-    let group = match input.parse::<TokenTree>()? {
-        TokenTree::Group(group) if group.delimiter() == Delimiter::Parenthesis => group,
-        other => {
-            return Err(syn::Error::new(
-                other.span(),
-                format!("expected a list of string literals: `{key}(\"a\", \"b\")`"),
-            ));
-        }
-    };
-    let list = (|input: ParseStream<'_>| Punctuated::<LitStr, Token![,]>::parse_terminated(input))
-        .parse2(group.stream())
-        .map_err(|error| {
-            syn::Error::new(
-                error.span(),
-                format!("expected a list of string literals: `{key}(\"a\", \"b\")`"),
-            )
-        })?;
-    if list.is_empty() {
-        return Err(syn::Error::new_spanned(
-            quote!(#key #group),
-            format!("`{key}(..)` needs at least one kind"),
-        ));
-    }
+    let expected = format!("expected a list of string literals: `{key}(\"a\", \"b\")`");
+    let list = list_value(key, input, &expected, "kind", |input| {
+        input
+            .parse::<LitStr>()
+            .map_err(|error| syn::Error::new(error.span(), &expected))
+    })?;
     let mut errors = Errors::default();
     let mut seen = BTreeSet::new();
     let mut kinds = Vec::with_capacity(list.len());
@@ -307,15 +324,6 @@ pub(crate) struct EventList {
 
 /// `(A, b::B, ..)` after the `events` key.
 pub(crate) fn events_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<EventList> {
-    let group = match input.parse::<TokenTree>()? {
-        TokenTree::Group(group) if group.delimiter() == Delimiter::Parenthesis => group,
-        other => {
-            return Err(syn::Error::new(
-                other.span(),
-                format!("expected a list of event types: `{key}(A, B, ..)`"),
-            ));
-        }
-    };
     let event = |input: ParseStream<'_>| -> syn::Result<Path> {
         if input.peek(LitStr) {
             let lit: LitStr = input.parse()?;
@@ -329,14 +337,8 @@ pub(crate) fn events_value(key: &Ident, input: ParseStream<'_>) -> syn::Result<E
         }
         input.parse()
     };
-    let list = (|input: ParseStream<'_>| Punctuated::<Path, Token![,]>::parse_terminated_with(input, event))
-        .parse2(group.stream())?;
-    if list.is_empty() {
-        return Err(syn::Error::new_spanned(
-            quote!(#key #group),
-            format!("`{key}(..)` needs at least one event type"),
-        ));
-    }
+    let expected = format!("expected a list of event types: `{key}(A, B, ..)`");
+    let list = list_value(key, input, &expected, "event type", event)?;
 
     let mut errors = Errors::default();
     let mut seen = BTreeSet::new();
