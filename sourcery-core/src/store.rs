@@ -70,6 +70,7 @@ pub use crate::codec::JsonCodec;
 pub use crate::non_empty::NonEmpty;
 pub use text_id::{IdParseError, TextId};
 
+pub mod after;
 pub mod inmemory;
 mod text_id;
 

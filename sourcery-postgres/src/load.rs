@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use sourcery_core::store::after::{covers, looser};
 use sourcery_core::store::{EventFilter, TextId};
 
 use crate::Error;
@@ -47,24 +48,6 @@ pub(crate) struct Plan {
 /// Stands for the schema-qualified events table in a predicate; the store
 /// puts the table's name in its place.
 pub(crate) const EVENTS: &str = "__SOURCERY_EVENTS__";
-
-/// The smaller of two lower bounds, where `None` (no bound) is the smallest.
-fn looser(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        _ => None,
-    }
-}
-
-/// Whether an event after `covered_from` is already selected by a branch
-/// that selects everything after `cover`.
-fn covers(cover: Option<i64>, covered_from: Option<i64>) -> bool {
-    match (cover, covered_from) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(cover), Some(from)) => cover <= from,
-    }
-}
 
 /// Plans the load of `filters`, or `None` when they select nothing.
 ///

@@ -22,6 +22,7 @@ use std::path::Path;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 use serde::de::DeserializeOwned;
+use sourcery_core::store::after::{covers, looser};
 use sourcery_core::store::{EventFilter, StoredEvent, TextId};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -50,23 +51,6 @@ struct Predicate {
     after: Option<i64>,
     /// `None`: every kind (a whole stream; `stream` is then `Some`).
     kinds: Option<Vec<String>>,
-}
-
-/// The smaller of two lower bounds, where `None` (no bound) is the smallest.
-fn looser(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        _ => None,
-    }
-}
-
-/// Whether the events after `covered_from` are among those after `cover`.
-fn covers(cover: Option<i64>, covered_from: Option<i64>) -> bool {
-    match (cover, covered_from) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(cover), Some(from)) => cover <= from,
-    }
 }
 
 impl Predicate {
