@@ -17,7 +17,9 @@ fn batch(commit: u64) -> NonEmpty<PersistableEvent<serde_json::Value>> {
     let events = (0..BATCH)
         .map(|part| PersistableEvent {
             kind: KIND.to_owned(),
-            schema_version: 1,
+            // A version per part: the kills must not separate them from
+            // their events.
+            schema_version: u32::try_from(part + 1).expect("small"),
             // ~250 bytes, like the notes' measurements.
             data: format!("{commit}/{part}/{}", "x".repeat(240)).into_bytes(),
             metadata: serde_json::json!({ "commit": commit, "part": part }),
@@ -157,6 +159,12 @@ async fn whole_batches(reader: &Store<String, serde_json::Value>, acknowledged: 
                 .map(|e| e.metadata["part"].as_u64().unwrap())
                 .collect();
             assert_eq!(parts, (0..BATCH).collect::<Vec<_>>());
+            let versions: Vec<u64> = events.iter().map(|e| u64::from(e.schema_version)).collect();
+            assert_eq!(
+                versions,
+                (1..=BATCH).collect::<Vec<_>>(),
+                "batch {commit}: each event keeps its schema version"
+            );
         }
     }
     written

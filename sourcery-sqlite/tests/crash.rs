@@ -39,6 +39,8 @@ struct Written {
 
 impl DomainEvent for Written {
     const KIND: &'static str = "crash.written";
+    /// Not 1, so the test sees the stored schema version survive the kills.
+    const VERSION: u32 = 2;
 }
 
 type TestStore = Store<String, serde_json::Value>;
@@ -170,6 +172,12 @@ async fn batches_in(path: &Path) -> BTreeMap<(u32, u32), Vec<u32>> {
         .expect("the log loads");
     let mut batches: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
     for event in &events {
+        assert_eq!(
+            event.schema_version,
+            Written::VERSION,
+            "an event at position {} came back with another schema version",
+            event.position
+        );
         let written: Written = event.decode(store.codec()).expect("a written event decodes");
         batches
             .entry((written.run, written.batch))
