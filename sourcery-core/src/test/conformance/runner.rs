@@ -1,0 +1,183 @@
+//! `runner`: the projection runner over the store applies each event once,
+//! in order, resumes exactly after its checkpoint, and lets a reader wait
+//! for a position its projection skips.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::ConformanceStore;
+use super::support::{ACCOUNT, Check, Noted, Opened, call_timeout, id};
+use crate::checkpoint::CheckpointStore as _;
+use crate::event::DomainEvent as _;
+use crate::checkpoint::inmemory::CheckpointStore;
+use crate::projection::{ApplyProjection, Projection, ProjectionEvents};
+use crate::runner::{ProjectionRunner, RunningProjection};
+use crate::store::EventStore;
+use crate::subscription::Subscribe;
+
+/// Records the number of every test event it applies, in order.
+struct Tally<Id, M> {
+    applied: Vec<u64>,
+    types: PhantomData<fn() -> (Id, M)>,
+}
+
+impl<Id, M> Default for Tally<Id, M> {
+    fn default() -> Self {
+        Self {
+            applied: Vec::new(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<Id, M> Projection for Tally<Id, M>
+where
+    Id: Clone + Debug + Send + Sync + 'static,
+    M: Send + Sync + 'static,
+{
+    const KIND: &'static str = "conformance.tally";
+    type Id = Id;
+    type Metadata = M;
+
+    fn declare<S>(events: ProjectionEvents<S, Self>) -> ProjectionEvents<S, Self>
+    where
+        S: EventStore<Id = Self::Id, Metadata = Self::Metadata>,
+    {
+        events.event::<Opened>().event::<Noted>()
+    }
+}
+
+impl<Id, M> ApplyProjection<Opened> for Tally<Id, M>
+where
+    Id: Clone + Debug + Send + Sync + 'static,
+    M: Send + Sync + 'static,
+{
+    fn apply_projection(&mut self, _: &Id, event: &Opened, _: &M) {
+        self.applied.push(event.n);
+    }
+}
+
+impl<Id, M> ApplyProjection<Noted> for Tally<Id, M>
+where
+    Id: Clone + Debug + Send + Sync + 'static,
+    M: Send + Sync + 'static,
+{
+    fn apply_projection(&mut self, _: &Id, event: &Noted, _: &M) {
+        self.applied.push(event.n);
+    }
+}
+
+type Running<S> = RunningProjection<<S as EventStore>::Position, Tally<<S as EventStore>::Id, <S as EventStore>::Metadata>>;
+
+fn start<S: ConformanceStore + Subscribe>(
+    rule: Check,
+    store: &S,
+    checkpoints: &CheckpointStore<S::Position>,
+    events: Option<ProjectionEvents<S, Tally<S::Id, S::Metadata>>>,
+) -> Running<S> {
+    let runner = ProjectionRunner::new(store.clone(), checkpoints.clone());
+    let started = match events {
+        Some(events) => runner.start_with(Tally::default(), events),
+        None => runner.start(Tally::default()),
+    };
+    match started {
+        Ok(running) => running,
+        Err(error) => rule.fail("the projection runner to start", format_args!("{error}")),
+    }
+}
+
+async fn wait_for<S: ConformanceStore>(rule: Check, running: &Running<S>, position: S::Position, what: &str) {
+    if let Err(error) = running.wait_for(position, call_timeout()).await {
+        rule.fail(
+            format_args!("the runner to reach {position:?} ({what})"),
+            format_args!("{error} (status {:?})", running.status()),
+        );
+    }
+}
+
+async fn stop<S: ConformanceStore>(rule: Check, running: Running<S>) -> Vec<u64> {
+    match rule.bounded("the runner to stop", running.stop()).await {
+        Ok(tally) => tally.applied,
+        Err(error) => rule.fail("the runner to stop cleanly", format_args!("{error}")),
+    }
+}
+
+/// A runner applies the history and then live events, each once, in the
+/// log's order.
+///
+/// # Panics
+///
+/// When the store breaks the rule.
+pub async fn applies_each_event_once_in_order<S: ConformanceStore + Subscribe>(store: S) {
+    let rule = Check("runner.applies_each_event_once_in_order");
+    rule.append(&store, ACCOUNT, &id::<S>("runner-a"), &[(Opened::KIND, 1), (Noted::KIND, 2)])
+        .await;
+    rule.notes(&store, ACCOUNT, &id::<S>("runner-b"), &[3]).await;
+    let checkpoints = CheckpointStore::new();
+    let running = start(rule, &store, &checkpoints, None);
+    rule.notes(&store, ACCOUNT, &id::<S>("runner-a"), &[4, 5]).await;
+    let last = rule.notes(&store, ACCOUNT, &id::<S>("runner-b"), &[6]).await;
+    wait_for::<S>(rule, &running, last, "the last event committed").await;
+    rule.same(
+        "the events the projection applied, in order",
+        vec![1, 2, 3, 4, 5, 6],
+        stop::<S>(rule, running).await,
+    );
+}
+
+/// A runner started over a saved checkpoint applies exactly the events
+/// after it: none before, none twice, none skipped.
+///
+/// # Panics
+///
+/// When the store breaks the rule.
+pub async fn resumes_after_checkpoint<S: ConformanceStore + Subscribe>(store: S) {
+    let rule = Check("runner.resumes_after_checkpoint");
+    let stream = id::<S>("runner-resume");
+    rule.notes(&store, ACCOUNT, &stream, &[1, 2]).await;
+    let saved = rule.notes(&store, ACCOUNT, &id::<S>("runner-other"), &[3]).await;
+    rule.notes(&store, ACCOUNT, &stream, &[4]).await;
+    let last = rule.notes(&store, ACCOUNT, &stream, &[5, 6]).await;
+    let checkpoints = CheckpointStore::new();
+    rule.ok(
+        "saving a checkpoint",
+        checkpoints.save(<Tally<S::Id, S::Metadata> as Projection>::KIND, saved),
+    )
+    .await;
+    let running = start(rule, &store, &checkpoints, None);
+    wait_for::<S>(rule, &running, last, "the last event").await;
+    rule.same(
+        "the events a runner resuming after event 3's checkpoint applied",
+        vec![4, 5, 6],
+        stop::<S>(rule, running).await,
+    );
+}
+
+/// `wait_for` a position the projection does not consume resolves once the
+/// runner has read past it.
+///
+/// # Panics
+///
+/// When the store breaks the rule.
+pub async fn wait_for_filtered_position<S: ConformanceStore + Subscribe>(store: S) {
+    let rule = Check("runner.wait_for_filtered_position");
+    let checkpoints = CheckpointStore::new();
+    let opened_only = ProjectionEvents::new().event::<Opened>();
+    let running = start(rule, &store, &checkpoints, Some(opened_only));
+    rule.append(&store, ACCOUNT, &id::<S>("runner-wait"), &[(Opened::KIND, 1)])
+        .await;
+    let skipped = rule.notes(&store, ACCOUNT, &id::<S>("runner-wait"), &[2, 3]).await;
+    let limit = call_timeout().min(Duration::from_secs(30));
+    if let Err(error) = running.wait_for(skipped, limit).await {
+        rule.fail(
+            format_args!("wait_for({skipped:?}), a position of an event the projection skips, to resolve"),
+            format_args!("{error} (status {:?})", running.status()),
+        );
+    }
+    rule.same(
+        "the events a projection of Opened only applied",
+        vec![1],
+        stop::<S>(rule, running).await,
+    );
+}
