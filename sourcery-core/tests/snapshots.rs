@@ -5,11 +5,6 @@ use proptest::prelude::*;
 use sourcery_core::snapshot::{SnapshotPolicy, conformance, inmemory};
 use sourcery_core::store::inmemory as events;
 
-#[tokio::test]
-async fn inmemory_snapshot_store_conforms() {
-    conformance::run(|| async { inmemory::Store::<u64>::new(SnapshotPolicy::Never) }).await;
-}
-
 fn step() -> impl Strategy<Value = conformance::Step> {
     (any::<u32>(), 0_u8..4, any::<bool>(), any::<bool>()).prop_map(|(amount, events, snapshot, unchecked)| {
         conformance::Step {

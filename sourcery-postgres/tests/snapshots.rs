@@ -28,20 +28,6 @@ use sqlx::{Connection, PgConnection};
 
 type PgStore = Store<String, serde_json::Value>;
 
-// ---- The store's own rules.
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_snapshot_store_conforms() {
-    if support::database_url().is_none() {
-        return;
-    }
-    conformance::run(|| async {
-        let store: PgStore = support::store_with(4).await.expect("DATABASE_URL is set");
-        store.snapshots(SnapshotPolicy::Never)
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_saves_keep_the_highest_position() {
     let Some(store) = support::store_with::<String, serde_json::Value>(16).await else {

@@ -18,34 +18,6 @@ use sourcery_sqlite::{OpenOptions, Store, Synchronous};
 use counter::{Add, Counter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_snapshot_store_conforms() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut n = 0;
-    conformance::run(|| {
-        n += 1;
-        let path = dir.path().join(format!("snapshots-{n}.db"));
-        async move {
-            Store::<String, ()>::open(path)
-                .await
-                .expect("the store opens")
-                .snapshots(SnapshotPolicy::Never)
-        }
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn memory_snapshot_store_conforms() {
-    conformance::run(|| async {
-        Store::<String, ()>::open_in_memory()
-            .await
-            .expect("the store opens")
-            .snapshots(SnapshotPolicy::Always)
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_survive_reopening() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("snapshots.db");

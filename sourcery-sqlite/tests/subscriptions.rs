@@ -1,6 +1,6 @@
-//! Subscriptions on the SQLite store: the shared subscription checks, in a
-//! file and in memory, and events appended by another store on the same file
-//! (standing in for another process), which arrive through polling.
+//! Subscriptions on the SQLite store beyond the conformance suite (which
+//! `tests/conformance.rs` runs): events appended by another store on the
+//! same file (standing in for another process) arrive through polling.
 
 use std::time::Duration;
 
@@ -10,7 +10,6 @@ use sourcery_core::concurrency::Unchecked;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::store::{EventFilter, EventStore};
 use sourcery_core::subscription::Subscribe;
-use sourcery_core::test::conformance;
 use sourcery_sqlite::{OpenOptions, Store};
 
 /// Every wait in these tests ends within this.
@@ -23,51 +22,6 @@ struct Pinged {
 
 impl DomainEvent for Pinged {
     const KIND: &'static str = "ping";
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn file_store_follows_live() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut n = 0;
-    conformance::run_subscriptions(|| {
-        n += 1;
-        let path = dir.path().join(format!("subscriptions-{n}.db"));
-        async move {
-            Store::<String, serde_json::Value>::open(path)
-                .await
-                .expect("the store opens")
-        }
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn file_store_without_polling_follows_live() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut n = 0;
-    conformance::run_subscriptions(|| {
-        n += 1;
-        let path = dir.path().join(format!("subscriptions-{n}.db"));
-        async move {
-            OpenOptions::new()
-                .poll_interval(None)
-                .readers(1)
-                .open::<String, ()>(path)
-                .await
-                .expect("the store opens")
-        }
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_store_follows_live() {
-    conformance::run_subscriptions(|| async {
-        Store::<String, serde_json::Value>::open_in_memory()
-            .await
-            .expect("the store opens")
-    })
-    .await;
 }
 
 async fn ping(store: &Store<String, ()>, n: u32) -> i64 {

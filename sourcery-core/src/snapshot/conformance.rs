@@ -1,10 +1,10 @@
-//! Checks for [`SnapshotStore`] implementations (feature `test-util`): ours
-//! and yours.
+//! The law snapshots live by (feature `test-util`). The snapshot store's own
+//! rules (newest wins, older or equal positions declined, keys kept apart,
+//! bytes and schema versions round-trip) are part of the conformance suite:
+//! declare `snapshots` in [`suite!`](crate::test::conformance::suite), or
+//! call [`Suite::snapshots`](crate::test::conformance::Suite::snapshots).
 //!
-//! - [`run`]: the store's own rules (newest wins, older or equal positions
-//!   declined, keys kept apart, bytes and schema versions round-trip), each
-//!   against a fresh store.
-//! - [`replay_equals_snapshot_plus_tail`]: the law snapshots live by, over
+//! - [`replay_equals_snapshot_plus_tail`]: over
 //!   an event store and a snapshot store together: for any history and any
 //!   points where snapshots were taken, loading from the latest snapshot
 //!   plus the events after it gives exactly the state and version of a full
@@ -15,8 +15,6 @@
 //! use sourcery_core::store::inmemory as events;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! conformance::run(|| async { inmemory::Store::<u64>::new(SnapshotPolicy::Never) }).await;
-//!
 //! let steps = [
 //!     conformance::Step { amount: 3, events: 2, snapshot: true, unchecked: false },
 //!     conformance::Step { amount: 5, events: 1, snapshot: false, unchecked: true },
@@ -34,7 +32,6 @@
 //! # });
 //! ```
 //!
-//! A failed check of [`run`] panics with what it saw, like any assertion.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -49,188 +46,6 @@ use crate::event::{DecodeEvent, DecodeFailure, DomainEvent, EventPayload, RawEve
 use crate::metadata::Metadata;
 use crate::repository::Repository;
 use crate::store::EventStore;
-
-/// Runs every check of the snapshot store's own rules, each against a fresh
-/// store from `make_store`.
-///
-/// # Panics
-///
-/// When a check fails, naming it and what it saw.
-pub async fn run<T, Pos, F, Fut>(mut make_store: F)
-where
-    T: SnapshotStore<Pos>,
-    Pos: From<u8> + Copy + Ord + Debug + Send + 'static,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    keeps_the_newest(&make_store().await).await;
-    keys_stay_apart(&make_store().await).await;
-    round_trips(&make_store().await).await;
-}
-
-fn snapshot<Pos>(position: Pos, schema_version: u32, data: &[u8]) -> Snapshot<Pos> {
-    Snapshot {
-        position,
-        schema_version,
-        data: data.to_vec(),
-    }
-}
-
-/// `save` keeps the newest snapshot per key: an older or equal position is
-/// declined and changes nothing; a later one replaces it, whatever the
-/// schema versions.
-///
-/// # Panics
-///
-/// When the store does otherwise.
-pub async fn keeps_the_newest<T, Pos>(store: &T)
-where
-    T: SnapshotStore<Pos>,
-    Pos: From<u8> + Copy + Ord + Debug + Send + 'static,
-{
-    let key = SnapshotKey::aggregate("conformance.newest", "\"a\"");
-    assert_eq!(
-        load(store, &key).await,
-        None,
-        "keeps_the_newest: an unknown key loads nothing"
-    );
-    let save = |position: u8, version, data: &'static [u8]| {
-        let key = &key;
-        async move {
-            store
-                .save(key, snapshot(Pos::from(position), version, data))
-                .await
-                .unwrap_or_else(|error| panic!("keeps_the_newest: save failed: {error}"))
-        }
-    };
-    assert_eq!(
-        save(5, 1, b"five").await,
-        SaveOutcome::Saved,
-        "keeps_the_newest: first save"
-    );
-    assert_eq!(
-        save(3, 1, b"three").await,
-        SaveOutcome::Declined,
-        "keeps_the_newest: older position"
-    );
-    assert_eq!(
-        save(5, 2, b"five again").await,
-        SaveOutcome::Declined,
-        "keeps_the_newest: equal position"
-    );
-    assert_eq!(
-        load(store, &key).await,
-        Some(snapshot(Pos::from(5), 1, b"five")),
-        "keeps_the_newest: a declined save changed the snapshot"
-    );
-    assert_eq!(
-        save(6, 2, b"six").await,
-        SaveOutcome::Saved,
-        "keeps_the_newest: later position"
-    );
-    assert_eq!(
-        save(4, 3, b"four").await,
-        SaveOutcome::Declined,
-        "keeps_the_newest: older after newer"
-    );
-    assert_eq!(
-        load(store, &key).await,
-        Some(snapshot(Pos::from(6), 2, b"six")),
-        "keeps_the_newest: the later snapshot replaces the older"
-    );
-}
-
-/// Keys that differ in subject, kind or id text never see each other's
-/// snapshots: `"1"` (a `String` id) and `1` (an integer), `()`, a `Uuid`,
-/// the empty string, a projection of the same kind, awkward text.
-///
-/// # Panics
-///
-/// When one key sees another's snapshot.
-pub async fn keys_stay_apart<T, Pos>(store: &T)
-where
-    T: SnapshotStore<Pos>,
-    Pos: From<u8> + Copy + Ord + Debug + Send + 'static,
-{
-    let id = |text: Result<String, super::SnapshotKeyError>| {
-        text.unwrap_or_else(|error| panic!("keys_stay_apart: id text: {error}"))
-    };
-    let kind = "conformance.keys";
-    let keys = [
-        SnapshotKey::aggregate(kind, id(SnapshotKey::id_text("1"))),
-        SnapshotKey::aggregate(kind, id(SnapshotKey::id_text(&1_i64))),
-        SnapshotKey::aggregate(kind, id(SnapshotKey::id_text(&()))),
-        SnapshotKey::aggregate(kind, id(SnapshotKey::id_text(&uuid::Uuid::nil()))),
-        SnapshotKey::aggregate(kind, id(SnapshotKey::id_text(""))),
-        SnapshotKey::aggregate(kind, ""),
-        SnapshotKey::projection(kind),
-        SnapshotKey::projection_instance(kind, "1"),
-        SnapshotKey::aggregate("conformance.keys.other", id(SnapshotKey::id_text("1"))),
-        SnapshotKey::aggregate("it's \"quoted\" ü 🦀", id(SnapshotKey::id_text("клиент-🦀"))),
-    ];
-    for (n, key) in keys.iter().enumerate() {
-        let n = u8::try_from(n).unwrap_or(u8::MAX);
-        let outcome = store
-            .save(key, snapshot(Pos::from(10 + n), u32::from(n), &[n]))
-            .await
-            .unwrap_or_else(|error| panic!("keys_stay_apart: save failed: {error}"));
-        assert_eq!(
-            outcome,
-            SaveOutcome::Saved,
-            "keys_stay_apart: {key} saw another key's snapshot"
-        );
-    }
-    for (n, key) in keys.iter().enumerate() {
-        let n = u8::try_from(n).unwrap_or(u8::MAX);
-        assert_eq!(
-            load(store, key).await,
-            Some(snapshot(Pos::from(10 + n), u32::from(n), &[n])),
-            "keys_stay_apart: {key}"
-        );
-    }
-}
-
-/// Bytes (empty, all byte values, 1 MiB) and schema versions (0,
-/// `u32::MAX`) come back as saved.
-///
-/// # Panics
-///
-/// When they do not.
-pub async fn round_trips<T, Pos>(store: &T)
-where
-    T: SnapshotStore<Pos>,
-    Pos: From<u8> + Copy + Ord + Debug + Send + 'static,
-{
-    let all_bytes: Vec<u8> = (0..=u8::MAX).collect();
-    let large: Vec<u8> = (0..1_048_576_u32)
-        .map(|n| u8::try_from(n % 251).unwrap_or(0))
-        .collect();
-    let cases = [(0, Vec::new()), (u32::MAX, all_bytes), (7, large)];
-    for (n, (version, data)) in cases.into_iter().enumerate() {
-        let key = SnapshotKey::projection_instance("conformance.round_trip", n.to_string());
-        let saved = snapshot(Pos::from(1), version, &data);
-        store
-            .save(&key, saved.clone())
-            .await
-            .unwrap_or_else(|error| panic!("round_trips: save failed: {error}"));
-        let loaded = load(store, &key).await;
-        assert!(
-            loaded.as_ref() == Some(&saved),
-            "round_trips: case {n} (version {version}, {} bytes) came back different",
-            data.len()
-        );
-    }
-}
-
-async fn load<T, Pos>(store: &T, key: &SnapshotKey) -> Option<Snapshot<Pos>>
-where
-    T: SnapshotStore<Pos>,
-{
-    store
-        .load(key)
-        .await
-        .unwrap_or_else(|error| panic!("load of {key} failed: {error}"))
-}
 
 /// One command of a history for [`replay_equals_snapshot_plus_tail`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
