@@ -35,9 +35,11 @@ impl CheckpointStore {
     pub async fn open(directory: impl Into<PathBuf>) -> Result<Self, Error> {
         let directory = directory.into();
         let created = directory.clone();
-        tokio::task::spawn_blocking(move || fs::create_dir_all(&created).map_err(Error::io("create", &created)))
-            .await
-            .map_err(Error::Task)??;
+        tokio::task::spawn_blocking(move || {
+            fs::create_dir_all(&created).map_err(Error::io("create", &created))
+        })
+        .await
+        .map_err(Error::Task)??;
         Ok(Self {
             directory: Arc::new(directory),
             saving: Arc::new(Mutex::new(())),

@@ -199,12 +199,18 @@ impl Inner {
         let line = line::encode(&batch).map_err(Error::Encode)?;
 
         writer.clean = false;
-        writer.file.write_all(&line).map_err(Error::io("write", &self.path))?;
+        writer
+            .file
+            .write_all(&line)
+            .map_err(Error::io("write", &self.path))?;
         writer.file.sync_data().map_err(Error::io("sync", &self.path))?;
         writer.clean = true;
 
         let last_position = batch.last().map_or(first, |event| event.position);
-        self.log.write().unwrap_or_else(PoisonError::into_inner).publish(batch);
+        self.log
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .publish(batch);
         drop(writer);
         self.commits.notify();
         Ok(AppendResult { last_position })
@@ -265,7 +271,12 @@ impl Log {
             .iter()
             .filter(move |event| {
                 filters.iter().any(|filter| {
-                    filter.matches(&event.aggregate_kind, &event.aggregate_id, &event.kind, &event.position)
+                    filter.matches(
+                        &event.aggregate_kind,
+                        &event.aggregate_id,
+                        &event.kind,
+                        &event.position,
+                    )
                 })
             })
     }
@@ -366,7 +377,8 @@ where
         aggregate_id: &'a String,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Error> {
-        self.write(aggregate_kind, aggregate_id, Expect::New, events).await
+        self.write(aggregate_kind, aggregate_id, Expect::New, events)
+            .await
     }
 
     async fn load_events<'a>(
