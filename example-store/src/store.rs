@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sourcery::concurrency::ConcurrencyConflict;
 use sourcery::event::{DecodeError, DecodeFailure};
+use sourcery::snapshot::SnapshotFrontier;
 use sourcery::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
     PersistableEvent, StoredEvent, after,
@@ -400,6 +401,10 @@ where
 /// order: once a reader has seen position `p`, every event at or below it
 /// is visible already.
 impl<M> GloballyOrdered for Store<M> where M: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+/// For the same reason every event a load returns is final, so projection
+/// snapshots may be taken at the last event applied (the default).
+impl<M> SnapshotFrontier for Store<M> where M: Serialize + DeserializeOwned + Send + Sync + 'static {}
 // ANCHOR_END: event_store
 
 // ANCHOR: subscribe

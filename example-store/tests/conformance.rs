@@ -9,6 +9,8 @@ use sourcery::test::conformance;
 use sourcery_example_jsonl::Store;
 use tempfile::TempDir;
 
+// The custom stores chapter of the user guide shows the lines between the
+// ANCHOR comments: keep them around the suite's call when its syntax changes.
 // ANCHOR: conformance
 /// A fresh, empty store: a new file in the test's temporary directory.
 fn fresh_store<M>(directory: &TempDir) -> impl Future<Output = Store<M>> {
