@@ -259,13 +259,17 @@ impl Log {
     /// The events any of `filters` selects, each once, in position order:
     /// one pass over the log, from the loosest `after` bound on.
     fn select<'a>(&'a self, filters: &'a [EventFilter<String, u64>]) -> impl Iterator<Item = &'a Event> {
-        let from = filters
+        let loosest = filters
             .iter()
             .map(EventFilter::after_position)
-            .reduce(after::looser)
-            .flatten();
-        // The events after position `p` start at index `p`.
-        let start = from.map_or(0, |after| usize::try_from(after).unwrap_or(usize::MAX));
+            .reduce(after::looser);
+        let start = match loosest {
+            // No filters select nothing.
+            None => self.events.len(),
+            Some(None) => 0,
+            // The events after position `p` start at index `p`.
+            Some(Some(after)) => usize::try_from(after).unwrap_or(usize::MAX),
+        };
         self.events
             .get(start..)
             .unwrap_or_default()
