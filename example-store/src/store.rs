@@ -30,7 +30,8 @@ use crate::sync_directory;
 /// Clones share one file and one in-memory copy of the log.
 ///
 /// Open a file with one `Store` at a time (clone it to share it): the store
-/// does not lock the file against a second writer.
+/// does not lock the file against a second writer. Opening and appending
+/// need a Tokio runtime: the file work runs on its blocking pool.
 pub struct Store<M = serde_json::Value> {
     inner: Arc<Inner>,
     metadata: PhantomData<fn() -> M>,
