@@ -48,7 +48,10 @@ async fn reopening_reads_back_every_field() -> Result {
         Some(2)
     );
     assert_eq!(store.stream_version("other", &String::new()).await?, Some(3));
-    assert!(store.load_events(&[]).await?.is_empty(), "no filters select nothing");
+    assert!(
+        store.load_events(&[]).await?.is_empty(),
+        "no filters select nothing"
+    );
     Ok(())
 }
 
