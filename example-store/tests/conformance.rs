@@ -36,7 +36,9 @@ fn fresh_path(what: &str) -> PathBuf {
 // ANCHOR: conformance
 /// A fresh, empty store: a new file.
 async fn fresh_store<M>() -> Store<M> {
-    Store::open(fresh_path("events")).await.expect("a new store opens")
+    Store::open(fresh_path("events"))
+        .await
+        .expect("a new store opens")
 }
 
 sourcery::test::conformance::suite! {

@@ -30,14 +30,20 @@ mod mutants;
 /// The guide's table of rules names every rule of the suite.
 #[test]
 fn the_guide_lists_every_rule() {
-    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/testing/conformance.md"))
-        .expect("the conformance guide page is readable");
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/src/testing/conformance.md"
+    ))
+    .expect("the conformance guide page is readable");
     for (name, _) in sourcery_core::test::conformance::Suite::<inmemory::Store<String, ()>>::rules() {
         let (family, rule) = name.split_once('.').expect("rule names are family.rule");
         let row = page
             .lines()
             .find(|line| line.starts_with(&format!("| `{family}`")))
             .unwrap_or_else(|| panic!("the guide has no row for the family {family}"));
-        assert!(row.contains(&format!("`{rule}`")), "the guide's row for {family} does not name {rule}");
+        assert!(
+            row.contains(&format!("`{rule}`")),
+            "the guide's row for {family} does not name {rule}"
+        );
     }
 }

@@ -5,7 +5,6 @@
 #[path = "support/database.rs"]
 mod support;
 
-
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;

@@ -4,11 +4,11 @@
 //! declare `snapshots` in [`suite!`](crate::test::conformance::suite), or
 //! call [`Suite::snapshots`](crate::test::conformance::Suite::snapshots).
 //!
-//! - [`replay_equals_snapshot_plus_tail`]: over
-//!   an event store and a snapshot store together: for any history and any
-//!   points where snapshots were taken, loading from the latest snapshot
-//!   plus the events after it gives exactly the state and version of a full
-//!   replay. Feed it random histories from a property test:
+//! [`replay_equals_snapshot_plus_tail`] checks, over an event store and a
+//! snapshot store together, that for any history and any points where
+//! snapshots were taken, loading from the latest snapshot plus the events
+//! after it gives exactly the state and version of a full replay. Feed it
+//! random histories from a property test:
 //!
 //! ```
 //! use sourcery_core::snapshot::{conformance, inmemory, SnapshotPolicy};

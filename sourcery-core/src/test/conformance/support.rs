@@ -46,7 +46,10 @@ impl Check {
 
     /// Fails the rule unless `got == expected`; `what` says what was
     /// compared ("the stream's version", ...).
-    #[track_caller]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "rules pass the values they just computed; by value reads better at every call"
+    )]
     pub(crate) fn same<T: PartialEq + Debug>(self, what: impl Display, expected: T, got: T) {
         if got != expected {
             self.fail(format_args!("{what}: {expected:?}"), format_args!("{got:?}"));
@@ -78,7 +81,10 @@ impl Check {
     pub(crate) async fn ok<T, E: Display>(self, what: &str, future: impl Future<Output = Result<T, E>>) -> T {
         match self.bounded(what, future).await {
             Ok(value) => value,
-            Err(error) => self.fail(format_args!("{what} to succeed"), format_args!("the error: {error}")),
+            Err(error) => self.fail(
+                format_args!("{what} to succeed"),
+                format_args!("the error: {error}"),
+            ),
         }
     }
 
@@ -94,8 +100,11 @@ impl Check {
         aggregate_kind: &str,
         aggregate_id: &S::Id,
     ) -> Option<S::Position> {
-        self.ok("stream_version", store.stream_version(aggregate_kind, aggregate_id))
-            .await
+        self.ok(
+            "stream_version",
+            store.stream_version(aggregate_kind, aggregate_id),
+        )
+        .await
     }
 
     /// Appends test events (kind, number) to a stream as one unchecked batch
@@ -156,7 +165,13 @@ impl Check {
     /// A test event of `kind` numbered `n` (an `Opened` payload for
     /// [`Opened::KIND`], a `Noted` one for any other kind), encoded with
     /// the store's codec, at `schema_version`, with metadata `sample(n)`.
-    pub(crate) fn event<S>(self, store: &S, kind: &str, n: u64, schema_version: u32) -> PersistableEvent<S::Metadata>
+    pub(crate) fn event<S>(
+        self,
+        store: &S,
+        kind: &str,
+        n: u64,
+        schema_version: u32,
+    ) -> PersistableEvent<S::Metadata>
     where
         S: EventStore,
         S::Metadata: ConformanceMetadata,
@@ -171,8 +186,13 @@ impl Check {
             })
         };
         match data {
-            Ok(data) => PersistableEvent::new(kind, data, S::Metadata::sample(n)).with_schema_version(schema_version),
-            Err(error) => self.fail("the store's codec to encode a test event", format_args!("{error}")),
+            Ok(data) => {
+                PersistableEvent::new(kind, data, S::Metadata::sample(n)).with_schema_version(schema_version)
+            }
+            Err(error) => self.fail(
+                "the store's codec to encode a test event",
+                format_args!("{error}"),
+            ),
         }
     }
 
