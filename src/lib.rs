@@ -7,7 +7,7 @@ pub use sourcery_core::{
 pub use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};
 pub use sourcery_core::event::DomainEvent;
 pub use sourcery_core::metadata::EventMetadata;
-pub use sourcery_core::projection::{ApplyProjection, Projection};
+pub use sourcery_core::projection::{ApplyProjection, Projection, ProjectionFor};
 pub use sourcery_core::repository::Repository;
 pub use sourcery_core::snapshot;
 pub use sourcery_macros::{Aggregate, DomainEvent, Projection};

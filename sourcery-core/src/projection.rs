@@ -80,6 +80,19 @@ pub trait Projection: Default + Send + 'static {
     }
 }
 
+/// A projection of the events of store `S`: its `Id` and `Metadata` are the
+/// store's. Implemented for every such projection; the runner and the
+/// repository ask for it, so that a projection whose types differ from the
+/// store's is an error that names the fix.
+#[diagnostic::on_unimplemented(
+    message = "the projection `{Self}` cannot read the events of the store `{S}`",
+    note = "a projection's `Id` and `Metadata` must be the store's: set them with `#[projection(id = .., metadata = ..)]`, or the `Id` and `Metadata` types of its `impl Projection`"
+)]
+pub trait ProjectionFor<S: EventStore>: Projection<Id = S::Id, Metadata = S::Metadata> {}
+
+#[diagnostic::do_not_recommend]
+impl<S: EventStore, P> ProjectionFor<S> for P where P: Projection<Id = S::Id, Metadata = S::Metadata> {}
+
 /// How a projection changes when event `E` (a domain event or an
 /// aggregate's event enum) happened in the stream of `aggregate_id`.
 #[diagnostic::on_unimplemented(
@@ -114,7 +127,7 @@ type Entry<S, P> = (
 impl<S, P> ProjectionEvents<S, P>
 where
     S: EventStore,
-    P: Projection<Id = S::Id, Metadata = S::Metadata>,
+    P: ProjectionFor<S>,
 {
     /// No events yet.
     #[must_use]
@@ -274,7 +287,7 @@ where
 impl<S, P> Default for ProjectionEvents<S, P>
 where
     S: EventStore,
-    P: Projection<Id = S::Id, Metadata = S::Metadata>,
+    P: ProjectionFor<S>,
 {
     fn default() -> Self {
         Self::new()

@@ -68,7 +68,7 @@ use crate::codec::Codec;
 use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, Optimistic, Unchecked};
 use crate::event::{DecodeError, DecodeEvent, EncodeError};
 use crate::metadata::Metadata;
-use crate::projection::{Projection, ProjectionEvents};
+use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
 use crate::snapshot::{
     AggregateSnapshots, NoSnapshots, Snapshot, SnapshotFrontier, SnapshotKey, SnapshotProblem, SnapshotStore,
     SnapshotWarning, Snapshotting,
@@ -595,7 +595,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     /// [`LoadError::Store`] when the store fails.
     pub async fn load_projection<P>(&self) -> Result<P, LoadErrorFor<S>>
     where
-        P: Projection<Id = S::Id, Metadata = S::Metadata>,
+        P: ProjectionFor<S>,
         S::Id: PartialEq,
     {
         self.projection::<P>().with_declared().load().await
@@ -604,7 +604,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     /// A builder to choose the events of projection `P` at load time.
     pub fn projection<P>(&self) -> ProjectionLoader<'_, S, P, Snap>
     where
-        P: Projection<Id = S::Id, Metadata = S::Metadata>,
+        P: ProjectionFor<S>,
     {
         ProjectionLoader {
             store: &self.store,

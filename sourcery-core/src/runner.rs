@@ -66,7 +66,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::CheckpointStore;
-use crate::projection::{Projection, ProjectionEvents};
+use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
 use crate::subscription::{Follower, Progress, Subscribe};
 
 /// Starts [`RunningProjection`]s over one store and one checkpoint store.
@@ -247,7 +247,7 @@ where
     /// Outside a Tokio runtime (the runner is a Tokio task).
     pub fn start<P>(self, projection: P) -> Result<RunningProjection<S::Position, P>, RunnerError>
     where
-        P: Projection<Id = S::Id, Metadata = S::Metadata> + Sync,
+        P: ProjectionFor<S> + Sync,
         S::Id: PartialEq,
     {
         self.start_with(projection, ProjectionEvents::declared())
@@ -264,7 +264,7 @@ where
         events: ProjectionEvents<S, P>,
     ) -> Result<RunningProjection<S::Position, P>, RunnerError>
     where
-        P: Projection<Id = S::Id, Metadata = S::Metadata> + Sync,
+        P: ProjectionFor<S> + Sync,
         S::Id: PartialEq,
     {
         if events.is_empty() {

@@ -160,8 +160,11 @@ fn expand(input: &DeriveInput, krate: &TokenStream, settings: &Settings, variant
         }
     };
 
+    // Spanned at the event's name in `events(..)`: when a handler converts an
+    // event the list lacks, rustc shows this impl ("but trait `From<Opened>`
+    // is implemented"), and so the list the missing event belongs in.
     let from_impls = events.iter().zip(variants).map(|(event, variant)| {
-        quote! {
+        quote_spanned! {event.span()=>
             #[automatically_derived]
             impl ::core::convert::From<#event> for #event_enum {
                 #[inline]
