@@ -40,6 +40,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod subscriptions;
+pub mod text;
 pub use subscriptions::{
     catch_up_then_live, concurrent_writers_and_subscribers, filter_after_is_kept,
     progress_past_filtered_events, resume_after_position, run_subscriptions,
@@ -53,17 +54,35 @@ use crate::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEv
 pub trait ConformanceMetadata: Clone + PartialEq + Debug + Send + Sync + 'static {
     /// A value that differs for different `n` where the type allows it.
     fn sample(n: u64) -> Self;
+
+    /// A value holding `text` where a store keeps it as text (a JSON string
+    /// or key), for the [`text`] rules; `None`, the default, when the type
+    /// holds no text (those rules then do not apply).
+    fn with_text(text: &str) -> Option<Self> {
+        let _ = text;
+        None
+    }
 }
 
 impl ConformanceMetadata for serde_json::Value {
     fn sample(n: u64) -> Self {
         serde_json::json!({ "n": n, "actor": "tëst \"user\"", "tags": ["a", n.to_string()] })
     }
+
+    fn with_text(text: &str) -> Option<Self> {
+        let mut keyed = serde_json::Map::new();
+        keyed.insert(text.to_owned(), serde_json::Value::Bool(true));
+        Some(serde_json::json!({ "note": text, "keyed": keyed }))
+    }
 }
 
 impl ConformanceMetadata for String {
     fn sample(n: u64) -> Self {
         format!("metadata-{n}-ü")
+    }
+
+    fn with_text(text: &str) -> Option<Self> {
+        Some(text.to_owned())
     }
 }
 
@@ -107,6 +126,12 @@ where
     awkward_names(make_store().await).await;
     large_payload(make_store().await).await;
     optimistic_race(make_store().await, 16).await;
+    text::nul_in_aggregate_kind_refused(make_store().await).await;
+    text::nul_in_aggregate_id_refused(make_store().await).await;
+    text::nul_in_event_kind_refused(make_store().await).await;
+    text::nul_in_metadata_refused(make_store().await).await;
+    text::nul_lookups_find_nothing(make_store().await).await;
+    text::nul_lookalikes_round_trip(make_store().await).await;
 }
 
 /// The test events: one kind per struct, with a payload that tells them apart.
