@@ -310,16 +310,13 @@ impl JsonScanner {
                 return;
             }
             self.escape = match (self.escape, byte) {
-                (_, 0) => {
+                // A raw NUL, or the fourth `0` of `\u0000`.
+                (_, 0) | (Escape::Zeros(3), b'0') => {
                     self.found = true;
                     Escape::None
                 }
                 (Escape::None, b'\\') => Escape::Started,
                 (Escape::Started, b'u') => Escape::Zeros(0),
-                (Escape::Zeros(3), b'0') => {
-                    self.found = true;
-                    Escape::None
-                }
                 (Escape::Zeros(digits), b'0') => Escape::Zeros(digits + 1),
                 // Another one-character escape (`\\`, `\"`, `\n`, ...), a
                 // `\u` escape of another character, or no escape at all.

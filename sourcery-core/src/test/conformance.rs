@@ -58,6 +58,7 @@ pub trait ConformanceMetadata: Clone + PartialEq + Debug + Send + Sync + 'static
     /// A value holding `text` where a store keeps it as text (a JSON string
     /// or key), for the [`text`] rules; `None`, the default, when the type
     /// holds no text (those rules then do not apply).
+    #[must_use]
     fn with_text(text: &str) -> Option<Self> {
         let _ = text;
         None

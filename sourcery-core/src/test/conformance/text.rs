@@ -147,40 +147,38 @@ async fn expect_refused<S, F>(
     let expected = InvalidBatch::Nul { field };
     let wanted =
         format!("AppendError::Invalid({expected:?}) (nothing written, whatever the stream's version)");
-    let ways: [(&str, AppendOutcome<S::Position, S::Error>); 3] = [
-        (
-            "append without an expected version",
-            bounded(
-                rule,
-                "append",
-                store.append(kind, stream, None, batch(rule, make())),
-            )
-            .await,
-        ),
-        (
-            "append with an expected version",
-            bounded(
-                rule,
-                "append",
-                store.append(kind, stream, Some(existing), batch(rule, make())),
-            )
-            .await,
-        ),
-        (
-            "append_expecting_new",
-            bounded(
-                rule,
-                "append_expecting_new",
-                store.append_expecting_new(kind, stream, batch(rule, make())),
-            )
-            .await,
-        ),
-    ];
-    for (way, outcome) in &ways {
+    let check = |way: &str, outcome: &AppendOutcome<S::Position, S::Error>| {
         if outcome.as_ref().err().and_then(AppendError::as_invalid) != Some(&expected) {
             fail(rule, &format!("{way}: {wanted}"), &describe::<S>(outcome));
         }
-    }
+    };
+    check(
+        "append without an expected version",
+        &bounded(
+            rule,
+            "append",
+            store.append(kind, stream, None, batch(rule, make())),
+        )
+        .await,
+    );
+    check(
+        "append with an expected version",
+        &bounded(
+            rule,
+            "append",
+            store.append(kind, stream, Some(existing), batch(rule, make())),
+        )
+        .await,
+    );
+    check(
+        "append_expecting_new",
+        &bounded(
+            rule,
+            "append_expecting_new",
+            store.append_expecting_new(kind, stream, batch(rule, make())),
+        )
+        .await,
+    );
     let mut transaction = store.begin::<Unchecked>(kind, stream.clone(), None);
     for event in make() {
         transaction.append_persistable(event);
@@ -244,6 +242,20 @@ async fn expect_only_sentinel<S>(
                 rule,
                 &format!("no event in stream {kind:?}/{stream:?} after the refused batches"),
                 &format!("version {at:?} and {} events", events.len()),
+            );
+        }
+    }
+}
+
+/// `stream_version` of each of `streams` is `None`.
+async fn expect_no_version<S: EventStore>(rule: &str, store: &S, streams: &[(&str, S::Id)]) {
+    for (aggregate_kind, aggregate_id) in streams {
+        let at = version(rule, store, aggregate_kind, aggregate_id).await;
+        if at.is_some() {
+            fail(
+                rule,
+                &format!("stream_version of {aggregate_kind:?}/{aggregate_id:?} to be None"),
+                &format!("{at:?}"),
             );
         }
     }
@@ -483,20 +495,16 @@ where
 
     let nul_kind_stream = "conformance-text\0";
     let nul_id = id::<S>("text-lookup\0");
-    for (aggregate_kind, aggregate_id) in [
-        (STREAM_KIND, &nul_id),
-        (nul_kind_stream, &stream),
-        (nul_kind_stream, &nul_id),
-    ] {
-        let at = version(RULE, &store, aggregate_kind, aggregate_id).await;
-        if at.is_some() {
-            fail(
-                RULE,
-                &format!("stream_version of {aggregate_kind:?}/{aggregate_id:?} to be None"),
-                &format!("{at:?}"),
-            );
-        }
-    }
+    expect_no_version(
+        RULE,
+        &store,
+        &[
+            (STREAM_KIND, nul_id.clone()),
+            (nul_kind_stream, stream.clone()),
+            (nul_kind_stream, nul_id.clone()),
+        ],
+    )
+    .await;
 
     let nul_event_kind = "conformance.text.found\0";
     let lookups: Vec<EventFilter<S::Id, S::Position>> = vec![
@@ -714,8 +722,8 @@ mod tests {
         async fn write(
             &self,
             kind: &str,
-            id: &String,
-            expected: Option<Option<u64>>,
+            id: &str,
+            expecting_new: bool,
             events: NonEmpty<PersistableEvent<serde_json::Value>>,
         ) -> AppendOutcome<u64, Infallible> {
             let holds_nul = kind.contains('\0')
@@ -745,11 +753,11 @@ mod tests {
                 unreachable!("stripping keeps every event");
             };
             let (kind, id) = (strip(kind), strip(id));
-            match expected {
-                None => self.0.append(&kind, &id, None, events).await,
-                Some(None) => self.0.append_expecting_new(&kind, &id, events).await,
-                // Ignores the version, so the refusal is all a rule sees.
-                Some(Some(_)) => self.0.append(&kind, &id, None, events).await,
+            // Ignores expected versions, so the refusal is all a rule sees.
+            if expecting_new {
+                self.0.append_expecting_new(&kind, &id, events).await
+            } else {
+                self.0.append(&kind, &id, None, events).await
             }
         }
     }
@@ -780,10 +788,10 @@ mod tests {
             &'a self,
             kind: &'a str,
             id: &'a String,
-            expected: Option<u64>,
+            _expected: Option<u64>,
             events: NonEmpty<PersistableEvent<serde_json::Value>>,
         ) -> AppendOutcome<u64, Infallible> {
-            self.write(kind, id, expected.map(Some), events).await
+            self.write(kind, id, false, events).await
         }
 
         async fn append_expecting_new<'a>(
@@ -792,7 +800,7 @@ mod tests {
             id: &'a String,
             events: NonEmpty<PersistableEvent<serde_json::Value>>,
         ) -> AppendOutcome<u64, Infallible> {
-            self.write(kind, id, Some(None), events).await
+            self.write(kind, id, true, events).await
         }
 
         async fn load_events<'a>(
