@@ -381,3 +381,41 @@ where
     M: Clone + Serialize + Send + Sync + 'static,
 {
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AppendError, TextField};
+
+    #[tokio::test]
+    async fn what_no_store_keeps_is_refused_before_the_version_check() {
+        let store = Store::<String, String>::new();
+        let id = "ACC-1".to_owned();
+        let zero = PersistableEvent::new("opened", Vec::new(), String::new()).with_schema_version(0);
+        let refused = store.append("account", &id, Some(7), NonEmpty::new(zero)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(AppendError::Invalid(InvalidBatch::SchemaVersionZero { index: 0 }))
+            ),
+            "schema version 0, refused as invalid rather than as a conflict: {refused:?}"
+        );
+        let nul = NonEmpty::from_vec(vec![
+            PersistableEvent::new("opened", b"\0".to_vec(), "ok".to_owned()),
+            PersistableEvent::new("noted", Vec::new(), "n\0".to_owned()),
+        ]);
+        let refused = store
+            .append_expecting_new("account", &id, nul.expect("two events"))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(AppendError::Invalid(InvalidBatch::Nul {
+                    field: TextField::Metadata { index: 1 }
+                }))
+            ),
+            "{refused:?}"
+        );
+        assert!(store.is_empty(), "nothing of either batch was written");
+    }
+}
