@@ -11,7 +11,8 @@ use sourcery::concurrency::ConcurrencyConflict;
 use sourcery::metadata::EventMetadata;
 use sourcery::repository::{CommandError, LoadError};
 use sourcery::store::{
-    AppendOutcome, EventFilter, EventStore, JsonCodec, NonEmpty, PersistableEvent, StoredEvent, inmemory,
+    AppendOutcome, EventFilter, EventStore, InvalidBatch, JsonCodec, NonEmpty, PersistableEvent, StoredEvent,
+    TextField, inmemory,
 };
 use sourcery::test::RepositoryTestExt;
 use sourcery::{Aggregate, Apply, DomainEvent, Handle, HandleCreate, Repository};
@@ -223,6 +224,73 @@ async fn each_event_of_a_batch_gets_its_own_id_and_shares_the_correlation() {
             .all(|m| m.correlation_id == request.correlation_id)
     );
     assert!(deposits.iter().all(|m| m.actor.as_deref() == Some("teller")));
+}
+
+#[tokio::test]
+async fn a_nul_character_in_an_id_or_metadata_is_a_typed_refusal_naming_the_field() {
+    let repository = Repository::new(Store::new());
+    let nul_id = id("ACC\0-1");
+    let refused = repository
+        .create::<Account, _>(&nul_id, &Open("Ada"), EventMetadata::new())
+        .await
+        .expect_err("no store keeps NUL in an aggregate id");
+    assert!(
+        matches!(
+            refused,
+            CommandError::Invalid(InvalidBatch::Nul {
+                field: TextField::AggregateId
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "the aggregate id holds a NUL character (U+0000), which no event store keeps"
+    );
+    assert!(!refused.is_conflict());
+
+    let acc = id("ACC-NUL");
+    repository
+        .create::<Account, _>(&acc, &Open("Ada"), EventMetadata::new())
+        .await
+        .expect("create");
+    // The second event's metadata is `next_in_batch` of the first: both
+    // carry the actor, and the first is the one named.
+    let refused = repository
+        .execute_with_retry::<Account, _>(
+            &acc,
+            &DepositTwice(5),
+            EventMetadata::new().with_actor("a\0da"),
+            3,
+        )
+        .await
+        .expect_err("no store keeps NUL in metadata");
+    assert!(
+        matches!(
+            refused,
+            CommandError::Invalid(InvalidBatch::Nul {
+                field: TextField::Metadata { index: 0 }
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        all_events(repository.store()).await.len(),
+        1,
+        "only the creation is stored"
+    );
+
+    // Event data is bytes, not text: NUL in a payload is stored.
+    let owner = id("ACC-NUL-OWNER");
+    repository
+        .create::<Account, _>(&owner, &Open("A\0da"), EventMetadata::new())
+        .await
+        .expect("NUL in event data is kept");
+    let loaded = repository
+        .load::<Account>(&owner)
+        .await
+        .expect("the account loads");
+    assert_eq!(loaded.owner, "A\0da");
 }
 
 #[tokio::test]

@@ -73,7 +73,7 @@ use crate::snapshot::{
     AggregateSnapshots, NoSnapshots, Snapshot, SnapshotFrontier, SnapshotKey, SnapshotProblem, SnapshotStore,
     SnapshotWarning, Snapshotting,
 };
-use crate::store::{AppendError, EventFilter, EventStore, StoredEvent, Transaction};
+use crate::store::{AppendError, EventFilter, EventStore, InvalidBatch, StoredEvent, Transaction};
 
 /// Loads aggregates, executes commands and loads projections over one store.
 ///
@@ -145,9 +145,10 @@ pub type LoadErrorFor<S> =
 ///
 /// Match on it to decide: [`Rejected`](Self::Rejected) goes back to the
 /// user, [`Conflict`](Self::Conflict) is worth a retry,
-/// [`NotFound`](Self::NotFound) / [`AlreadyExists`](Self::AlreadyExists) are
-/// the caller's mistake, [`Decode`](Self::Decode), [`Encode`](Self::Encode)
-/// and [`Store`](Self::Store) call for an operator.
+/// [`NotFound`](Self::NotFound) / [`AlreadyExists`](Self::AlreadyExists) /
+/// [`Invalid`](Self::Invalid) are the caller's mistake,
+/// [`Decode`](Self::Decode), [`Encode`](Self::Encode) and
+/// [`Store`](Self::Store) call for an operator.
 ///
 /// `Pos` and `Id` are the store's position and id types. Spell it
 /// [`CommandErrorFor<A, S>`] for aggregate `A` on store `S`.
@@ -182,6 +183,12 @@ pub enum CommandError<AggregateError, StoreError, Pos: Debug, Id: Debug> {
     /// An event the aggregate produced could not be encoded.
     #[error(transparent)]
     Encode(EncodeError),
+    /// The events the command produced hold something no store keeps (a
+    /// NUL character in the aggregate id's text, an event kind or the
+    /// metadata, or schema version 0); the store refused them, naming the
+    /// field. A retry cannot help.
+    #[error(transparent)]
+    Invalid(InvalidBatch),
     /// The store failed.
     #[error("the event store failed")]
     Store(#[source] StoreError),
@@ -408,7 +415,9 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     /// [`CommandError::NotFound`] when the aggregate does not exist,
     /// [`CommandError::Rejected`] when it rejects the command,
     /// [`CommandError::Conflict`] (optimistic repositories) when it changed
-    /// meanwhile, and the load and store failures.
+    /// meanwhile, [`CommandError::Invalid`] when the store refuses the
+    /// events (a NUL character in a text, naming the field), and the load
+    /// and store failures.
     pub async fn execute<A, Cmd>(
         &self,
         id: &A::Id,
@@ -538,7 +547,9 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     ///
     /// [`CommandError::AlreadyExists`] when the stream has events (found on
     /// load or at commit), [`CommandError::Rejected`] when the aggregate
-    /// rejects the command, and store failures.
+    /// rejects the command, [`CommandError::Invalid`] when the store refuses
+    /// the events (a NUL character in the id or another text, naming the
+    /// field), and store failures.
     ///
     /// With snapshots, the new aggregate's state is offered as a snapshot
     /// when the policy finds one due (the stream holds exactly these
@@ -688,6 +699,7 @@ where
     }
     let written = tx.commit().await.map_err(|error| match error {
         AppendError::Conflict(conflict) => CommandError::Conflict(conflict),
+        AppendError::Invalid(invalid) => CommandError::Invalid(invalid),
         AppendError::Store(error) => CommandError::Store(error),
     })?;
     Ok(CommandOutcome {

@@ -802,8 +802,8 @@ pub trait SnapshotFrontier: GloballyOrdered {
 
 impl<Id, M> SnapshotFrontier for crate::store::inmemory::Store<Id, M>
 where
-    Id: Clone + Eq + std::hash::Hash + Debug + Send + Sync + 'static,
-    M: Clone + Send + Sync + 'static,
+    Id: Clone + Eq + std::hash::Hash + Debug + std::fmt::Display + Send + Sync + 'static,
+    M: Clone + serde::Serialize + Send + Sync + 'static,
 {
 }
 

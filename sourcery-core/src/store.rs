@@ -17,6 +17,19 @@
 //!    round-trip.
 //! 5. A reader that follows positions (`after(p)`) never skips an event that
 //!    commits later with a lower position.
+//! 6. No store keeps the character NUL (U+0000) in a text: PostgreSQL's
+//!    `text` and `jsonb` cannot hold it. A batch holding it in the aggregate
+//!    kind, the aggregate id's text, an event's kind or an event's metadata
+//!    (any string or key of its JSON) is refused before anything is written,
+//!    with [`AppendError::Invalid`] naming the field
+//!    ([`InvalidBatch::Nul`]); so is an event at schema version 0
+//!    ([`InvalidBatch::SchemaVersionZero`]). The check comes first: such a
+//!    batch is refused as invalid whatever the stream's version. Stores run
+//!    it with [`check_batch`] and [`check_metadata`] (or
+//!    [`check_metadata_json`]). Event data is bytes, not text: it may hold
+//!    NUL bytes. Reads that name a text with NUL (a filter,
+//!    [`stream_version`](EventStore::stream_version)) find nothing and do
+//!    not fail ([`EventFilter::holds_nul`]).
 //!
 //! A stream's *version* is the position of its last event (`None` for a
 //! stream with no events).
@@ -68,9 +81,11 @@ use crate::event::{DecodeError, DecodeEvent, DecodeFailure, EncodeError, EventPa
 
 pub use crate::codec::JsonCodec;
 pub use crate::non_empty::NonEmpty;
+pub use check::{InvalidBatch, TextField, check_batch, check_metadata, check_metadata_json};
 pub use text_id::{IdParseError, TextId};
 
 pub mod after;
+mod check;
 pub mod inmemory;
 mod text_id;
 
@@ -93,9 +108,10 @@ pub struct PersistableEvent<M> {
     /// ([`DomainEvent::VERSION`](crate::event::DomainEvent::VERSION); 1 for
     /// an event that never changed shape). Stores keep it beside the data;
     /// loading upcasts older versions before decoding. Versions start at 1
-    /// (`#[derive(DomainEvent)]` refuses `version = 0`); the PostgreSQL and
-    /// SQLite stores refuse a batch holding 0, and PostgreSQL one above
-    /// `i32::MAX`, before writing anything.
+    /// (`#[derive(DomainEvent)]` refuses `version = 0`); every store refuses
+    /// a batch holding 0 ([`InvalidBatch::SchemaVersionZero`]), and
+    /// PostgreSQL one above `i32::MAX` (a store error), before writing
+    /// anything.
     pub schema_version: u32,
     /// The event encoded by the store's codec.
     pub data: Vec<u8>,
@@ -301,14 +317,20 @@ pub struct AppendResult<Pos> {
     pub last_position: Pos,
 }
 
-/// Why an append wrote nothing: another writer got there first, or the store
-/// failed. Retry the first; alert on the second.
+/// Why an append wrote nothing: another writer got there first, the batch
+/// holds something no store keeps, or the store failed. Retry the first; fix
+/// the caller for the second; alert on the third.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError<Pos: fmt::Debug, E> {
     /// The stream was not at the expected version.
     #[error(transparent)]
     Conflict(ConcurrencyConflict<Pos>),
+    /// The batch holds a text with a NUL character or an event at schema
+    /// version 0, which every store refuses (invariant 6 of the
+    /// [contract](self)).
+    #[error(transparent)]
+    Invalid(InvalidBatch),
     /// The store could not complete the append.
     #[error("the event store failed")]
     Store(#[source] E),
@@ -319,7 +341,15 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
     pub fn as_conflict(&self) -> Option<&ConcurrencyConflict<Pos>> {
         match self {
             Self::Conflict(conflict) => Some(conflict),
-            Self::Store(_) => None,
+            Self::Invalid(_) | Self::Store(_) => None,
+        }
+    }
+
+    /// Why the batch was refused, if it was invalid.
+    pub fn as_invalid(&self) -> Option<&InvalidBatch> {
+        match self {
+            Self::Invalid(invalid) => Some(invalid),
+            Self::Conflict(_) | Self::Store(_) => None,
         }
     }
 
@@ -327,7 +357,7 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
     pub fn as_store(&self) -> Option<&E> {
         match self {
             Self::Store(error) => Some(error),
-            Self::Conflict(_) => None,
+            Self::Conflict(_) | Self::Invalid(_) => None,
         }
     }
 
@@ -340,6 +370,12 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
 impl<Pos: fmt::Debug, E> From<ConcurrencyConflict<Pos>> for AppendError<Pos, E> {
     fn from(conflict: ConcurrencyConflict<Pos>) -> Self {
         Self::Conflict(conflict)
+    }
+}
+
+impl<Pos: fmt::Debug, E> From<InvalidBatch> for AppendError<Pos, E> {
+    fn from(invalid: InvalidBatch) -> Self {
+        Self::Invalid(invalid)
     }
 }
 
@@ -371,7 +407,8 @@ pub trait EventStore: Send + Sync + Sized {
     fn codec(&self) -> &Self::Codec;
 
     /// The stream's version: the position of its last event, or `None` when
-    /// it has no events.
+    /// it has no events (always for an aggregate kind or id holding a NUL
+    /// character, which no store writes).
     fn stream_version<'a>(
         &'a self,
         aggregate_kind: &'a str,
@@ -394,6 +431,14 @@ pub trait EventStore: Send + Sync + Sized {
     /// if the stream is at that version (otherwise a
     /// [`ConcurrencyConflict`] and nothing written); with `None`, whatever
     /// the stream holds.
+    ///
+    /// A batch with a NUL character in the aggregate kind, the aggregate
+    /// id's text, an event's kind or metadata, or an event at schema version
+    /// 0, is refused first, whatever the stream's version:
+    /// [`AppendError::Invalid`] naming the field, and nothing written.
+    /// Implementations call [`check_batch`] and [`check_metadata`] (or
+    /// [`check_metadata_json`] on metadata they encoded as JSON) before they
+    /// write; the conformance suite's `text` rules check it.
     fn append<'a>(
         &'a self,
         aggregate_kind: &'a str,
@@ -403,7 +448,8 @@ pub trait EventStore: Send + Sync + Sized {
     ) -> impl Future<Output = AppendOutcome<Self::Position, Self::Error>> + Send + 'a;
 
     /// Appends `events` atomically only if the stream has no events yet;
-    /// otherwise a [`ConcurrencyConflict`] and nothing written.
+    /// otherwise a [`ConcurrencyConflict`] and nothing written. A batch
+    /// that no store keeps is refused first, as by [`append`](Self::append).
     fn append_expecting_new<'a>(
         &'a self,
         aggregate_kind: &'a str,
@@ -412,7 +458,9 @@ pub trait EventStore: Send + Sync + Sized {
     ) -> impl Future<Output = AppendOutcome<Self::Position, Self::Error>> + Send + 'a;
 
     /// The union of the events every filter selects, each event once, in
-    /// ascending position. No filters select nothing.
+    /// ascending position. No filters select nothing, and neither does a
+    /// filter naming a text with a NUL character
+    /// ([`EventFilter::holds_nul`]).
     #[expect(
         clippy::type_complexity,
         reason = "the store authors' guide fixes this signature"
@@ -553,8 +601,10 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
     ///
     /// [`AppendError::Conflict`] when the strategy is [`Optimistic`] and the
     /// stream moved since `expected_version` (with no expected version: the
-    /// stream is not new); [`AppendError::Store`] when the store failed.
-    /// Nothing is written in either case (the store's contract).
+    /// stream is not new); [`AppendError::Invalid`] when the batch holds a
+    /// NUL character in a text (naming the field) or an event at schema
+    /// version 0; [`AppendError::Store`] when the store failed. Nothing is
+    /// written in any case (the store's contract).
     pub async fn commit(
         self,
     ) -> Result<Option<AppendResult<S::Position>>, AppendError<S::Position, S::Error>> {

@@ -65,6 +65,11 @@ pub(crate) fn plan<Id: TextId>(
     let mut frontier = false;
     let mut any_after = false;
     for filter in filters {
+        // Selects nothing (no store writes NUL), and the server would refuse
+        // the parameter.
+        if filter.holds_nul() {
+            continue;
+        }
         let after = filter.after_position();
         if let Some(position) = after {
             if position < 0 {

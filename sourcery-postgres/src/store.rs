@@ -11,7 +11,7 @@ use sourcery_core::concurrency::ConcurrencyConflict;
 use sourcery_core::event::{DecodeError, DecodeFailure};
 use sourcery_core::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
-    PersistableEvent, StoredEvent, TextId,
+    PersistableEvent, StoredEvent, TextId, check_batch, check_metadata_json,
 };
 use sqlx::Postgres;
 use sqlx::Row;
@@ -569,6 +569,9 @@ where
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
         let id = aggregate_id.to_text();
+        // `text` and `jsonb` cannot hold NUL: refuse it here, typed, rather
+        // than have the server fail the statement.
+        check_batch(aggregate_kind, &id, &events)?;
         let mut kinds = Vec::with_capacity(events.len());
         let mut data = Vec::with_capacity(events.len());
         let mut metadata = Vec::with_capacity(events.len());
@@ -579,6 +582,7 @@ where
             versions.push(schema_version_column(index, event.schema_version).map_err(AppendError::Store)?);
             let json = serde_json::to_string(&event.metadata)
                 .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
+            check_metadata_json(index, &json)?;
             metadata.push(JsonText(json));
         }
         let statement = self.sql.append_values.get(events.len() - 1);
@@ -764,7 +768,8 @@ fn violates(error: &sqlx::Error, name: &str) -> bool {
 }
 
 /// An event's schema version as the `integer` column holds it: 1 to
-/// `i32::MAX` (the column's check refuses 0).
+/// `i32::MAX` (0 is refused before, by `check_batch`; the column's check
+/// refuses it too).
 fn schema_version_column(index: usize, version: u32) -> Result<i32, Error> {
     match i32::try_from(version) {
         Ok(column) if column > 0 => Ok(column),
@@ -879,7 +884,13 @@ where
         aggregate_kind: &'a str,
         aggregate_id: &'a Id,
     ) -> Result<Option<i64>, Error> {
-        self.version_of(aggregate_kind, &aggregate_id.to_text()).await
+        let id = aggregate_id.to_text();
+        // No stream holds NUL in its name (appends refuse it), and the
+        // server would refuse it as a parameter.
+        if aggregate_kind.contains('\0') || id.contains('\0') {
+            return Ok(None);
+        }
+        self.version_of(aggregate_kind, &id).await
     }
 
     async fn append<'a>(

@@ -1,7 +1,8 @@
 //! Ids, kinds and metadata are data: any id type with `Display` + `FromStr`,
-//! any serde metadata, awkward text; data that does not decode is a typed
-//! error naming where it sits; loads agree with the in-memory store on any
-//! set of filters.
+//! any serde metadata, awkward text; NUL characters, which `text` and `jsonb`
+//! cannot hold, are refused before the server sees them, naming the field;
+//! data that does not decode is a typed error naming where it sits; loads
+//! agree with the in-memory store on any set of filters.
 
 #[path = "support/database.rs"]
 mod support;
@@ -11,7 +12,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sourcery_core::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent, inmemory};
+use sourcery_core::store::{
+    AppendError, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent, TextField, inmemory,
+};
 use sourcery_postgres::{Error, Store};
 
 fn one<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
@@ -210,6 +213,137 @@ async fn awkward_ids_and_kinds_are_stored_and_found_exactly() {
         let by_kind = store.load_events(&[EventFilter::for_event(name)]).await.unwrap();
         assert_eq!(by_kind.len(), 1, "{name:?}");
     }
+}
+
+/// A NUL character in the aggregate kind, the id, an event kind or the
+/// metadata (in a string or a key) is refused before the statement is sent,
+/// with the typed error of every store naming the field, where the server
+/// used to fail the statement ("the database failed"); in a batch of either
+/// statement shape (`VALUES` up to 16 events, arrays above). Reads naming
+/// NUL find nothing and do not fail.
+#[tokio::test]
+async fn nul_in_a_name_or_metadata_is_refused_naming_the_field() {
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    let valid = || PersistableEvent::new("opened", b"\0".to_vec(), serde_json::json!({ "ok": true }));
+    let written = store
+        .append_expecting_new("account", &"a".to_owned(), NonEmpty::new(valid()))
+        .await
+        .expect("a valid event (NUL bytes in its data) is written");
+    for size in [2_usize, 20] {
+        let batch = |kind: &str, metadata: serde_json::Value| {
+            let mut events: Vec<_> = (1..size).map(|_| valid()).collect();
+            events.push(PersistableEvent::new(kind, b"{}".to_vec(), metadata));
+            NonEmpty::from_vec(events).expect("events")
+        };
+        let last = size - 1;
+        let ok = serde_json::json!({ "ok": true });
+        let cases = [
+            (
+                "account\0",
+                "a",
+                batch("opened", ok.clone()),
+                TextField::AggregateKind,
+            ),
+            (
+                "account",
+                "a\0b",
+                batch("opened", ok.clone()),
+                TextField::AggregateId,
+            ),
+            (
+                "account",
+                "a",
+                batch("op\0ened", ok.clone()),
+                TextField::EventKind { index: last },
+            ),
+            (
+                "account",
+                "a",
+                batch("opened", serde_json::json!({ "actor": "a\0" })),
+                TextField::Metadata { index: last },
+            ),
+            (
+                "account",
+                "a",
+                batch("opened", serde_json::json!({ "a\0": 1 })),
+                TextField::Metadata { index: last },
+            ),
+        ];
+        for (kind, id, events, field) in cases {
+            let refused = store
+                .append(kind, &id.to_owned(), Some(written.last_position), events)
+                .await
+                .expect_err("a batch holding NUL is refused");
+            assert!(
+                matches!(refused, AppendError::Invalid(InvalidBatch::Nul { field: f }) if f == field),
+                "{size} events, {kind:?}/{id:?}: {refused:?}"
+            );
+            let message = refused.to_string();
+            assert!(
+                message.starts_with(&field.to_string()),
+                "the message names the field: {message}"
+            );
+            assert!(
+                refused.as_store().is_none() && !message.contains("the database failed"),
+                "not a failure of the database: {refused:?}"
+            );
+        }
+    }
+    for (kind, id) in [("account", "a\0b"), ("account\0", "a"), ("account", "a\0")] {
+        let version = store
+            .stream_version(kind, &id.to_owned())
+            .await
+            .unwrap_or_else(|error| panic!("stream_version of {kind:?}/{id:?} must not fail: {error:?}"));
+        assert_eq!(version, None, "{kind:?}/{id:?}");
+    }
+    let nul_filters = [
+        EventFilter::for_stream("account", "a\0b".to_owned()),
+        EventFilter::for_stream("account\0", "a".to_owned()).after(0),
+        EventFilter::for_event("op\0ened"),
+        EventFilter::for_aggregate("opened", "account", "a\0".to_owned()),
+    ];
+    let found = store
+        .load_events(&nul_filters)
+        .await
+        .expect("loads naming NUL do not fail");
+    assert!(found.is_empty(), "they find nothing: {found:?}");
+    let mut mixed = nul_filters.to_vec();
+    mixed.push(EventFilter::for_event("opened"));
+    let all = store
+        .load_events(&mixed)
+        .await
+        .expect("a load naming NUL beside a valid filter");
+    assert_eq!(all.len(), 1, "the log holds the one valid event: {all:?}");
+    assert_eq!(all[0].position, written.last_position);
+    assert_eq!(all[0].data, b"\0", "NUL bytes in event data are kept");
+}
+
+/// A backslash followed by `0` or `u0000` is text, which `text` and `jsonb`
+/// keep: only the character itself is refused.
+#[tokio::test]
+async fn texts_that_only_look_like_nul_are_stored_exactly() {
+    let Some(store) = support::store::<String, serde_json::Value>().await else {
+        return;
+    };
+    let lookalike = serde_json::json!({ r"\u0000": r"\u0000", "b": r"\\u0000" });
+    store
+        .append(
+            r"account\0",
+            &r"a\u0000".to_owned(),
+            None,
+            one(r"opened\0", b"{}", lookalike.clone()),
+        )
+        .await
+        .expect("texts that only look like NUL are written");
+    let events = store
+        .load_events(&[EventFilter::for_stream(r"account\0", r"a\u0000".to_owned())])
+        .await
+        .expect("the stream loads");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, r"opened\0");
+    assert_eq!(events[0].metadata, lookalike);
 }
 
 /// Random sets of filters (merged kinds, several kinds per stream, whole

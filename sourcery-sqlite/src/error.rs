@@ -72,13 +72,6 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// An event's schema version is 0: versions start at 1. Nothing was
-    /// written.
-    #[error("event `{event_kind}` has schema version 0, and versions start at 1; nothing was written")]
-    InvalidSchemaVersion {
-        /// The kind of the event.
-        event_kind: String,
-    },
     /// A stored schema version is not a `u32` (the column's check keeps it
     /// above 0: the row was written by something other than the store).
     #[error(

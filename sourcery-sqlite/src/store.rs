@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use sourcery_core::event::{DecodeError, DecodeFailure};
 use sourcery_core::store::{
     AppendError, AppendOutcome, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
-    PersistableEvent, StoredEvent, TextId,
+    PersistableEvent, StoredEvent, TextId, check_batch, check_metadata_json,
 };
 use sourcery_core::subscription::CommitNotifier;
 
@@ -236,21 +236,23 @@ where
         expected: Expected,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
+        // What every store refuses (SQLite would keep NUL, PostgreSQL
+        // cannot), before anything reaches the writer.
+        let aggregate_id = aggregate_id.to_text();
+        check_batch(aggregate_kind, &aggregate_id, &events)?;
         // Encode here, on the caller's task, so the single writer thread only
         // writes.
         let rows = events
             .into_iter()
-            .map(|event| {
-                if event.schema_version == 0 {
-                    return Err(Error::InvalidSchemaVersion {
-                        event_kind: event.kind,
-                    });
-                }
-                let metadata =
-                    serde_json::to_string(&event.metadata).map_err(|source| Error::EncodeMetadata {
+            .enumerate()
+            .map(|(index, event)| {
+                let metadata = serde_json::to_string(&event.metadata).map_err(|source| {
+                    AppendError::Store(Error::EncodeMetadata {
                         event_kind: event.kind.clone(),
                         source,
-                    })?;
+                    })
+                })?;
+                check_metadata_json(index, &metadata)?;
                 Ok(Row {
                     kind: event.kind,
                     schema_version: event.schema_version,
@@ -258,10 +260,8 @@ where
                     metadata,
                 })
             })
-            .collect::<Result<Vec<_>, Error>>()
-            .map_err(AppendError::Store)?;
+            .collect::<Result<Vec<_>, AppendError<i64, Error>>>()?;
         let aggregate_kind = aggregate_kind.to_owned();
-        let aggregate_id = aggregate_id.to_text();
         // What the batch adds to the log, about (see `wal`).
         let bytes = rows
             .iter()

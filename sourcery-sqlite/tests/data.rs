@@ -1,12 +1,15 @@
 //! What the SQLite store keeps beyond the conformance suite's checks: ids
-//! and kinds SQLite could mangle (NUL bytes, case, long text), ids of other
-//! types kept as text, and stored values that no longer decode, which fail
-//! with errors naming the stream and position.
+//! and kinds SQLite could mangle (case, long text), ids of other types kept
+//! as text, NUL characters refused as every store refuses them (SQLite could
+//! keep them, PostgreSQL cannot), and stored values that no longer decode,
+//! which fail with errors naming the stream and position.
 
 use std::fmt;
 use std::str::FromStr;
 
-use sourcery_core::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{
+    AppendError, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent, TextField,
+};
 use sourcery_sqlite::{Error, Store};
 
 fn event<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
@@ -19,17 +22,17 @@ fn event<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M
 }
 
 #[tokio::test]
-async fn nul_bytes_case_and_long_names_are_kept_exactly() {
+async fn case_and_long_names_are_kept_exactly() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = Store::<String, String>::open(dir.path().join("names.db"))
         .await
         .expect("the store opens");
     let long = "é".repeat(50_000);
     let names = [
-        "a\0b",
+        r"a\0b",
         "a",
         "A",
-        "a\0",
+        r"a\u0000",
         "ß",
         "SS",
         long.as_str(),
@@ -62,6 +65,84 @@ async fn nul_bytes_case_and_long_names_are_kept_exactly() {
             .expect("the kind loads");
         assert_eq!(by_kind.len(), 1, "kind {name:?} matches itself only");
     }
+}
+
+/// A NUL character in the aggregate kind, the id, an event kind or the
+/// metadata is refused before anything reaches the file, with the typed
+/// error of every store naming the field (SQLite itself would keep it, as it
+/// did before); reads naming NUL find nothing and do not fail.
+#[tokio::test]
+async fn nul_in_a_name_or_metadata_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::<String, String>::open(dir.path().join("nul.db"))
+        .await
+        .expect("the store opens");
+    store
+        .append_expecting_new(
+            "account",
+            &"a".to_owned(),
+            event("opened", b"\0", "ok".to_owned()),
+        )
+        .await
+        .expect("a valid event (NUL bytes in its data) is written");
+    let cases = [
+        ("account\0", "a\0b", "opened", "ok", TextField::AggregateKind),
+        ("account", "a\0b", "opened", "ok", TextField::AggregateId),
+        (
+            "account",
+            "a",
+            "op\0ened",
+            "ok",
+            TextField::EventKind { index: 1 },
+        ),
+        ("account", "a", "opened", "o\0k", TextField::Metadata { index: 1 }),
+    ];
+    for (kind, id, event_kind, metadata, field) in cases {
+        let events = vec![
+            PersistableEvent::new("opened", b"{}".to_vec(), "ok".to_owned()),
+            PersistableEvent::new(event_kind, b"{}".to_vec(), metadata.to_owned()),
+        ];
+        let events = NonEmpty::from_vec(events).expect("two events");
+        let refused = store
+            .append(kind, &id.to_owned(), None, events)
+            .await
+            .expect_err("a batch holding NUL is refused");
+        assert!(
+            matches!(refused, AppendError::Invalid(InvalidBatch::Nul { field: f }) if f == field),
+            "{kind:?}/{id:?}: {refused:?}"
+        );
+        // "the kind of event 1 of the batch holds a NUL character ..."
+        let message = refused.to_string();
+        assert!(message.starts_with(&field.to_string()), "{message}");
+        assert!(refused.as_store().is_none(), "not SQLite failing: {refused:?}");
+    }
+    for (kind, id, version) in [
+        ("account", "a", Some(1)),
+        ("account", "a\0b", None),
+        ("account\0", "a", None),
+    ] {
+        let found = store.stream_version(kind, &id.to_owned()).await.expect("reads");
+        assert_eq!(
+            found, version,
+            "{kind:?}/{id:?}: nothing of the refused batches was written"
+        );
+    }
+    let found = store
+        .load_events(&[
+            EventFilter::for_stream("account", "a\0b".to_owned()),
+            EventFilter::for_stream("account\0", "a".to_owned()),
+            EventFilter::for_event("op\0ened"),
+            EventFilter::for_aggregate("opened", "account", "a\0".to_owned()),
+        ])
+        .await
+        .expect("loads naming NUL do not fail");
+    assert!(found.is_empty(), "they find nothing: {found:?}");
+    let all = store
+        .load_events(&[EventFilter::for_event("opened")])
+        .await
+        .expect("the log loads");
+    assert_eq!(all.len(), 1, "the log holds the one valid event: {all:?}");
+    assert_eq!(all[0].data, b"\0", "NUL bytes in event data are kept");
 }
 
 /// An id newtype with its own text form.
@@ -274,7 +355,10 @@ async fn schema_versions_round_trip_and_0_writes_nothing() {
         )
         .await;
     assert!(
-        matches!(outcome, Err(AppendError::Store(Error::InvalidSchemaVersion { ref event_kind })) if event_kind == "account.noted"),
+        matches!(
+            outcome,
+            Err(AppendError::Invalid(InvalidBatch::SchemaVersionZero { index: 1 }))
+        ),
         "got {outcome:?}"
     );
     assert_eq!(

@@ -24,18 +24,24 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use serde::Serialize;
+
 use crate::codec::JsonCodec;
 use crate::concurrency::ConcurrencyConflict;
 use crate::store::{
-    AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, NonEmpty, PersistableEvent,
-    StoredEvent,
+    AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, InvalidBatch, NonEmpty,
+    PersistableEvent, StoredEvent, check_batch, check_metadata,
 };
 use crate::subscription::{CommitNotifier, CommitSignal, Subscribe};
 
 /// An in-memory event store: cheap to clone (clones share one log), safe
 /// across tasks and threads.
 ///
-/// `Id` is the aggregate id type, `M` the metadata type.
+/// `Id` is the aggregate id type, `M` the metadata type. The store keeps
+/// them as they are, and refuses what the SQL stores cannot keep, as every
+/// store does (see the [contract](crate::store)): so `Id` has a `Display`
+/// text and `M` is `Serialize`, and a batch with a NUL character in the id's
+/// text or the metadata's JSON is refused.
 ///
 /// ```
 /// use sourcery_core::store::inmemory::Store;
@@ -167,6 +173,20 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
     }
 }
 
+/// What every store refuses before writing (see [`check_batch`]), with the
+/// metadata checked as the SQL stores would write it.
+fn check<M: Serialize>(
+    aggregate_kind: &str,
+    aggregate_id: &impl fmt::Display,
+    events: &[PersistableEvent<M>],
+) -> Result<(), InvalidBatch> {
+    check_batch(aggregate_kind, aggregate_id, events)?;
+    events
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, event)| check_metadata(index, &event.metadata))
+}
+
 /// The filters of one load that are restricted to one stream.
 type StreamFilters<'a, Id> = (&'a str, &'a Id, Vec<&'a EventFilter<Id, u64>>);
 
@@ -185,8 +205,8 @@ fn position_of(index: usize) -> u64 {
 
 impl<Id, M> EventStore for Store<Id, M>
 where
-    Id: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
-    M: Clone + Send + Sync + 'static,
+    Id: Clone + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + 'static,
+    M: Clone + Serialize + Send + Sync + 'static,
 {
     type Id = Id;
     type Position = u64;
@@ -213,6 +233,7 @@ where
         expected_version: Option<u64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Infallible> {
+        check(aggregate_kind, aggregate_id, &events)?;
         let mut log = self.write();
         if let Some(expected) = expected_version {
             let actual = log.version(aggregate_kind, aggregate_id);
@@ -236,6 +257,7 @@ where
         aggregate_id: &'a Id,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Infallible> {
+        check(aggregate_kind, aggregate_id, &events)?;
         let mut log = self.write();
         if let Some(actual) = log.version(aggregate_kind, aggregate_id) {
             return Err(ConcurrencyConflict {
@@ -260,8 +282,8 @@ where
 
 impl<Id, M> Subscribe for Store<Id, M>
 where
-    Id: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
-    M: Clone + Send + Sync + 'static,
+    Id: Clone + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + 'static,
+    M: Clone + Serialize + Send + Sync + 'static,
 {
     fn commit_signal(&self) -> CommitSignal {
         self.commits.signal()
@@ -355,7 +377,45 @@ impl<Id: Clone + Eq + Hash, M> Log<Id, M> {
 
 impl<Id, M> GloballyOrdered for Store<Id, M>
 where
-    Id: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
-    M: Clone + Send + Sync + 'static,
+    Id: Clone + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + 'static,
+    M: Clone + Serialize + Send + Sync + 'static,
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AppendError, TextField};
+
+    #[tokio::test]
+    async fn what_no_store_keeps_is_refused_before_the_version_check() {
+        let store = Store::<String, String>::new();
+        let id = "ACC-1".to_owned();
+        let zero = PersistableEvent::new("opened", Vec::new(), String::new()).with_schema_version(0);
+        let refused = store.append("account", &id, Some(7), NonEmpty::new(zero)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(AppendError::Invalid(InvalidBatch::SchemaVersionZero { index: 0 }))
+            ),
+            "schema version 0, refused as invalid rather than as a conflict: {refused:?}"
+        );
+        let nul = NonEmpty::from_vec(vec![
+            PersistableEvent::new("opened", b"\0".to_vec(), "ok".to_owned()),
+            PersistableEvent::new("noted", Vec::new(), "n\0".to_owned()),
+        ]);
+        let refused = store
+            .append_expecting_new("account", &id, nul.expect("two events"))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(AppendError::Invalid(InvalidBatch::Nul {
+                    field: TextField::Metadata { index: 1 }
+                }))
+            ),
+            "{refused:?}"
+        );
+        assert!(store.is_empty(), "nothing of either batch was written");
+    }
 }

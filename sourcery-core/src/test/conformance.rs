@@ -55,7 +55,7 @@
 //!
 //! | capability | rules | needs |
 //! |---|---|---|
-//! | *(always)* | `version`, `append`, `optimistic`, `unchecked`, `order`, `filter`, `stream`, `schema`, `batch`, `names`, `size` | [`EventStore`] |
+//! | *(always)* | `version`, `append`, `optimistic`, `unchecked`, `order`, `filter`, `stream`, `schema`, `batch`, `names`, `size`, `text` | [`EventStore`] |
 //! | `ordered` | `read`: concurrent readers see prefixes of the log and never skip a late commit | [`GloballyOrdered`](crate::store::GloballyOrdered) |
 //! | `subscribe` | `subscribe`, `runner`: catch-up then live, resume, several subscribers; the projection runner over the store | [`Subscribe`](crate::subscription::Subscribe) |
 //! | `checkpoints` | `checkpoint` | a [`CheckpointStore`](crate::checkpoint::CheckpointStore) |
@@ -88,6 +88,7 @@ pub mod stream;
 pub mod subscribe;
 mod suite;
 mod support;
+pub mod text;
 pub mod unchecked;
 pub mod version;
 
@@ -101,17 +102,36 @@ pub use suite::{Capability, Outcome, Report, Suite};
 pub trait ConformanceMetadata: Clone + PartialEq + Debug + Send + Sync + 'static {
     /// A value that differs for different `n` where the type allows it.
     fn sample(n: u64) -> Self;
+
+    /// A value holding `text` where a store keeps it as text (a JSON string
+    /// or key), for the [`text`] rules; `None`, the default, when the type
+    /// holds no text (those rules then do not apply).
+    #[must_use]
+    fn with_text(text: &str) -> Option<Self> {
+        let _ = text;
+        None
+    }
 }
 
 impl ConformanceMetadata for serde_json::Value {
     fn sample(n: u64) -> Self {
         serde_json::json!({ "n": n, "actor": "tëst \"user\"", "tags": ["a", n.to_string()] })
     }
+
+    fn with_text(text: &str) -> Option<Self> {
+        let mut keyed = serde_json::Map::new();
+        keyed.insert(text.to_owned(), serde_json::Value::Bool(true));
+        Some(serde_json::json!({ "note": text, "keyed": keyed }))
+    }
 }
 
 impl ConformanceMetadata for String {
     fn sample(n: u64) -> Self {
         format!("metadata-{n}-ü")
+    }
+
+    fn with_text(text: &str) -> Option<Self> {
+        Some(text.to_owned())
     }
 }
 

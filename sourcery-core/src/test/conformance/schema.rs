@@ -3,7 +3,7 @@
 use super::ConformanceStore;
 use super::support::{ACCOUNT, Check, Noted, Opened, id};
 use crate::event::DomainEvent as _;
-use crate::store::{EventFilter, NonEmpty};
+use crate::store::{AppendError, EventFilter, InvalidBatch, NonEmpty};
 
 /// (number, schema version) of each event `filters` select.
 async fn versions<S: ConformanceStore>(
@@ -96,5 +96,42 @@ pub async fn mixed_batch<S: ConformanceStore>(store: S) {
         "(number, schema version) of each event of a batch written at versions 4, 1 and 2",
         vec![(1, 4), (2, 1), (3, 2)],
         versions(rule, &store, &[EventFilter::for_stream(ACCOUNT, stream)]).await,
+    );
+}
+
+/// A batch holding an event at schema version 0 (versions start at 1) is
+/// refused before anything is written, naming the event.
+///
+/// # Panics
+///
+/// When the store breaks the rule.
+pub async fn version_zero_refused<S: ConformanceStore>(store: S) {
+    let rule = Check("schema.version_zero_refused");
+    let stream = id::<S>("schema-zero");
+    let batch = vec![
+        rule.event(&store, Opened::KIND, 1, 1),
+        rule.event(&store, Noted::KIND, 2, 0),
+    ];
+    let Some(batch) = NonEmpty::from_vec(batch) else {
+        rule.fail("a non-empty test batch", "an empty one");
+    };
+    let outcome = rule
+        .bounded("append", store.append(ACCOUNT, &stream, None, batch))
+        .await;
+    match outcome {
+        Err(AppendError::Invalid(InvalidBatch::SchemaVersionZero { index })) => rule.same(
+            "the index of the event at schema version 0 in the refused batch",
+            1,
+            index,
+        ),
+        other => rule.fail(
+            "a batch with an event at schema version 0 to be refused with AppendError::Invalid naming the event",
+            format_args!("{other:?}"),
+        ),
+    }
+    rule.same(
+        "the version of the stream the refused batch was for (nothing written)",
+        None,
+        rule.version(&store, ACCOUNT, &stream).await,
     );
 }

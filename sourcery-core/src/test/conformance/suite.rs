@@ -16,7 +16,7 @@ use futures::future::LocalBoxFuture;
 use super::support::{CALL_TIMEOUT, DEFAULT_TIMEOUT};
 use super::{ConformanceStore, LeaseFixture};
 use super::{append, batch, checkpoint, filter, lease, names, optimistic, order, read, runner, schema, size};
-use super::{snapshot, stream, subscribe, unchecked, version};
+use super::{snapshot, stream, subscribe, text, unchecked, version};
 use crate::checkpoint::CheckpointStore;
 use crate::snapshot::SnapshotStore;
 use crate::store::GloballyOrdered;
@@ -56,13 +56,17 @@ macro_rules! __sourcery_conformance_catalogue {
                     every_kind only_its_stream after after_position_of_another_stream union_each_once
                     union_after_per_filter
                 ]
-                schema [versions_round_trip mixed_batch]
+                schema [versions_round_trip mixed_batch version_zero_refused]
                 batch [whole_or_nothing contiguous_in_order concurrent_batches_do_not_interleave]
                 names [
                     quotes_and_sql like_wildcards unicode empty_string whitespace_and_case
                     concatenation_collisions long_names
                 ]
                 size [payload_of_16_mib batch_of_10000]
+                text [
+                    nul_in_aggregate_kind_refused nul_in_aggregate_id_refused nul_in_event_kind_refused
+                    nul_in_metadata_refused nul_lookups_find_nothing nul_lookalikes_round_trip
+                ]
             }
             ordered {
                 read [prefixes_only following_never_skips]
