@@ -55,14 +55,6 @@ pub enum Error {
         /// The log file.
         path: PathBuf,
     },
-    /// An event in the batch cannot be stored; nothing was written.
-    #[error("event {index} of the batch cannot be stored: {reason}")]
-    Refused {
-        /// The event's index in the batch, from 0.
-        index: usize,
-        /// Why.
-        reason: &'static str,
-    },
     /// An event's metadata did not serialise to JSON; nothing was written.
     #[error("an event does not serialise to JSON")]
     Encode(#[source] serde_json::Error),

@@ -15,7 +15,7 @@ use sourcery::event::{DecodeError, DecodeFailure};
 use sourcery::snapshot::SnapshotFrontier;
 use sourcery::store::{
     AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
-    PersistableEvent, StoredEvent, after,
+    PersistableEvent, StoredEvent, after, check_batch, check_metadata,
 };
 use sourcery::subscription::{CommitNotifier, CommitSignal, Subscribe};
 
@@ -160,6 +160,13 @@ impl Inner {
         expect: Expect,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Error> {
+        // Every check on the batch's content comes first, before anything
+        // is written: no store keeps a NUL in a name or in metadata, and
+        // schema versions start at 1.
+        check_batch(aggregate_kind, aggregate_id, &events)?;
+        for (index, event) in events.iter().enumerate() {
+            check_metadata(index, &event.metadata)?;
+        }
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if !writer.clean {
             return Err(Error::Broken {
@@ -195,9 +202,6 @@ impl Inner {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(Error::Encode)?;
-        // Every check on the events' content goes here, before anything is
-        // written.
-        check_batch(&batch)?;
         let line = line::encode(&batch).map_err(Error::Encode)?;
 
         writer.clean = false;
@@ -224,15 +228,6 @@ impl Inner {
 }
 
 /// Refuses a batch the store must not write, naming the first bad event.
-fn check_batch(batch: &[Event]) -> Result<(), Error> {
-    match batch.iter().position(|event| event.schema_version == 0) {
-        Some(index) => Err(Error::Refused {
-            index,
-            reason: "schema versions start at 1",
-        }),
-        None => Ok(()),
-    }
-}
 // ANCHOR_END: append
 
 // ANCHOR: log

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sourcery::event::DecodeFailure;
-use sourcery::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery::store::{AppendError, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent};
 use sourcery_example_jsonl::{Error, Store};
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
@@ -141,7 +141,10 @@ async fn a_refused_batch_writes_nothing() -> Result {
     batch.push(PersistableEvent::new("test.noted", b"3".to_vec(), json!(3)).with_schema_version(0));
     let refused = store.append("test", &id, None, batch).await;
     assert!(
-        matches!(refused, Err(AppendError::Store(Error::Refused { index: 1, .. }))),
+        matches!(
+            refused,
+            Err(AppendError::Invalid(InvalidBatch::SchemaVersionZero { index: 1 }))
+        ),
         "got {refused:?}"
     );
     assert_eq!(
