@@ -93,7 +93,8 @@ pub async fn bytes_exact<S: ConformanceStore>(store: S) {
     let Some(batch) = NonEmpty::from_vec(batch) else {
         rule.fail("a non-empty test batch", "an empty one");
     };
-    rule.ok("append", store.append(LEDGER, &stream, None, batch)).await;
+    rule.ok("append", store.append(LEDGER, &stream, None, batch))
+        .await;
     let loaded = rule
         .load(&store, &[EventFilter::for_stream(LEDGER, stream)])
         .await;
@@ -117,9 +118,7 @@ pub async fn positions_strictly_ascend<S: ConformanceStore>(store: S) {
     rule.notes(&store, ACCOUNT, &a, &[1, 2, 3]).await;
     rule.notes(&store, ACCOUNT, &b, &[4, 5]).await;
     rule.notes(&store, ACCOUNT, &a, &[6]).await;
-    let all = rule
-        .load(&store, &[EventFilter::for_event(Noted::KIND)])
-        .await;
+    let all = rule.load(&store, &[EventFilter::for_event(Noted::KIND)]).await;
     rule.same(
         "the six events in commit order",
         vec![1, 2, 3, 4, 5, 6],
@@ -168,7 +167,11 @@ pub async fn expecting_new_creates<S: ConformanceStore>(store: S) {
     let loaded = rule
         .load(&store, &[EventFilter::for_stream(ACCOUNT, stream.clone())])
         .await;
-    rule.same("the created stream's events", vec![2, 3], rule.numbers(&store, &loaded));
+    rule.same(
+        "the created stream's events",
+        vec![2, 3],
+        rule.numbers(&store, &loaded),
+    );
     rule.same(
         "the created stream's version",
         Some(written.last_position),

@@ -31,9 +31,7 @@ pub async fn whole_or_nothing<S: ConformanceStore>(store: S) {
         "a create of a stream with events to conflict",
         || format!("{outcome:?}"),
     );
-    let loaded = rule
-        .load(&store, &[EventFilter::for_event(Opened::KIND)])
-        .await;
+    let loaded = rule.load(&store, &[EventFilter::for_event(Opened::KIND)]).await;
     rule.same(
         "the events of the refused batch in the log (none)",
         Vec::<u64>::new(),
@@ -60,9 +58,7 @@ pub async fn contiguous_in_order<S: ConformanceStore>(store: S) {
     let batch: Vec<u64> = (1..=50).collect();
     let last = rule.notes(&store, ACCOUNT, &stream, &batch).await;
     rule.notes(&store, ACCOUNT, &id::<S>("batch-after"), &[51]).await;
-    let loaded = rule
-        .load(&store, &super::support::everything::<S>())
-        .await;
+    let loaded = rule.load(&store, &super::support::everything::<S>()).await;
     rule.same(
         "the log: the event before, the 50 events of the batch in order, the event after",
         (0..=51).collect::<Vec<_>>(),

@@ -78,7 +78,10 @@ pub async fn round_trip<S: ConformanceStore, K: CheckpointStore<S::Position>>(st
 /// # Panics
 ///
 /// When the store breaks the rule.
-pub async fn replaces_the_previous<S: ConformanceStore, K: CheckpointStore<S::Position>>(store: S, checkpoints: K) {
+pub async fn replaces_the_previous<S: ConformanceStore, K: CheckpointStore<S::Position>>(
+    store: S,
+    checkpoints: K,
+) {
     let rule = Check("checkpoint.replaces_the_previous");
     let [first, second, third] = positions(rule, &store).await;
     for (what, position) in [("first", first), ("a later", third), ("a lower", second)] {

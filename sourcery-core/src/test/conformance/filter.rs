@@ -71,7 +71,11 @@ pub async fn for_event_selects_its_kind<S: ConformanceStore>(store: S) {
     let cases: [(&str, &str, &[u64]); 3] = [
         ("for_event(Opened) selects", Opened::KIND, &[1, 3]),
         ("for_event(Noted) selects", Noted::KIND, &[2, 4, 5]),
-        ("for_event(\"conformance.note\") selects (not the kinds it is a prefix of)", PREFIX, &[6]),
+        (
+            "for_event(\"conformance.note\") selects (not the kinds it is a prefix of)",
+            PREFIX,
+            &[6],
+        ),
     ];
     for (case, kind, expected) in cases {
         selects(rule, &store, case, &[EventFilter::for_event(kind)], expected).await;
@@ -152,7 +156,11 @@ pub async fn unknown_kind_selects_nothing<S: ConformanceStore>(store: S) {
         rule,
         &store,
         "for_aggregate of a kind never written selects",
-        &[EventFilter::for_aggregate("conformance.never-written", ACCOUNT, a)],
+        &[EventFilter::for_aggregate(
+            "conformance.never-written",
+            ACCOUNT,
+            a,
+        )],
         &[],
     )
     .await;

@@ -87,8 +87,11 @@ pub async fn released_on_drop<F: LeaseFixture>(fixture: F) {
     let held = acquire(rule, &first, &name, "the first contender to acquire a free lease").await;
     let waiting = second.acquire(&name);
     drop(held);
-    rule.ok("the waiting contender to acquire the lease its holder dropped", waiting)
-        .await;
+    rule.ok(
+        "the waiting contender to acquire the lease its holder dropped",
+        waiting,
+    )
+    .await;
 }
 
 /// When the holder's connection dies, a waiting contender takes over.

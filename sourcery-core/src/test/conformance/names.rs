@@ -21,11 +21,20 @@ async fn stored_exactly<S: ConformanceStore>(rule: Check, store: &S, streams: &[
     for &(aggregate_kind, aggregate_id, kind) in streams {
         let stream_id = id::<S>(aggregate_id);
         let by_stream = rule
-            .load(store, &[EventFilter::for_stream(aggregate_kind, stream_id.clone())])
+            .load(
+                store,
+                &[EventFilter::for_stream(aggregate_kind, stream_id.clone())],
+            )
             .await;
         let found: Vec<(&str, String, &str)> = by_stream
             .iter()
-            .map(|event| (event.aggregate_kind.as_str(), format!("{:?}", event.aggregate_id), event.kind.as_str()))
+            .map(|event| {
+                (
+                    event.aggregate_kind.as_str(),
+                    format!("{:?}", event.aggregate_id),
+                    event.kind.as_str(),
+                )
+            })
             .collect();
         rule.same(
             format_args!("the one event of stream {aggregate_kind:?}/{aggregate_id:?}, exactly (aggregate kind, id, kind)"),
@@ -38,10 +47,19 @@ async fn stored_exactly<S: ConformanceStore>(rule: Check, store: &S, streams: &[
             by_stream.first().map(|event| event.data.as_slice()),
         );
         let by_kind_in_stream = rule
-            .load(store, &[EventFilter::for_aggregate(kind, aggregate_kind, stream_id.clone())])
+            .load(
+                store,
+                &[EventFilter::for_aggregate(
+                    kind,
+                    aggregate_kind,
+                    stream_id.clone(),
+                )],
+            )
             .await;
         rule.same(
-            format_args!("the number of events for_aggregate({kind:?}, {aggregate_kind:?}, {aggregate_id:?}) selects"),
+            format_args!(
+                "the number of events for_aggregate({kind:?}, {aggregate_kind:?}, {aggregate_id:?}) selects"
+            ),
             1,
             by_kind_in_stream.len(),
         );
@@ -73,7 +91,11 @@ pub async fn quotes_and_sql<S: ConformanceStore>(store: S) {
         &[
             ("it's", "it's", "it's"),
             ("\"quoted\"", "\"quoted\"", "\"quoted\""),
-            ("a;DROP TABLE events;--", "x' OR '1'='1", "k'); DELETE FROM events; --"),
+            (
+                "a;DROP TABLE events;--",
+                "x' OR '1'='1",
+                "k'); DELETE FROM events; --",
+            ),
             ("back\\slash", "back\\slash", "back\\\\slash"),
             ("names", "$1", "?"),
         ],
@@ -134,7 +156,12 @@ pub async fn empty_string<S: ConformanceStore>(store: S) {
     stored_exactly(
         rule,
         &store,
-        &[("", "", ""), ("names", "", "names.empty"), ("", "x", "names.x"), ("names", "y", "names.y")],
+        &[
+            ("", "", ""),
+            ("names", "", "names.empty"),
+            ("", "x", "names.x"),
+            ("names", "y", "names.y"),
+        ],
     )
     .await;
 }

@@ -22,10 +22,7 @@ async fn append_at<S: ConformanceStore>(
 ) -> Result<AppendResult<S::Position>, crate::concurrency::ConcurrencyConflict<S::Position>> {
     let batch = rule.batch(store, &[(Noted::KIND, n)]);
     let appended = rule
-        .bounded(
-            "append",
-            store.append(aggregate_kind, stream, expected, batch),
-        )
+        .bounded("append", store.append(aggregate_kind, stream, expected, batch))
         .await;
     match appended {
         Ok(written) => Ok(written),
@@ -54,7 +51,9 @@ async fn refused<S: ConformanceStore>(
             (conflict.expected, conflict.actual),
         ),
         Ok(written) => rule.fail(
-            format_args!("an append expecting {case} ({expected:?}) to conflict, the stream being at {actual:?}"),
+            format_args!(
+                "an append expecting {case} ({expected:?}) to conflict, the stream being at {actual:?}"
+            ),
             format_args!("a commit at {:?}", written.last_position),
         ),
     }
@@ -91,7 +90,11 @@ pub async fn current_version_commits<S: ConformanceStore>(store: S) {
     let loaded = rule
         .load(&store, &[EventFilter::for_stream(ACCOUNT, stream)])
         .await;
-    rule.same("the stream's events", vec![1, 3, 4, 5], rule.numbers(&store, &loaded));
+    rule.same(
+        "the stream's events",
+        vec![1, 3, 4, 5],
+        rule.numbers(&store, &loaded),
+    );
 }
 
 /// An append expecting an older version of the stream conflicts.
@@ -120,7 +123,14 @@ pub async fn ahead_of_stream_conflicts<S: ConformanceStore>(store: S) {
     let ahead = rule
         .notes(&store, ACCOUNT, &id::<S>("optimistic-ahead"), &[2, 3])
         .await;
-    refused(rule, &store, &stream, ahead, "a position after the stream's version").await;
+    refused(
+        rule,
+        &store,
+        &stream,
+        ahead,
+        "a position after the stream's version",
+    )
+    .await;
 }
 
 /// An append expecting the version of another stream — another id, or the
@@ -213,9 +223,7 @@ pub async fn conflict_writes_nothing<S: ConformanceStore>(store: S) {
         "a batch at a stale version to conflict",
         || format!("{refused:?}"),
     );
-    let everything = rule
-        .load(&store, &[EventFilter::for_event(Noted::KIND)])
-        .await;
+    let everything = rule.load(&store, &[EventFilter::for_event(Noted::KIND)]).await;
     rule.same(
         "every event of the log after the refused batch",
         vec![1, 2],

@@ -69,7 +69,9 @@ pub async fn same_id_other_kind_is_another_stream<S: ConformanceStore>(store: S)
         .load(&store, &[EventFilter::for_stream(LEDGER, a.clone())])
         .await;
     rule.same(
-        format_args!("stream {LEDGER}/order-a alone (the same id under another aggregate kind is another stream)"),
+        format_args!(
+            "stream {LEDGER}/order-a alone (the same id under another aggregate kind is another stream)"
+        ),
         vec![5, 6],
         rule.numbers(&store, &ledger),
     );

@@ -63,14 +63,23 @@ pub async fn prefixes_only<S: ConformanceStore + GloballyOrdered>(store: S) {
     let mut reads = Vec::new();
     while !done.load(Ordering::SeqCst) && reads.len() < 400 {
         let read = rule.load(&*store, &everything::<S>()).await;
-        reads.push(read.iter().map(|event| event.position).zip(rule.numbers(&*store, &read)).collect::<Vec<_>>());
+        reads.push(
+            read.iter()
+                .map(|event| event.position)
+                .zip(rule.numbers(&*store, &read))
+                .collect::<Vec<_>>(),
+        );
         tokio::task::yield_now().await;
     }
     if let Err(error) = rule.bounded("the writers", writers).await {
         rule.fail("the writers to finish", format_args!("{error}"));
     }
     let last = rule.load(&*store, &everything::<S>()).await;
-    let last: Vec<_> = last.iter().map(|event| event.position).zip(rule.numbers(&*store, &last)).collect();
+    let last: Vec<_> = last
+        .iter()
+        .map(|event| event.position)
+        .zip(rule.numbers(&*store, &last))
+        .collect();
     rule.same(
         "the number of events in the log once the writers are done",
         usize::try_from(WRITERS * BATCHES * BATCH).unwrap_or(usize::MAX),
@@ -81,7 +90,11 @@ pub async fn prefixes_only<S: ConformanceStore + GloballyOrdered>(store: S) {
             last.starts_with(&read),
             "every read during the writes to be a prefix of the final log (positions and events)",
             || {
-                let at = read.iter().zip(&last).position(|(a, b)| a != b).unwrap_or(read.len().min(last.len()));
+                let at = read
+                    .iter()
+                    .zip(&last)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(read.len().min(last.len()));
                 format!(
                     "a read of {} events that differs at index {at}: {:?} where the log holds {:?}",
                     read.len(),
@@ -124,7 +137,11 @@ pub async fn following_never_skips<S: ConformanceStore + GloballyOrdered>(store:
     // Everything has committed: one more read catches up.
     follow(rule, &*store, &mut seen).await;
     let log = rule.load(&*store, &everything::<S>()).await;
-    let log: Vec<_> = log.iter().map(|event| event.position).zip(rule.numbers(&*store, &log)).collect();
+    let log: Vec<_> = log
+        .iter()
+        .map(|event| event.position)
+        .zip(rule.numbers(&*store, &log))
+        .collect();
     rule.ensure(
         seen == log,
         "a reader following `after` its last seen position to collect the whole log, each event once",
@@ -143,9 +160,16 @@ pub async fn following_never_skips<S: ConformanceStore + GloballyOrdered>(store:
 /// Loads what comes after the last position in `seen` and adds it.
 async fn follow<S: ConformanceStore>(rule: Check, store: &S, seen: &mut Vec<(S::Position, u64)>) {
     let filters: Vec<Filter<S>> = match seen.last() {
-        Some(&(after, _)) => everything::<S>().into_iter().map(|filter| filter.after(after)).collect(),
+        Some(&(after, _)) => everything::<S>()
+            .into_iter()
+            .map(|filter| filter.after(after))
+            .collect(),
         None => everything::<S>(),
     };
     let read = rule.load(store, &filters).await;
-    seen.extend(read.iter().map(|event| event.position).zip(rule.numbers(store, &read)));
+    seen.extend(
+        read.iter()
+            .map(|event| event.position)
+            .zip(rule.numbers(store, &read)),
+    );
 }

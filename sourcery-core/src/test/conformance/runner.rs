@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::ConformanceStore;
 use super::support::{ACCOUNT, Check, Noted, Opened, call_timeout, id};
 use crate::checkpoint::CheckpointStore as _;
-use crate::event::DomainEvent as _;
 use crate::checkpoint::inmemory::CheckpointStore;
+use crate::event::DomainEvent as _;
 use crate::projection::{ApplyProjection, Projection, ProjectionEvents};
 use crate::runner::{ProjectionRunner, RunningProjection};
 use crate::store::EventStore;
@@ -68,7 +68,8 @@ where
     }
 }
 
-type Running<S> = RunningProjection<<S as EventStore>::Position, Tally<<S as EventStore>::Id, <S as EventStore>::Metadata>>;
+type Running<S> =
+    RunningProjection<<S as EventStore>::Position, Tally<<S as EventStore>::Id, <S as EventStore>::Metadata>>;
 
 fn start<S: ConformanceStore + Subscribe>(
     rule: Check,
@@ -111,8 +112,13 @@ async fn stop<S: ConformanceStore>(rule: Check, running: Running<S>) -> Vec<u64>
 /// When the store breaks the rule.
 pub async fn applies_each_event_once_in_order<S: ConformanceStore + Subscribe>(store: S) {
     let rule = Check("runner.applies_each_event_once_in_order");
-    rule.append(&store, ACCOUNT, &id::<S>("runner-a"), &[(Opened::KIND, 1), (Noted::KIND, 2)])
-        .await;
+    rule.append(
+        &store,
+        ACCOUNT,
+        &id::<S>("runner-a"),
+        &[(Opened::KIND, 1), (Noted::KIND, 2)],
+    )
+    .await;
     rule.notes(&store, ACCOUNT, &id::<S>("runner-b"), &[3]).await;
     let checkpoints = CheckpointStore::new();
     let running = start(rule, &store, &checkpoints, None);
@@ -167,7 +173,9 @@ pub async fn wait_for_filtered_position<S: ConformanceStore + Subscribe>(store: 
     let running = start(rule, &store, &checkpoints, Some(opened_only));
     rule.append(&store, ACCOUNT, &id::<S>("runner-wait"), &[(Opened::KIND, 1)])
         .await;
-    let skipped = rule.notes(&store, ACCOUNT, &id::<S>("runner-wait"), &[2, 3]).await;
+    let skipped = rule
+        .notes(&store, ACCOUNT, &id::<S>("runner-wait"), &[2, 3])
+        .await;
     let limit = call_timeout().min(Duration::from_secs(30));
     if let Err(error) = running.wait_for(skipped, limit).await {
         rule.fail(

@@ -36,11 +36,18 @@ pub async fn versions_round_trip<S: ConformanceStore>(store: S) {
         (&other, Opened::KIND, 4, 3),
     ] {
         let event = rule.event(&store, kind, n, version);
-        rule.ok("append", store.append(ACCOUNT, target, None, NonEmpty::new(event)))
-            .await;
+        rule.ok(
+            "append",
+            store.append(ACCOUNT, target, None, NonEmpty::new(event)),
+        )
+        .await;
     }
     let cases = [
-        ("for_stream", vec![EventFilter::for_stream(ACCOUNT, stream.clone())], vec![(1, 1), (2, 2), (3, 7)]),
+        (
+            "for_stream",
+            vec![EventFilter::for_stream(ACCOUNT, stream.clone())],
+            vec![(1, 1), (2, 2), (3, 7)],
+        ),
         (
             "for_aggregate of Opened",
             vec![EventFilter::for_aggregate(Opened::KIND, ACCOUNT, stream.clone())],
@@ -48,7 +55,10 @@ pub async fn versions_round_trip<S: ConformanceStore>(store: S) {
         ),
         (
             "for_event of both kinds",
-            vec![EventFilter::for_event(Opened::KIND), EventFilter::for_event(Noted::KIND)],
+            vec![
+                EventFilter::for_event(Opened::KIND),
+                EventFilter::for_event(Noted::KIND),
+            ],
             vec![(1, 1), (2, 2), (3, 7), (4, 3)],
         ),
     ];

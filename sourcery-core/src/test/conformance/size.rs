@@ -41,7 +41,11 @@ pub async fn payload_of_16_mib<S: ConformanceStore>(store: S) {
                 "{} event(s), the first of {} bytes{}",
                 loaded.len(),
                 data.len(),
-                if data.len() == bytes.len() { ", changed" } else { "" }
+                if data.len() == bytes.len() {
+                    ", changed"
+                } else {
+                    ""
+                }
             ),
             None => "no event".to_owned(),
         },
@@ -60,14 +64,15 @@ pub async fn batch_of_10000<S: ConformanceStore>(store: S) {
     let numbers: Vec<u64> = (1..=10_000).collect();
     let last = rule.notes(&store, ACCOUNT, &stream, &numbers).await;
     let loaded = rule
-        .load(&store, &[EventFilter::for_aggregate(Noted::KIND, ACCOUNT, stream.clone())])
+        .load(
+            &store,
+            &[EventFilter::for_aggregate(Noted::KIND, ACCOUNT, stream.clone())],
+        )
         .await;
     let got = rule.numbers(&store, &loaded);
-    rule.ensure(
-        got == numbers,
-        "the 10,000 events of the batch, in order",
-        || format!("{} events, starting {:?}", got.len(), &got[..got.len().min(5)]),
-    );
+    rule.ensure(got == numbers, "the 10,000 events of the batch, in order", || {
+        format!("{} events, starting {:?}", got.len(), &got[..got.len().min(5)])
+    });
     rule.same(
         "the position the commit reported (the batch's last event's)",
         loaded.last().map(|event| event.position),

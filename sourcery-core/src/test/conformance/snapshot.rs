@@ -24,11 +24,20 @@ fn snapshot<Pos>(position: Pos, schema_version: u32, data: &[u8]) -> Snapshot<Po
     }
 }
 
-async fn save<Pos, T: SnapshotStore<Pos>>(rule: Check, store: &T, key: &SnapshotKey, snapshot: Snapshot<Pos>) -> SaveOutcome {
+async fn save<Pos, T: SnapshotStore<Pos>>(
+    rule: Check,
+    store: &T,
+    key: &SnapshotKey,
+    snapshot: Snapshot<Pos>,
+) -> SaveOutcome {
     rule.ok("saving a snapshot", store.save(key, snapshot)).await
 }
 
-async fn load<Pos, T: SnapshotStore<Pos>>(rule: Check, store: &T, key: &SnapshotKey) -> Option<Snapshot<Pos>> {
+async fn load<Pos, T: SnapshotStore<Pos>>(
+    rule: Check,
+    store: &T,
+    key: &SnapshotKey,
+) -> Option<Snapshot<Pos>> {
     rule.ok("loading a snapshot", store.load(key)).await
 }
 
@@ -46,8 +55,16 @@ where
     let rule = Check("snapshot.keeps_the_newest");
     let at = positions(rule, &store, 3).await;
     let key = SnapshotKey::aggregate("conformance.newest", "\"a\"");
-    rule.same("the snapshot of an unknown key", None, load(rule, &snapshots, &key).await);
-    for (position, version, data) in [(at[0], 1, &b"first"[..]), (at[1], 1, b"second"), (at[2], 3, b"third")] {
+    rule.same(
+        "the snapshot of an unknown key",
+        None,
+        load(rule, &snapshots, &key).await,
+    );
+    for (position, version, data) in [
+        (at[0], 1, &b"first"[..]),
+        (at[1], 1, b"second"),
+        (at[2], 3, b"third"),
+    ] {
         rule.same(
             format_args!("the outcome of saving at a later position ({position:?})"),
             SaveOutcome::Saved,
@@ -161,13 +178,20 @@ where
         let loaded = load(rule, &snapshots, &key).await;
         rule.ensure(
             loaded.as_ref() == Some(&saved),
-            format_args!("the snapshot at schema version {version} with {} bytes back as saved", data.len()),
+            format_args!(
+                "the snapshot at schema version {version} with {} bytes back as saved",
+                data.len()
+            ),
             || match &loaded {
                 Some(loaded) => format!(
                     "schema version {} with {} bytes{}",
                     loaded.schema_version,
                     loaded.data.len(),
-                    if loaded.data.len() == data.len() { ", changed" } else { "" }
+                    if loaded.data.len() == data.len() {
+                        ", changed"
+                    } else {
+                        ""
+                    }
                 ),
                 None => "no snapshot".to_owned(),
             },

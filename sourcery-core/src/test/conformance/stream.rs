@@ -20,8 +20,13 @@ use crate::store::EventFilter;
 async fn fixture<S: ConformanceStore>(rule: Check, store: &S) -> (S::Id, S::Id, Vec<S::Position>) {
     let a = id::<S>("whole-a");
     let b = id::<S>("whole-b");
-    rule.append(store, ACCOUNT, &a, &[(Opened::KIND, 1), (Noted::KIND, 2), (UNLISTED, 3)])
-        .await;
+    rule.append(
+        store,
+        ACCOUNT,
+        &a,
+        &[(Opened::KIND, 1), (Noted::KIND, 2), (UNLISTED, 3)],
+    )
+    .await;
     rule.append(store, ACCOUNT, &b, &[(Noted::KIND, 4)]).await;
     rule.append(store, LEDGER, &a, &[(Opened::KIND, 5), (UNLISTED, 6)])
         .await;
@@ -62,9 +67,7 @@ async fn selects<S: ConformanceStore>(
 pub async fn every_kind<S: ConformanceStore>(store: S) {
     let rule = Check("stream.every_kind");
     let (a, _, positions) = fixture(rule, &store).await;
-    let loaded = rule
-        .load(&store, &[EventFilter::for_stream(ACCOUNT, a)])
-        .await;
+    let loaded = rule.load(&store, &[EventFilter::for_stream(ACCOUNT, a)]).await;
     rule.same(
         "every event of stream ACCOUNT/whole-a whatever its kind, in append order (kind, number)",
         labelled(&[
@@ -78,7 +81,13 @@ pub async fn every_kind<S: ConformanceStore>(store: S) {
     );
     rule.same(
         "the positions they were written at",
-        vec![positions[0], positions[1], positions[2], positions[6], positions[7]],
+        vec![
+            positions[0],
+            positions[1],
+            positions[2],
+            positions[6],
+            positions[7],
+        ],
         loaded.iter().map(|event| event.position).collect(),
     );
 }
@@ -129,13 +138,21 @@ pub async fn after<S: ConformanceStore>(store: S) {
     let rule = Check("stream.after");
     let (a, _, positions) = fixture(rule, &store).await;
     let cases: [(&str, usize, &[u64]); 3] = [
-        ("for_stream(ACCOUNT, whole-a).after(its event 1) selects", 0, &[2, 3, 7, 8]),
+        (
+            "for_stream(ACCOUNT, whole-a).after(its event 1) selects",
+            0,
+            &[2, 3, 7, 8],
+        ),
         (
             "for_stream(ACCOUNT, whole-a).after(its event 2) selects (event 2 itself is out)",
             1,
             &[3, 7, 8],
         ),
-        ("for_stream(ACCOUNT, whole-a).after(its last event) selects", 7, &[]),
+        (
+            "for_stream(ACCOUNT, whole-a).after(its last event) selects",
+            7,
+            &[],
+        ),
     ];
     for (case, cut, expected) in cases {
         selects(
@@ -205,7 +222,10 @@ pub async fn union_each_once<S: ConformanceStore>(store: S) {
         rule,
         &store,
         "two whole streams select",
-        &[EventFilter::for_stream(LEDGER, a), EventFilter::for_stream(ACCOUNT, b)],
+        &[
+            EventFilter::for_stream(LEDGER, a),
+            EventFilter::for_stream(ACCOUNT, b),
+        ],
         &[4, 5, 6],
     )
     .await;

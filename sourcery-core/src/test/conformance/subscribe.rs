@@ -58,11 +58,15 @@ pub async fn catch_up_then_live<S: ConformanceStore + Subscribe>(store: S) {
         rule.numbers(&store, &seen),
     );
     let more = tokio::time::timeout(Duration::from_millis(50), subscription.next()).await;
-    rule.ensure(more.is_err(), "no event after the last one committed", || match more {
-        Ok(Some(Ok(event))) => format!("an event at {:?}", event.position),
-        Ok(other) => format!("{:?}", other.map(|item| item.map(|event| event.position))),
-        Err(_) => String::new(),
-    });
+    rule.ensure(
+        more.is_err(),
+        "no event after the last one committed",
+        || match more {
+            Ok(Some(Ok(event))) => format!("an event at {:?}", event.position),
+            Ok(other) => format!("{:?}", other.map(|item| item.map(|event| event.position))),
+            Err(_) => String::new(),
+        },
+    );
 }
 
 /// Subscribing from a position in the middle of the log delivers exactly
@@ -136,7 +140,10 @@ pub async fn progress_past_filtered_events<S: ConformanceStore + Subscribe>(stor
     let last = rule.notes(&store, ACCOUNT, &stream, &[1, 2]).await;
     loop {
         match rule
-            .bounded("the follower to report progress past the filtered events", follower.next())
+            .bounded(
+                "the follower to report progress past the filtered events",
+                follower.next(),
+            )
             .await
         {
             Some(Ok(Progress::CaughtUp(position))) if position >= last => break,
@@ -190,7 +197,8 @@ pub async fn concurrent_writers_and_subscribers<S: ConformanceStore + Subscribe>
         tasks.push(tokio::spawn(async move {
             let stream = id::<S>(&format!("subscribe-writer-{writer}"));
             for batch in 0..batches {
-                rule.notes(&*store, ACCOUNT, &stream, &[writer * 1_000 + batch]).await;
+                rule.notes(&*store, ACCOUNT, &stream, &[writer * 1_000 + batch])
+                    .await;
             }
         }));
     }
@@ -206,7 +214,11 @@ pub async fn concurrent_writers_and_subscribers<S: ConformanceStore + Subscribe>
             Err(error) => rule.fail("the subscriber to finish", format_args!("{error}")),
         };
         let distinct: HashSet<u64> = rule.numbers(&*store, &seen).into_iter().collect();
-        rule.same("the number of distinct events a subscriber received", total, distinct.len());
+        rule.same(
+            "the number of distinct events a subscriber received",
+            total,
+            distinct.len(),
+        );
         rule.ascending::<S>("a subscription", &seen);
     }
 }
@@ -228,8 +240,13 @@ pub async fn subscribers_share_one_order<S: ConformanceStore + Subscribe>(store:
         tasks.push(tokio::spawn(async move {
             let stream = id::<S>(&format!("share-{writer}"));
             for batch in 0..10 {
-                rule.notes(&*store, ACCOUNT, &stream, &[writer * 100 + batch * 2, writer * 100 + batch * 2 + 1])
-                    .await;
+                rule.notes(
+                    &*store,
+                    ACCOUNT,
+                    &stream,
+                    &[writer * 100 + batch * 2, writer * 100 + batch * 2 + 1],
+                )
+                .await;
             }
         }));
     }
@@ -242,7 +259,11 @@ pub async fn subscribers_share_one_order<S: ConformanceStore + Subscribe>(store:
     let late = collect(store.subscribe(everything::<S>(), None), total);
     let log = rule.load(&*store, &everything::<S>()).await;
     let log = rule.numbers(&*store, &log);
-    for (when, reader) in [("before the writes", early), ("during the writes", middle), ("after the writes", late)] {
+    for (when, reader) in [
+        ("before the writes", early),
+        ("during the writes", middle),
+        ("after the writes", late),
+    ] {
         let seen = match rule.bounded("a subscriber to receive every event", reader).await {
             Ok(Ok(seen)) => seen,
             Ok(Err(error)) => rule.fail("every event", error),
@@ -269,7 +290,11 @@ pub async fn head_position_is_last_visible<S: ConformanceStore + Subscribe>(stor
         None,
         rule.ok("head_position", store.head_position()).await,
     );
-    for (stream, numbers) in [("head-a", &[1_u64, 2][..]), ("head-b", &[3]), ("head-a", &[4, 5, 6])] {
+    for (stream, numbers) in [
+        ("head-a", &[1_u64, 2][..]),
+        ("head-b", &[3]),
+        ("head-a", &[4, 5, 6]),
+    ] {
         let last = rule.notes(&store, ACCOUNT, &id::<S>(stream), numbers).await;
         rule.same(
             "the head position after a commit returned (its last position)",
@@ -301,7 +326,10 @@ pub async fn load_page_is_a_prefix<S: ConformanceStore + Subscribe>(store: S) {
                 EventFilter::for_event(Noted::KIND).after(cut),
             ],
         ),
-        ("a stream after a position of another", vec![EventFilter::for_stream(ACCOUNT, a).after(cut)]),
+        (
+            "a stream after a position of another",
+            vec![EventFilter::for_stream(ACCOUNT, a).after(cut)],
+        ),
     ];
     for (case, filters) in shapes {
         let all = rule.numbers(&store, &rule.load(&store, &filters).await);

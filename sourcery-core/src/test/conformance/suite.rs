@@ -200,7 +200,10 @@ pub struct Suite<'a, S> {
 impl<S> fmt::Debug for Suite<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Suite")
-            .field("applicable", &self.runs.iter().filter(|run| run.is_some()).count())
+            .field(
+                "applicable",
+                &self.runs.iter().filter(|run| run.is_some()).count(),
+            )
             .field("rules", &self.runs.len())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -208,7 +211,11 @@ impl<S> fmt::Debug for Suite<'_, S> {
 }
 
 /// Fills the runs of one capability's rules.
-fn fill<'a, S>(suite: &mut Suite<'a, S>, capability: Capability, mut run: impl FnMut(&str) -> Option<Run<'a>>) {
+fn fill<'a, S>(
+    suite: &mut Suite<'a, S>,
+    capability: Capability,
+    mut run: impl FnMut(&str) -> Option<Run<'a>>,
+) {
     for ((name, needs), slot) in RULES.iter().zip(&mut suite.runs) {
         if *needs == capability {
             *slot = run(name);
@@ -539,7 +546,11 @@ impl fmt::Display for Report {
             match outcome {
                 Outcome::Failed(message) => writeln!(f, "FAILED {name}: {message}")?,
                 Outcome::NotApplicable(needs) => {
-                    writeln!(f, "not applicable {name}: the store does not declare `{}`", needs.declared_by())?;
+                    writeln!(
+                        f,
+                        "not applicable {name}: the store does not declare `{}`",
+                        needs.declared_by()
+                    )?;
                 }
                 Outcome::Passed => {}
             }
@@ -555,7 +566,10 @@ pub fn __run_rule<'a, S: ConformanceStore>(name: &str, skip: bool, suite: impl F
     if skip {
         use std::io::Write as _;
         // Straight to stderr: the harness hides the output of passing tests.
-        let _ = writeln!(std::io::stderr(), "conformance rule {name}: SKIPPED (`skip_if` holds)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "conformance rule {name}: SKIPPED (`skip_if` holds)"
+        );
         return;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -78,7 +78,10 @@ impl Check {
     pub(crate) async fn ok<T, E: Display>(self, what: &str, future: impl Future<Output = Result<T, E>>) -> T {
         match self.bounded(what, future).await {
             Ok(value) => value,
-            Err(error) => self.fail(format_args!("{what} to succeed"), format_args!("the error: {error}")),
+            Err(error) => self.fail(
+                format_args!("{what} to succeed"),
+                format_args!("the error: {error}"),
+            ),
         }
     }
 
@@ -94,8 +97,11 @@ impl Check {
         aggregate_kind: &str,
         aggregate_id: &S::Id,
     ) -> Option<S::Position> {
-        self.ok("stream_version", store.stream_version(aggregate_kind, aggregate_id))
-            .await
+        self.ok(
+            "stream_version",
+            store.stream_version(aggregate_kind, aggregate_id),
+        )
+        .await
     }
 
     /// Appends test events (kind, number) to a stream as one unchecked batch
@@ -156,7 +162,13 @@ impl Check {
     /// A test event of `kind` numbered `n` (an `Opened` payload for
     /// [`Opened::KIND`], a `Noted` one for any other kind), encoded with
     /// the store's codec, at `schema_version`, with metadata `sample(n)`.
-    pub(crate) fn event<S>(self, store: &S, kind: &str, n: u64, schema_version: u32) -> PersistableEvent<S::Metadata>
+    pub(crate) fn event<S>(
+        self,
+        store: &S,
+        kind: &str,
+        n: u64,
+        schema_version: u32,
+    ) -> PersistableEvent<S::Metadata>
     where
         S: EventStore,
         S::Metadata: ConformanceMetadata,
@@ -171,8 +183,13 @@ impl Check {
             })
         };
         match data {
-            Ok(data) => PersistableEvent::new(kind, data, S::Metadata::sample(n)).with_schema_version(schema_version),
-            Err(error) => self.fail("the store's codec to encode a test event", format_args!("{error}")),
+            Ok(data) => {
+                PersistableEvent::new(kind, data, S::Metadata::sample(n)).with_schema_version(schema_version)
+            }
+            Err(error) => self.fail(
+                "the store's codec to encode a test event",
+                format_args!("{error}"),
+            ),
         }
     }
 

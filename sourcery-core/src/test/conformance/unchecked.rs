@@ -42,15 +42,25 @@ pub async fn creates_a_new_stream<S: ConformanceStore>(store: S) {
     let stream = id::<S>("unchecked-new");
     let batch = rule.batch(
         &store,
-        &[(super::support::Opened::KIND, 1), (super::support::Noted::KIND, 2)],
+        &[
+            (super::support::Opened::KIND, 1),
+            (super::support::Noted::KIND, 2),
+        ],
     );
     let written = rule
-        .ok("an unchecked append to a new stream", store.append(ACCOUNT, &stream, None, batch))
+        .ok(
+            "an unchecked append to a new stream",
+            store.append(ACCOUNT, &stream, None, batch),
+        )
         .await;
     let loaded = rule
         .load(&store, &[EventFilter::for_stream(ACCOUNT, stream.clone())])
         .await;
-    rule.same("the new stream's events", vec![1, 2], rule.numbers(&store, &loaded));
+    rule.same(
+        "the new stream's events",
+        vec![1, 2],
+        rule.numbers(&store, &loaded),
+    );
     rule.same(
         "the new stream's version",
         Some(written.last_position),

@@ -25,7 +25,10 @@ pub async fn is_last_position_of_stream<S: ConformanceStore>(store: S) {
     rule.notes(&store, ACCOUNT, &c, &[10]).await;
     for (name, stream) in [("version-a", &a), ("version-b", &b), ("version-c", &c)] {
         let events = rule
-            .load(&store, &[crate::store::EventFilter::for_stream(ACCOUNT, stream.clone())])
+            .load(
+                &store,
+                &[crate::store::EventFilter::for_stream(ACCOUNT, stream.clone())],
+            )
             .await;
         let last = events.last().map(|event| event.position);
         let version = rule.version(&store, ACCOUNT, stream).await;
@@ -75,11 +78,9 @@ pub async fn other_streams_do_not_move_it<S: ConformanceStore>(store: S) {
     let later = rule
         .notes(&store, ACCOUNT, &id::<S>("version-busy"), &[3, 4, 5])
         .await;
-    rule.ensure(
-        later > last,
-        "a later commit to report a higher position",
-        || format!("{later:?} after {last:?}"),
-    );
+    rule.ensure(later > last, "a later commit to report a higher position", || {
+        format!("{later:?} after {last:?}")
+    });
     rule.same(
         "the version of a stream after commits to another stream",
         Some(last),
