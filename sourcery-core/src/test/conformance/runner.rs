@@ -68,6 +68,9 @@ where
     }
 }
 
+/// What a [`Tally`] over the store `S` consumes.
+type TallyEvents<S> = ProjectionEvents<S, Tally<<S as EventStore>::Id, <S as EventStore>::Metadata>>;
+
 type Running<S> =
     RunningProjection<<S as EventStore>::Position, Tally<<S as EventStore>::Id, <S as EventStore>::Metadata>>;
 
@@ -75,7 +78,7 @@ fn start<S: ConformanceStore + Subscribe>(
     rule: Check,
     store: &S,
     checkpoints: &CheckpointStore<S::Position>,
-    events: Option<ProjectionEvents<S, Tally<S::Id, S::Metadata>>>,
+    events: Option<TallyEvents<S>>,
 ) -> Running<S> {
     let runner = ProjectionRunner::new(store.clone(), checkpoints.clone());
     let started = match events {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use super::ConformanceStore;
-use super::support::{ACCOUNT, Check, Noted, Opened, Stored, everything, id};
+use super::support::{ACCOUNT, Check, Filter, Noted, Opened, Stored, everything, id};
 use crate::event::DomainEvent as _;
 use crate::store::EventFilter;
 use crate::subscription::{Follower, Progress, Subscribe, Subscription};
@@ -332,7 +332,7 @@ pub async fn load_page_is_a_prefix<S: ConformanceStore + Subscribe>(store: S) {
     rule.notes(&store, ACCOUNT, &a, &[1, 2, 3]).await;
     let cut = rule.notes(&store, ACCOUNT, &b, &[4, 5]).await;
     rule.notes(&store, ACCOUNT, &a, &[6, 7, 8, 9]).await;
-    let shapes: [(&str, Vec<EventFilter<S::Id, S::Position>>); 3] = [
+    let shapes: [(&str, Vec<Filter<S>>); 3] = [
         ("every event", everything::<S>()),
         (
             "a stream and a kind after a position",

@@ -399,7 +399,7 @@ macro_rules! methods {
 }
 __sourcery_conformance_catalogue!(methods {});
 
-impl<'a, S: ConformanceStore> Suite<'a, S> {
+impl<S: ConformanceStore> Suite<'_, S> {
     /// How long one store call may take before a rule calls it hung (30 s
     /// unless set).
     #[must_use]
@@ -462,9 +462,7 @@ impl<'a, S: ConformanceStore> Suite<'a, S> {
     /// When a rule fails, with every failed rule's message.
     pub async fn run(self) {
         let report = self.check().await;
-        if report.failures().next().is_some() {
-            panic!("{report}");
-        }
+        assert!(report.failures().next().is_none(), "{report}");
     }
 }
 

@@ -47,6 +47,10 @@ impl Check {
     /// Fails the rule unless `got == expected`; `what` says what was
     /// compared ("the stream's version", ...).
     #[track_caller]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "rules hand over values built for the comparison (`vec![..]`, `Some(..)`)"
+    )]
     pub(crate) fn same<T: PartialEq + Debug>(self, what: impl Display, expected: T, got: T) {
         if got != expected {
             self.fail(format_args!("{what}: {expected:?}"), format_args!("{got:?}"));
