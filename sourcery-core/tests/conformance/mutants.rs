@@ -43,8 +43,11 @@ type Batch = NonEmpty<PersistableEvent<Value>>;
 const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a defect that needs a second writer (a race, an interleaving)
-/// waits for one to arrive.
+/// waits for one that has not called the store yet...
 const RIVAL_WAIT: Duration = Duration::from_millis(200);
+
+/// ... and, at most, for one that has called it and waits its turn.
+const RIVAL_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The kinds of the suite's typed test events, as a store that reads a
 /// whole stream by the kinds it has heard of would know them.
@@ -226,13 +229,38 @@ struct State {
     /// Batches loads do not see yet (`LateCommitsHidden`).
     hidden: Mutex<Vec<Hidden>>,
     commits: AtomicU64,
-    /// Counts writers that passed a version check (`CheckThenAppendRace`).
-    passes: watch::Sender<u64>,
-    /// Counts appends to the inner store (`TornBatch`).
-    writes: watch::Sender<u64>,
+    /// Who is writing (`CheckThenAppendRace`, `TornBatch`).
+    traffic: watch::Sender<Traffic>,
     /// A notifier that never notifies (`CommitSignalNeverFires`); kept, so
     /// its signals wait instead of falling back to polling.
     silent: CommitNotifier,
+}
+
+/// Writers in the store, and what they did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Traffic {
+    /// Calls to `append` or `append_expecting_new` not yet returned.
+    writers: usize,
+    /// Writers that passed a version check.
+    passes: u64,
+    /// Appends to the inner store.
+    writes: u64,
+}
+
+/// Counts a writer in [`Traffic::writers`] while it lives.
+struct Writing<'a>(&'a watch::Sender<Traffic>);
+
+impl<'a> Writing<'a> {
+    fn enter(traffic: &'a watch::Sender<Traffic>) -> Self {
+        traffic.send_modify(|traffic| traffic.writers += 1);
+        Self(traffic)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|traffic| traffic.writers -= 1);
+    }
 }
 
 #[derive(Debug)]
@@ -253,8 +281,7 @@ impl Mutant {
                 batches: Mutex::new(Vec::new()),
                 hidden: Mutex::new(Vec::new()),
                 commits: AtomicU64::new(0),
-                passes: watch::Sender::new(0),
-                writes: watch::Sender::new(0),
+                traffic: watch::Sender::new(Traffic::default()),
                 silent: CommitNotifier::new(),
             }),
         }
@@ -400,7 +427,7 @@ impl Mutant {
     async fn push(&self, kind: &str, id: &String, events: Batch) -> (u64, u64) {
         {
             let mut kinds = lock(&self.state.kinds);
-            for event in events.iter() {
+            for event in &events {
                 if !kinds.contains(&event.kind) {
                     kinds.insert(event.kind.clone());
                 }
@@ -428,8 +455,23 @@ impl Mutant {
         };
         let first = last + 1 - count;
         lock(&self.state.batches).push((first, last));
-        self.state.writes.send_modify(|writes| *writes += 1);
+        self.state.traffic.send_modify(|traffic| traffic.writes += 1);
         (first, last)
+    }
+
+    /// Waits until `done` holds of the traffic: for a rival that has not
+    /// called the store yet, a short while; for one already in a call, a
+    /// while longer (this writer is one of `writers`).
+    async fn wait_for_rival(&self, done: impl Fn(&Traffic) -> bool) {
+        let mut traffic = self.state.traffic.subscribe();
+        if tokio::time::timeout(RIVAL_WAIT, traffic.wait_for(&done)).await.is_ok() {
+            return;
+        }
+        let _ = tokio::time::timeout(
+            RIVAL_PATIENCE,
+            traffic.wait_for(|now| done(now) || now.writers <= 1),
+        )
+        .await;
     }
 
     /// Writes a batch event by event (`TornBatch`).
@@ -437,13 +479,12 @@ impl Mutant {
         let total = events.len();
         let mut span = None;
         for (index, event) in events.into_iter().enumerate() {
-            let mut writes = self.state.writes.subscribe();
             let (first, last) = self.push(kind, id, NonEmpty::new(event)).await;
             span = Some(span.map_or((first, last), |(first, _)| (first, last)));
-            writes.mark_unchanged();
             if index == 0 && total >= 10 {
                 // Let another writer's events in between, if one is coming.
-                let _ = tokio::time::timeout(RIVAL_WAIT, writes.changed()).await;
+                let mine = self.state.traffic.borrow().writes;
+                self.wait_for_rival(|traffic| traffic.writes > mine).await;
             } else {
                 tokio::task::yield_now().await;
             }
@@ -471,6 +512,7 @@ impl Mutant {
             (Defect::UncheckedExpectsNew, Expect::Any) => Expect::New,
             (_, expect) => expect,
         };
+        let _writing = Writing::enter(&self.state.traffic);
         let writer = self.state.writer.lock().await;
         if let Err(conflict) = self.check(&kind, &id, expect).await {
             if self.defect == Defect::WritesFirstEventOfRefusedBatch {
@@ -480,11 +522,14 @@ impl Mutant {
         }
         let (first, last) = match self.defect {
             Defect::CheckThenAppendRace if expect != Expect::Any => {
-                self.state.passes.send_modify(|passes| *passes += 1);
-                let mut passes = self.state.passes.subscribe();
+                let mut mine = 0;
+                self.state.traffic.send_modify(|traffic| {
+                    traffic.passes += 1;
+                    mine = traffic.passes;
+                });
                 drop(writer);
-                // A second writer that arrives now passes the same check.
-                let _ = tokio::time::timeout(RIVAL_WAIT, passes.changed()).await;
+                // A second writer that gets the lock now passes the same check.
+                self.wait_for_rival(|traffic| traffic.passes > mine).await;
                 self.push(&kind, &id, events).await
             }
             Defect::TornBatch => {
@@ -1003,9 +1048,9 @@ impl Leases {
 /// A held lease.
 #[derive(Debug)]
 struct Held {
-    held: Option<OwnedMutexGuard<()>>,
+    lock: Option<OwnedMutexGuard<()>>,
     lost: watch::Receiver<bool>,
-    lose: watch::Sender<bool>,
+    severed: watch::Sender<bool>,
     leases: Leases,
 }
 
@@ -1019,17 +1064,17 @@ impl Lease for Leases {
         } else {
             name
         };
-        let lock = Arc::clone(lock(&self.locks).entry(name.to_owned()).or_default());
-        let held = if self.defect == LeaseDefect::NeverExclusive {
+        let mutex = Arc::clone(lock(&self.locks).entry(name.to_owned()).or_default());
+        let lock = if self.defect == LeaseDefect::NeverExclusive {
             None
         } else {
-            Some(lock.lock_owned().await)
+            Some(mutex.lock_owned().await)
         };
-        let (lose, lost) = watch::channel(false);
+        let (severed, lost) = watch::channel(false);
         Ok(Held {
-            held,
+            lock,
             lost,
-            lose,
+            severed,
             leases: self.clone(),
         })
     }
@@ -1045,7 +1090,7 @@ impl LeaseGuard for Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if self.leases.defect == LeaseDefect::NeverReleasedOnDrop {
-            if let Some(held) = self.held.take() {
+            if let Some(held) = self.lock.take() {
                 lock(&self.leases.leaked).push(held);
             }
         }
@@ -1061,10 +1106,10 @@ impl LeaseFixture for Leases {
 
     async fn sever<'a>(&'a self, guard: &'a mut Held) {
         if self.defect != LeaseDefect::LostNeverFires {
-            guard.lose.send_replace(true);
+            guard.severed.send_replace(true);
         }
         if self.defect != LeaseDefect::SeverKeepsLock {
-            guard.held = None;
+            guard.lock = None;
         }
     }
 }
@@ -1139,8 +1184,12 @@ async fn check(name: &str) {
     let report = report(case.wrong).await;
     let failed: Vec<&str> = report.failures().map(|(rule, _)| rule).collect();
     // Seen with `--nocapture`: everything the mutant fails.
+    let hung = report
+        .failures()
+        .filter(|(_, message)| message.contains("(it hung)") || message.contains("within"))
+        .count();
     eprintln!(
-        "mutant {name} ({:?}) fails {} rules in {:.1?}: {failed:?}",
+        "mutant {name} ({:?}) fails {} rules ({hung} by a timeout) in {:.1?}: {failed:?}",
         case.wrong,
         failed.len(),
         started.elapsed()
