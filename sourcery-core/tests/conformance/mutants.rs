@@ -8,10 +8,13 @@
 //! defect each passes the whole suite (`the_wrapper_without_a_defect_passes`),
 //! so what fails on a mutant fails because of its defect.
 //!
-//! Each test below runs the whole suite on one mutant and checks that the
-//! rules listed for it fail, each with its label. Together the lists name
-//! every rule of the suite (`every_rule_is_failed_by_some_mutant`): a rule
-//! that no wrong store fails would test nothing.
+//! Each test below runs the whole suite (`Suite::check`, the lease rules
+//! only for lease mutants) on one mutant and checks that the rules listed
+//! for it fail, each with its label: the rules its defect is aimed at, which
+//! catch it every time. It may fail more; `--nocapture` shows them all.
+//! Together the lists name every rule of the suite
+//! (`every_rule_is_failed_by_some_mutant`): a rule that no wrong store fails
+//! would test nothing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
@@ -228,6 +231,7 @@ struct State {
     batches: Mutex<Vec<(u64, u64)>>,
     /// Batches loads do not see yet (`LateCommitsHidden`).
     hidden: Mutex<Vec<Hidden>>,
+    /// Batches committed.
     commits: AtomicU64,
     /// Who is writing (`CheckThenAppendRace`, `TornBatch`).
     traffic: watch::Sender<Traffic>,
@@ -263,6 +267,7 @@ impl Drop for Writing<'_> {
     }
 }
 
+/// A batch loads do not see until one has returned a later position.
 #[derive(Debug)]
 struct Hidden {
     first: u64,
@@ -464,7 +469,10 @@ impl Mutant {
     /// while longer (this writer is one of `writers`).
     async fn wait_for_rival(&self, done: impl Fn(&Traffic) -> bool) {
         let mut traffic = self.state.traffic.subscribe();
-        if tokio::time::timeout(RIVAL_WAIT, traffic.wait_for(&done)).await.is_ok() {
+        if tokio::time::timeout(RIVAL_WAIT, traffic.wait_for(&done))
+            .await
+            .is_ok()
+        {
             return;
         }
         let _ = tokio::time::timeout(
