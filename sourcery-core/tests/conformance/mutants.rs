@@ -1194,7 +1194,11 @@ async fn check(name: &str) {
     // Seen with `--nocapture`: everything the mutant fails.
     let hung = report
         .failures()
-        .filter(|(_, message)| message.contains("(it hung)") || message.contains("within"))
+        .filter(|(_, message)| {
+            message
+                .rsplit_once(", got ")
+                .is_some_and(|(_, got)| got.contains("hung") || got.contains("within"))
+        })
         .count();
     eprintln!(
         "mutant {name} ({:?}) fails {} rules ({hung} by a timeout) in {:.1?}: {failed:?}",
