@@ -25,7 +25,9 @@ async fn next_event<S: Subscribe>(rule: Check, what: &str, subscription: &mut Su
 }
 
 /// A subscription delivers the history, then events committed after it
-/// started, in order, each once, and nothing more.
+/// started, in order, each once, and nothing more. The live events are
+/// committed once the subscription has caught up and waits, so only the
+/// store's commit signal (or its poll interval) can bring them.
 ///
 /// # Panics
 ///
@@ -40,6 +42,19 @@ pub async fn catch_up_then_live<S: ConformanceStore + Subscribe>(store: S) {
     for _ in 0..3 {
         seen.push(next_event(rule, "the history", &mut subscription).await);
     }
+    // Caught up: the subscription reads the store, finds nothing new and
+    // waits for a commit. (A `next` dropped by the timeout leaves the
+    // subscription where it was.)
+    let idle = tokio::time::timeout(Duration::from_millis(50), subscription.next()).await;
+    rule.ensure(
+        idle.is_err(),
+        "no event between the history and the live commits",
+        || match idle {
+            Ok(Some(Ok(event))) => format!("an event at {:?}", event.position),
+            Ok(other) => format!("{:?}", other.map(|item| item.map(|event| event.position))),
+            Err(_) => String::new(),
+        },
+    );
     let writer = store.clone();
     let live_stream = stream.clone();
     let live = tokio::spawn(async move {
