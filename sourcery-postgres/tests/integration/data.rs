@@ -3,8 +3,7 @@
 //! error naming where it sits; loads agree with the in-memory store on any
 //! set of filters.
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fmt;
