@@ -1,4 +1,4 @@
-//! Derive macros for [Sourcery](https://docs.rs/sourcery): `#[derive(DomainEvent)]`,
+//! Derive macros for [Sourcery](https://docs.rs/sourcery-es): `#[derive(DomainEvent)]`,
 //! `#[derive(Aggregate)]` and `#[derive(Projection)]`.
 //!
 //! Use them through the `sourcery` crate, which re-exports both next to the

@@ -2,7 +2,7 @@
 //! what must compile (`tests/ui/pass`) and the errors wrong attributes give
 //! (`tests/ui/fail`, each with its `.stderr` snapshot).
 //!
-//! Regenerate the snapshots with `TRYBUILD=overwrite cargo test -p sourcery-macros --test ui`
+//! Regenerate the snapshots with `TRYBUILD=overwrite cargo test -p sourcery-es-macros --test ui`
 //! and read them: each error must point at the offending attribute or token.
 
 #[test]

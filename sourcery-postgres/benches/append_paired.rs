@@ -9,7 +9,7 @@
 //! the same conditions. `benches/postgres.rs` has the same workloads under
 //! criterion.
 //!
-//! `cargo bench -p sourcery-postgres --bench append_paired`; `ROUNDS` sets
+//! `cargo bench -p sourcery-es-postgres --bench append_paired`; `ROUNDS` sets
 //! the number of rounds (default 15); `NO_NOTIFY=1` measures a store that
 //! sends no `NOTIFY` after its appends; `SIDE=store` (or `hand`) runs one
 //! side only, for a profiler. Needs `DATABASE_URL`; without it,

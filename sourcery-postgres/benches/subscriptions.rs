@@ -354,7 +354,7 @@ async fn main() {
     // `cargo bench --no-run` builds it; `cargo test --benches` runs it with
     // `--bench` absent: only measure when asked.
     if !std::env::args().any(|arg| arg == "--bench") {
-        println!("run with `cargo bench -p sourcery-postgres --bench subscriptions`");
+        println!("run with `cargo bench -p sourcery-es-postgres --bench subscriptions`");
         return;
     }
     let seconds = env_u64("BENCH_SECONDS", 10);

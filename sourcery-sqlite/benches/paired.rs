@@ -8,7 +8,7 @@
 //! a shared machine; separate criterion runs of the two sides put that drift
 //! into the ratio, a pair sees the same conditions.
 //!
-//! `cargo bench -p sourcery-sqlite --bench paired`; `ROUNDS` sets the number
+//! `cargo bench -p sourcery-es-sqlite --bench paired`; `ROUNDS` sets the number
 //! of rounds (default 21).
 
 mod common;

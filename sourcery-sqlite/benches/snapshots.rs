@@ -8,7 +8,7 @@
 //! through the store's [`SnapshotStore`](sourcery_sqlite::SnapshotStore) as
 //! the repository would have taken it; both variants load through a
 //! [`Repository`] (`load_versioned`), and each checks once what it replayed.
-//! Run with `cargo bench -p sourcery-sqlite --bench snapshots`.
+//! Run with `cargo bench -p sourcery-es-sqlite --bench snapshots`.
 
 #![expect(missing_docs, reason = "criterion's macros write undocumented functions")]
 

@@ -15,7 +15,7 @@
 //!
 //! Both sides use the store's schema and each its own file. Compare times
 //! within one run (run to run, figures on one machine vary by up to 20%).
-//! Run with `cargo bench -p sourcery-sqlite --bench store`.
+//! Run with `cargo bench -p sourcery-es-sqlite --bench store`.
 
 #![expect(missing_docs, reason = "criterion's macros write undocumented functions")]
 

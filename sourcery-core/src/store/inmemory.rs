@@ -7,8 +7,9 @@
 //!
 //! # Performance
 //!
-//! Measured with `cargo bench --bench inmemory` (2 vCPU, one run, each beside
-//! a plain `Vec` doing the same copying of the same ~250-byte events):
+//! Measured with `cargo bench -p sourcery-bench --bench inmemory` (2 vCPU,
+//! one run, each beside a plain `Vec` doing the same copying of the same
+//! ~250-byte events):
 //!
 //! | workload | `inmemory::Store` | `Vec` baseline | ratio |
 //! |---|---|---|---|

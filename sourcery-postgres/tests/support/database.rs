@@ -1,7 +1,8 @@
 //! What every PostgreSQL test needs: the server's URL from `DATABASE_URL`,
 //! and a fresh schema per store, so tests run in parallel and twice in a row.
 //!
-//! Included by each test file with `#[path = "support/database.rs"] mod support;`.
+//! Included as `mod support` by `tests/conformance.rs` and by
+//! `tests/integration/main.rs` (whose modules `use crate::support`).
 
 #![allow(
     dead_code,

@@ -13,7 +13,7 @@
 //! stream loads (2dd823a) also has, so the same file measures both sides of
 //! that change: ADR 7 gives the figures.
 //!
-//! `cargo bench --bench repository_load --features sqlite,postgres`.
+//! `cargo bench -p sourcery-bench --bench repository_load`.
 
 #![allow(missing_docs, reason = "a benchmark binary")]
 

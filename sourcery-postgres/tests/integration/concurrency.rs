@@ -1,8 +1,7 @@
 //! Writers racing on one stream: optimistic writers get exactly one winner
 //! per round; unchecked writers all land, and the stream stays consistent.
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

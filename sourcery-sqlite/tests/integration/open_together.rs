@@ -94,7 +94,12 @@ fn open_together(path: &Path) -> Vec<String> {
     let mut children: Vec<Running> = (0..PROCESSES)
         .map(|_| {
             let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-                .args(["--exact", "open_child", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    &test_name!(open_child),
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD, path)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

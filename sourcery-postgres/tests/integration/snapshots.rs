@@ -4,8 +4,7 @@
 //! and only the tail; projection snapshots are never taken past an append in
 //! flight (the safe frontier).
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::num::NonZeroU64;

@@ -1,8 +1,7 @@
 //! A writing backend terminated at random points: every batch is all there
 //! or absent, and the store (pool, locks, frontier) keeps working.
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

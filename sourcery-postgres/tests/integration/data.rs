@@ -4,8 +4,7 @@
 //! data that does not decode is a typed error naming where it sits; loads
 //! agree with the in-memory store on any set of filters.
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fmt;

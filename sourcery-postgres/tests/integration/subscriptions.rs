@@ -2,8 +2,7 @@
 //! checkpoints, the stall warning and a load test with several writers and
 //! subscribers.
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

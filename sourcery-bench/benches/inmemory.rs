@@ -5,7 +5,7 @@
 //! - `load`: one stream of 10,000 events (interleaved with another stream's
 //!   10,000), against cloning a `Vec` of the same events.
 //!
-//! Run with `cargo bench --bench inmemory`.
+//! Run with `cargo bench -p sourcery-bench --bench inmemory`.
 
 #![expect(missing_docs, reason = "criterion's macros write undocumented functions")]
 

@@ -3,7 +3,7 @@
 //! and a repository with SQLite snapshots loads a snapshot and only the
 //! events after it.
 
-#[path = "support/counter.rs"]
+#[path = "../support/counter.rs"]
 mod counter;
 
 use std::num::NonZeroU64;

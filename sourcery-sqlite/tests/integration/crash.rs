@@ -116,7 +116,12 @@ fn a_killed_writer_leaves_whole_batches_and_a_sound_file() {
 /// SIGKILL and returns every batch it reported.
 fn run_and_kill(path: &Path, run: u32, synchronous: &str, kill_after: u64) -> Vec<u32> {
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            &test_name!(crash_child),
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, path)
         .env("SOURCERY_SQLITE_CRASH_RUN", run.to_string())
         .env("SOURCERY_SQLITE_CRASH_SYNCHRONOUS", synchronous)

@@ -179,7 +179,12 @@ fn unprivileged_child(path: &Path) -> std::io::Result<std::process::Output> {
     use std::os::unix::process::CommandExt;
     const NOBODY: u32 = 65_534;
     Command::new(std::env::current_exe()?)
-        .args(["--exact", "read_only_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            &test_name!(read_only_child),
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(READ_ONLY_CHILD, path)
         .uid(NOBODY)
         .gid(NOBODY)

@@ -486,9 +486,16 @@ async fn postgres() {
         eprintln!("PostgreSQL schema-evolution tests SKIPPED: DATABASE_URL is not set");
         return;
     };
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    // One pool for every scenario's store, taken from a store so that the
+    // facade's tests need no sqlx of their own.
+    let pool = sourcery::store::postgres::Store::<String, ()>::connect(&url)
+        .await
+        .expect("connect")
+        .pool()
+        .clone();
     for scenario in 0..4 {
-        // Named like the store crate's test schemas, so its sweep drops them.
+        // Named like the store crate's test schemas: its sweep drops them
+        // an hour later, as it drops theirs.
         let seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
@@ -506,10 +513,6 @@ async fn postgres() {
             2 => mixed_versions(store).await,
             _ => renamed_kind_in_projections(store).await,
         }
-        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-            .execute(&pool)
-            .await
-            .expect("drop the test schema");
     }
 }
 

@@ -23,7 +23,7 @@ impl DomainEvent for Deposited {
 fn version_1_file(path: &std::path::Path) {
     let connection = rusqlite::Connection::open(path).expect("the database opens");
     connection
-        .execute_batch(include_str!("../migrations/0001_events.sql"))
+        .execute_batch(include_str!("../../migrations/0001_events.sql"))
         .expect("migration 1 applies");
     connection
         .execute_batch(
@@ -135,7 +135,7 @@ async fn a_version_2_file_migrates_forward() {
     {
         let connection = rusqlite::Connection::open(&path).expect("the database opens");
         connection
-            .execute_batch(include_str!("../migrations/0002_checkpoints.sql"))
+            .execute_batch(include_str!("../../migrations/0002_checkpoints.sql"))
             .expect("migration 2 applies");
         connection
             .execute_batch(
@@ -177,10 +177,10 @@ async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
     {
         let connection = rusqlite::Connection::open(&path).expect("the database opens");
         connection
-            .execute_batch(include_str!("../migrations/0002_checkpoints.sql"))
+            .execute_batch(include_str!("../../migrations/0002_checkpoints.sql"))
             .expect("migration 2 applies");
         connection
-            .execute_batch(include_str!("../migrations/0003_snapshots.sql"))
+            .execute_batch(include_str!("../../migrations/0003_snapshots.sql"))
             .expect("migration 3 applies");
         connection
             .execute_batch(

@@ -1,8 +1,7 @@
 //! Migrations: fresh, repeated, concurrent, upgrading a schema an older
 //! release left, and refusing what they do not know.
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -9,8 +9,7 @@
 //! in the positions while others keep transactions open: a hole waits only
 //! for the appends of its own schema (issue 21).
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! The projection runner on PostgreSQL: checkpoints, resuming from them,
 //! and one active runner per projection with [`Lease`].
 
-#[path = "support/database.rs"]
-mod support;
+use crate::support;
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};

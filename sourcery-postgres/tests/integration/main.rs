@@ -1,0 +1,15 @@
+//! The integration tests of the PostgreSQL store, in one test binary: each module is
+//! one theme. One binary compiles and links once, where a binary per file
+//! linked every dependency again (`tests/conformance.rs` stays apart).
+
+#[path = "../support/database.rs"]
+mod support;
+
+mod concurrency;
+mod data;
+mod faults;
+mod global_order;
+mod migrations;
+mod runner;
+mod snapshots;
+mod subscriptions;
