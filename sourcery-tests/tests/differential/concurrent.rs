@@ -1,0 +1,474 @@
+//! The concurrent variant: several tasks append to a few shared streams at
+//! once, most of them optimistically; afterwards the store's log must be
+//! explainable by some serial order of the commits.
+//!
+//! What "explainable" means here, checked on the final log:
+//!
+//! - nothing lost or duplicated: the log holds every event of every
+//!   committed batch once, and no event of a refused one;
+//! - every committed batch is contiguous in its stream and in order, its
+//!   last event at the position its commit returned;
+//! - each successful optimistic commit expected exactly the stream's
+//!   version just before its batch (so of writers racing from one version,
+//!   one won);
+//! - each conflict reports the expected version it was given and an actual
+//!   version the stream really had, later than the expected one and not
+//!   older than anything the task had already seen of the stream;
+//! - a task sees its own writes (its reads and its commits never go back);
+//! - every stream's version is its last event's position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::{collection, sample};
+use sourcery_core::concurrency::Optimistic;
+use sourcery_core::store::{AppendError, EventFilter, StoredEvent};
+use tokio::sync::Barrier;
+
+use crate::model::{EVENT_KINDS, Event, Kind, Planned, Stream};
+use crate::run::{Meta, Store, batch, bounded, describe, error_text, is, persistable};
+
+/// How one attempt chooses what to expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Reads the stream's version, then appends expecting it.
+    ReadThenAppend,
+    /// Appends expecting the version the task last learnt of the stream
+    /// (from its own commit or a conflict), maybe stale by now; new when
+    /// it learnt nothing yet.
+    Remembered,
+    /// `append_expecting_new`.
+    ExpectingNew,
+    /// No check.
+    Unchecked,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReadThenAppend => "read the version, then append expecting it",
+            Self::Remembered => "append expecting the version last learnt",
+            Self::ExpectingNew => "append_expecting_new",
+            Self::Unchecked => "append unchecked",
+        })
+    }
+}
+
+/// One generated attempt: a stream, a batch size, a mode.
+#[derive(Clone, Debug)]
+pub(crate) struct Attempt {
+    stream: Stream,
+    size: usize,
+    mode: Mode,
+}
+
+/// The streams the tasks share: few, so that they collide.
+fn shared_streams() -> Vec<Stream> {
+    Stream::all().take(3).collect()
+}
+
+fn attempt() -> impl Strategy<Value = Attempt> {
+    let mode = prop_oneof![
+        4 => Just(Mode::ReadThenAppend),
+        2 => Just(Mode::Remembered),
+        1 => Just(Mode::ExpectingNew),
+        1 => Just(Mode::Unchecked),
+    ];
+    (sample::select(shared_streams()), 1..=3_usize, mode).prop_map(|(stream, size, mode)| Attempt {
+        stream,
+        size,
+        mode,
+    })
+}
+
+/// 2-4 tasks of 1-6 attempts each.
+pub(crate) fn tasks() -> impl Strategy<Value = Vec<Vec<Attempt>>> {
+    collection::vec(collection::vec(attempt(), 1..=6), 2..=4)
+}
+
+/// An attempt with its events numbered.
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedAttempt {
+    stream: Stream,
+    events: Vec<Planned>,
+    mode: Mode,
+}
+
+/// Numbers every event of every task, uniquely.
+pub(crate) fn plan(tasks: &[Vec<Attempt>]) -> Vec<Vec<PlannedAttempt>> {
+    let mut next = 0;
+    tasks
+        .iter()
+        .map(|attempts| {
+            attempts
+                .iter()
+                .map(|attempt| PlannedAttempt {
+                    stream: attempt.stream,
+                    events: (0..attempt.size)
+                        .map(|_| {
+                            next += 1;
+                            Planned {
+                                kind: Kind::cycling(next),
+                                n: next,
+                            }
+                        })
+                        .collect(),
+                    mode: attempt.mode,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The tasks, readably.
+pub(crate) fn describe_plan(tasks: &[Vec<PlannedAttempt>]) -> String {
+    let mut text = String::new();
+    for (task, attempts) in tasks.iter().enumerate() {
+        let _ = writeln!(text, "  task {task}:");
+        for attempt in attempts {
+            let numbers: Vec<String> = attempt.events.iter().map(|planned| format!("#{}", planned.n)).collect();
+            let _ = writeln!(
+                text,
+                "    {} to {}: [{}]",
+                attempt.mode,
+                attempt.stream,
+                numbers.join(", ")
+            );
+        }
+    }
+    text
+}
+
+/// What an attempt got.
+#[derive(Clone, Debug)]
+enum Result<P> {
+    Committed(P),
+    Conflict { expected: Option<P>, actual: Option<P> },
+    Failed(String),
+}
+
+/// One attempt as it ran.
+#[derive(Clone, Debug)]
+struct Record<P> {
+    task: usize,
+    attempt: PlannedAttempt,
+    /// What the task read before appending (`ReadThenAppend`).
+    read: Option<Option<P>>,
+    /// The version passed; `None` for an unchecked append.
+    expected: Option<Option<P>>,
+    result: Result<P>,
+}
+
+impl<P: fmt::Debug> fmt::Display for Record<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let numbers: Vec<String> = self.attempt.events.iter().map(|planned| format!("#{}", planned.n)).collect();
+        write!(f, "task {}: {} to {} [{}]", self.task, self.attempt.mode, self.attempt.stream, numbers.join(", "))?;
+        if let Some(read) = &self.read {
+            write!(f, ", read {read:?}")?;
+        }
+        if let Some(expected) = &self.expected {
+            write!(f, ", expected {expected:?}")?;
+        }
+        match &self.result {
+            Result::Committed(last) => write!(f, ": committed, last at {last:?}"),
+            Result::Conflict { expected, actual } => {
+                write!(f, ": conflict (expected {expected:?}, actual {actual:?})")
+            }
+            Result::Failed(why) => write!(f, ": FAILED {why}"),
+        }
+    }
+}
+
+/// Runs one task's attempts, one after the other, once every task is ready.
+async fn run_task<S: Store>(
+    store: S,
+    task: usize,
+    attempts: Vec<PlannedAttempt>,
+    start: Arc<Barrier>,
+) -> Vec<Record<S::Position>> {
+    start.wait().await;
+    let mut learnt: HashMap<Stream, Option<S::Position>> = HashMap::new();
+    let mut records = Vec::new();
+    for attempt in attempts {
+        let (kind, id) = (attempt.stream.kind(), attempt.stream.id());
+        let (read, expected) = match attempt.mode {
+            Mode::ReadThenAppend => match bounded("stream_version", store.stream_version(kind, &id)).await {
+                Ok(Ok(version)) => (Some(version), Some(version)),
+                Ok(Err(error)) => {
+                    let why = format!("stream_version failed: {}", error_text(&error));
+                    records.push(failed(task, attempt, why));
+                    continue;
+                }
+                Err(timeout) => {
+                    records.push(failed(task, attempt, timeout));
+                    continue;
+                }
+            },
+            Mode::Remembered => (None, Some(learnt.get(&attempt.stream).copied().flatten())),
+            Mode::ExpectingNew => (None, Some(None)),
+            Mode::Unchecked => (None, None),
+        };
+        if read.is_some() {
+            // Let the other tasks run between the read and the append.
+            tokio::task::yield_now().await;
+        }
+        let outcome = match (attempt.mode, expected) {
+            (Mode::Unchecked, _) | (_, None) => {
+                bounded("append", store.append(kind, &id, None, batch(&attempt.events))).await
+            }
+            (Mode::ExpectingNew, _) => {
+                bounded(
+                    "append_expecting_new",
+                    store.append_expecting_new(kind, &id, batch(&attempt.events)),
+                )
+                .await
+            }
+            (Mode::ReadThenAppend | Mode::Remembered, Some(expected)) => {
+                let mut transaction = store.begin::<Optimistic>(kind, id.clone(), expected);
+                for &planned in &attempt.events {
+                    transaction.append_persistable(persistable(planned));
+                }
+                bounded("commit", transaction.commit())
+                    .await
+                    .map(|committed| committed.map(|written| written.expect("the batch is not empty")))
+            }
+        };
+        let result = match outcome {
+            Ok(Ok(written)) => {
+                learnt.insert(attempt.stream, Some(written.last_position));
+                Result::Committed(written.last_position)
+            }
+            Ok(Err(AppendError::Conflict(conflict))) => {
+                learnt.insert(attempt.stream, conflict.actual);
+                Result::Conflict {
+                    expected: conflict.expected,
+                    actual: conflict.actual,
+                }
+            }
+            Ok(Err(error)) => Result::Failed(error_text(&error)),
+            Err(timeout) => Result::Failed(timeout),
+        };
+        records.push(Record {
+            task,
+            attempt,
+            read,
+            expected,
+            result,
+        });
+    }
+    records
+}
+
+fn failed<P>(task: usize, attempt: PlannedAttempt, why: String) -> Record<P> {
+    Record {
+        task,
+        attempt,
+        read: None,
+        expected: None,
+        result: Result::Failed(why),
+    }
+}
+
+/// Runs the tasks on `store` (empty) at once and checks the log they leave.
+/// `Err` describes what cannot be explained, with every attempt and the
+/// log.
+pub(crate) async fn check<S: Store>(store: S, tasks: &[Vec<PlannedAttempt>]) -> std::result::Result<(), String> {
+    let start = Arc::new(Barrier::new(tasks.len()));
+    let handles: Vec<_> = tasks
+        .iter()
+        .enumerate()
+        .map(|(task, attempts)| tokio::spawn(run_task(store.clone(), task, attempts.clone(), Arc::clone(&start))))
+        .collect();
+    let joined = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(handles))
+        .await
+        .map_err(|_| "the tasks did not finish within 120s".to_owned())?;
+    let mut records = Vec::new();
+    for handle in joined {
+        records.extend(handle.map_err(|error| format!("a task panicked: {error}"))?);
+    }
+
+    let kinds: Vec<EventFilter<String, S::Position>> = EVENT_KINDS.iter().map(|kind| EventFilter::for_event(*kind)).collect();
+    let log = bounded("load_events", store.load_events(&kinds))
+        .await?
+        .map_err(|error| format!("load_events failed: {}", error_text(&error)))?;
+    let mut streams = BTreeMap::new();
+    for stream in shared_streams() {
+        let filters = [EventFilter::for_stream(stream.kind(), stream.id())];
+        let events = bounded("load_events", store.load_events(&filters))
+            .await?
+            .map_err(|error| format!("load_events failed: {}", error_text(&error)))?;
+        let id = stream.id();
+        let version = bounded("stream_version", store.stream_version(stream.kind(), &id))
+            .await?
+            .map_err(|error| format!("stream_version failed: {}", error_text(&error)))?;
+        streams.insert(stream, (events, version));
+    }
+    explain(&records, &log, &streams).map_err(|why| {
+        let mut text = format!("{why}\n\nthe attempts, as they ran:\n");
+        for record in &records {
+            let _ = writeln!(text, "  {record}");
+        }
+        text.push_str("the log:\n");
+        for event in &log {
+            let _ = writeln!(text, "  {}", describe(event));
+        }
+        text
+    })
+}
+
+type Loaded<P> = Vec<StoredEvent<String, P, Meta>>;
+
+/// Whether the final log has a serial explanation (see the module docs).
+fn explain<P: Copy + Ord + fmt::Debug>(
+    records: &[Record<P>],
+    log: &Loaded<P>,
+    streams: &BTreeMap<Stream, (Loaded<P>, Option<P>)>,
+) -> std::result::Result<(), String> {
+    if let Some(record) = records.iter().find(|record| matches!(record.result, Result::Failed(_))) {
+        return Err(format!("an attempt failed: {record}"));
+    }
+    if let Some(pair) = log.windows(2).find(|pair| pair[0].position >= pair[1].position) {
+        return Err(format!(
+            "the log is not in ascending position order: {} before {}",
+            describe(&pair[0]),
+            describe(&pair[1])
+        ));
+    }
+
+    // Nothing lost or duplicated; nothing of a refused batch.
+    let mut written: HashMap<u64, (usize, Event)> = HashMap::new();
+    for (number, record) in records.iter().enumerate() {
+        for planned in &record.attempt.events {
+            let event = Event {
+                stream: record.attempt.stream,
+                kind: planned.kind,
+                n: planned.n,
+            };
+            written.insert(planned.n, (number, event));
+        }
+    }
+    let mut found = HashMap::new();
+    for event in log {
+        let n = event.metadata.n;
+        let Some((number, expected)) = written.get(&n) else {
+            return Err(format!("the log holds an event no attempt wrote: {}", describe(event)));
+        };
+        if !is(event, expected) {
+            return Err(format!("event #{n} does not round-trip: {}", describe(event)));
+        }
+        if !matches!(records[*number].result, Result::Committed(_)) {
+            return Err(format!("the log holds #{n} of a refused batch: {}", records[*number]));
+        }
+        if found.insert(n, event.position).is_some() {
+            return Err(format!("the log holds #{n} twice"));
+        }
+    }
+    for record in records {
+        if matches!(record.result, Result::Committed(_)) {
+            if let Some(lost) = record.attempt.events.iter().find(|planned| !found.contains_key(&planned.n)) {
+                return Err(format!("#{} of a committed batch is lost: {record}", lost.n));
+            }
+        }
+    }
+
+    // Per stream: contiguous batches, in order; the version before each.
+    let mut histories: BTreeMap<Stream, Vec<Option<P>>> = BTreeMap::new();
+    for (stream, (events, version)) in streams {
+        let own: Vec<&StoredEvent<String, P, Meta>> = log
+            .iter()
+            .filter(|event| event.aggregate_kind == stream.kind() && event.aggregate_id == stream.id())
+            .collect();
+        if own.len() != events.len() || own.iter().zip(events).any(|(a, b)| a.position != b.position) {
+            return Err(format!(
+                "for_stream({stream}) loads {:?}, the whole log has {:?} in that stream",
+                events.iter().map(|event| event.position).collect::<Vec<_>>(),
+                own.iter().map(|event| event.position).collect::<Vec<_>>()
+            ));
+        }
+        let mut history = vec![None];
+        let mut at = 0;
+        while at < events.len() {
+            let n = events[at].metadata.n;
+            let record = &records[written[&n].0];
+            let batch: Vec<u64> = record.attempt.events.iter().map(|planned| planned.n).collect();
+            let here: Vec<u64> = events[at..].iter().take(batch.len()).map(|event| event.metadata.n).collect();
+            if here != batch {
+                return Err(format!(
+                    "in {stream}, the batch {batch:?} is not contiguous and in order: from #{n} the stream holds {here:?} ({record})"
+                ));
+            }
+            let last = events[at + batch.len() - 1].position;
+            if !matches!(record.result, Result::Committed(reported) if reported == last) {
+                return Err(format!("in {stream}, the batch of {record} ends at {last:?}"));
+            }
+            let before = *history.last().expect("starts with None");
+            if let Some(expected) = record.expected {
+                if expected != before {
+                    return Err(format!(
+                        "{record} committed, but the stream was at {before:?} just before its batch"
+                    ));
+                }
+            }
+            history.push(Some(last));
+            at += batch.len();
+        }
+        let last = events.last().map(|event| event.position);
+        if *version != last {
+            return Err(format!(
+                "stream_version({stream}) is {version:?}, its last event is at {last:?}"
+            ));
+        }
+        histories.insert(*stream, history);
+    }
+
+    // Conflicts, reads and each task's own order.
+    let place = |stream: &Stream, version: Option<P>| histories[stream].iter().position(|had| *had == version);
+    let mut learnt: HashMap<(usize, Stream), usize> = HashMap::new();
+    let mut last_commit: HashMap<usize, P> = HashMap::new();
+    for record in records {
+        let stream = record.attempt.stream;
+        let floor = learnt.get(&(record.task, stream)).copied().unwrap_or(0);
+        if let Some(read) = record.read {
+            match place(&stream, read) {
+                Some(at) if at >= floor => {}
+                Some(_) => return Err(format!("{record}: read a version older than one the task had seen")),
+                None => return Err(format!("{record}: read a version the stream never had")),
+            }
+        }
+        match record.result {
+            Result::Committed(last) => {
+                if let Some(earlier) = last_commit.insert(record.task, last) {
+                    if earlier >= last {
+                        return Err(format!("{record}: after the task's commit at {earlier:?}"));
+                    }
+                }
+                learnt.insert((record.task, stream), place(&stream, Some(last)).unwrap_or(0));
+            }
+            Result::Conflict { expected, actual } => {
+                if Some(expected) != record.expected {
+                    return Err(format!("{record}: the conflict reports another expected version"));
+                }
+                let Some(from) = place(&stream, expected) else {
+                    return Err(format!("{record}: expected a version the stream never had"));
+                };
+                match place(&stream, actual) {
+                    Some(at) if at > from && at >= floor => {
+                        learnt.insert((record.task, stream), at);
+                    }
+                    Some(_) => {
+                        return Err(format!(
+                            "{record}: the conflict's actual version is not later than the expected one \
+                             and everything the task had seen"
+                        ));
+                    }
+                    None => return Err(format!("{record}: the conflict's actual version is no version the stream had")),
+                }
+            }
+            Result::Failed(_) => unreachable!("failed attempts were reported above"),
+        }
+    }
+    Ok(())
+}
