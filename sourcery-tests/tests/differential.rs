@@ -132,6 +132,7 @@ fn report(plan: &Plan, compared: &[&str], divergences: &[(&str, Divergence)]) ->
     }
     for (store, divergence) in divergences {
         let _ = writeln!(text, "positions on {store}: {}", divergence.positions);
+        text.push_str(&divergence.diagnostics);
     }
     text
 }
@@ -157,17 +158,17 @@ fn concurrent_appends_have_a_serial_explanation() {
 /// no serial explanation.
 async fn concurrently(tasks: &[Vec<concurrent::PlannedAttempt>], server: Option<&Server>) -> Result<(), String> {
     let mut failures = Vec::new();
-    if let Err(why) = concurrent::check(stores::in_memory(), tasks).await {
+    if let Err(why) = concurrent::check(stores::in_memory(), "in-memory", tasks).await {
         failures.push(("in-memory", why));
     }
     let (sqlite, directory) = stores::sqlite().await;
-    if let Err(why) = concurrent::check(sqlite, tasks).await {
+    if let Err(why) = concurrent::check(sqlite, "SQLite", tasks).await {
         failures.push(("SQLite", why));
     }
     drop(directory);
     if let Some(server) = server {
         let store = server.fresh().await;
-        let result = concurrent::check(store.clone(), tasks).await;
+        let result = concurrent::check(store.clone(), "PostgreSQL", tasks).await;
         server.drop_store(store).await;
         if let Err(why) = result {
             failures.push(("PostgreSQL", why));

@@ -6,14 +6,20 @@ use std::hash::{BuildHasher as _, RandomState};
 use proptest::test_runner::{Config, RngSeed, TestError};
 
 /// The configuration: `default_cases` cases unless `PROPTEST_CASES` says
-/// otherwise, shrinking for at most ten minutes unless
-/// `PROPTEST_MAX_SHRINK_TIME` (milliseconds) says otherwise, and a seed
+/// otherwise, at most 2048 shrink steps and ten minutes of shrinking unless
+/// `PROPTEST_MAX_SHRINK_ITERS` and `PROPTEST_MAX_SHRINK_TIME`
+/// (milliseconds) say otherwise, and a seed
 /// that is printed on failure (`PROPTEST_RNG_SEED` replays it). Every other
 /// `PROPTEST_*` variable works as proptest documents it.
 pub(crate) fn config(default_cases: u32) -> (Config, u64) {
     let mut config = Config::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = default_cases;
+    }
+    // Proptest's own bound (four shrink steps per case) stops a sequence
+    // of operations long before it is minimal.
+    if std::env::var_os("PROPTEST_MAX_SHRINK_ITERS").is_none() {
+        config.max_shrink_iters = 2048;
     }
     if std::env::var_os("PROPTEST_MAX_SHRINK_TIME").is_none() {
         config.max_shrink_time = 10 * 60 * 1000;

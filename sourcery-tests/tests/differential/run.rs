@@ -41,13 +41,17 @@ impl Position for i64 {
 }
 
 /// The stores under test: string ids, [`Meta`] metadata, followable.
-pub(crate) trait Store: Subscribe<Id = String, Metadata = Meta, Position: Position> {}
-
-impl<S> Store for S where S: Subscribe<Id = String, Metadata = Meta, Position: Position> {}
+pub(crate) trait Store: Subscribe<Id = String, Metadata = Meta, Position: Position> {
+    /// What the store can say about its state beyond the contract, for a
+    /// failure report (PostgreSQL: its table and its safe frontier).
+    fn diagnose(&self) -> impl Future<Output = String> + Send {
+        async { String::new() }
+    }
+}
 
 /// How long any one call to a store may take, and how long a subscription
 /// may take to deliver its next event, before the step counts as failed.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// Awaits `future` for at most [`WAIT`].
 pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> Result<T, String> {
@@ -125,6 +129,8 @@ pub(crate) struct Divergence {
     pub(crate) actual: Outcome,
     /// The store's positions of `p1`, `p2`, ... so far.
     pub(crate) positions: String,
+    /// What the store says about itself ([`Store::diagnose`]).
+    pub(crate) diagnostics: String,
 }
 
 impl<'p, S: Store> Executor<'p, S> {
@@ -144,6 +150,7 @@ impl<'p, S: Store> Executor<'p, S> {
                     step: number,
                     actual,
                     positions: executor.positions(),
+                    diagnostics: executor.store.diagnose().await,
                 });
             }
         }

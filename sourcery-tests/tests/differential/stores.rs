@@ -1,6 +1,7 @@
 //! Fresh, empty stores for each test case: in memory, in a SQLite temp
 //! file, and in a PostgreSQL schema of its own that is dropped afterwards.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,11 +10,53 @@ use sourcery_postgres::SubscriptionOptions;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::run::Meta;
+use crate::run::{Meta, Store};
 
 pub(crate) type InMemory = sourcery_core::store::inmemory::Store<String, Meta>;
 pub(crate) type Sqlite = sourcery_sqlite::Store<String, Meta>;
 pub(crate) type Postgres = sourcery_postgres::Store<String, Meta>;
+
+impl Store for InMemory {}
+
+impl Store for Sqlite {}
+
+impl Store for Postgres {
+    /// The rows of the table with their transactions, the safe frontier
+    /// and what holds it back.
+    async fn diagnose(&self) -> String {
+        let rows: Result<Vec<(i64, String, Option<String>, String, String, i64)>, sqlx::Error> =
+            sqlx::query_as(&format!(
+                "SELECT position, tx_id::text, pg_xact_status(tx_id), aggregate_kind, aggregate_id, stream_sequence \
+                 FROM \"{}\".sourcery_events ORDER BY position",
+                self.schema()
+            ))
+            .fetch_all(self.pool())
+            .await;
+        let snapshot: Result<String, sqlx::Error> = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(self.pool())
+            .await;
+        let mut text = format!(
+            "PostgreSQL, schema {}: safe position {:?}, frontier blockers {:?}, snapshot {snapshot:?}\n",
+            self.schema(),
+            self.safe_position().await,
+            self.frontier_blockers().await
+        );
+        match rows {
+            Ok(rows) => {
+                for (position, tx_id, status, kind, id, sequence) in rows {
+                    let _ = writeln!(
+                        text,
+                        "  position {position}: transaction {tx_id} ({status:?}), {kind:?}/{id:?} #{sequence}"
+                    );
+                }
+            }
+            Err(error) => {
+                let _ = writeln!(text, "  the table cannot be read: {error}");
+            }
+        }
+        text
+    }
+}
 
 /// An empty in-memory store.
 pub(crate) fn in_memory() -> InMemory {
