@@ -99,14 +99,19 @@ async fn compare(plan: &Plan, server: Option<&Server>) -> Result<(), String> {
 /// outcome, and where a store differed, the store's.
 fn report(plan: &Plan, compared: &[&str], divergences: &[(&str, Divergence)]) -> String {
     let differing: Vec<&str> = divergences.iter().map(|(store, _)| *store).collect();
+    let verb = if differing.len() == 1 { "differs" } else { "differ" };
     let mut text = format!(
-        "{} differ from the model (compared: {}).\n\
+        "{} {verb} from the model (compared: {}).\n\
          pN is the Nth event committed (in commit order), #n the number an event carries in its data \
          and metadata; each store stops at its first difference.\n\n",
         differing.join(", "),
         compared.join(", ")
     );
-    let last = divergences.iter().map(|(_, divergence)| divergence.step).max().unwrap_or(0);
+    let last = divergences
+        .iter()
+        .map(|(_, divergence)| divergence.step)
+        .max()
+        .unwrap_or(0);
     for (number, (step, expected)) in plan.steps.iter().zip(&plan.expected).enumerate().take(last + 1) {
         let _ = writeln!(text, "{:>3}. {step}", number + 1);
         let here: Vec<&(&str, Divergence)> = divergences
@@ -156,7 +161,10 @@ fn concurrent_appends_have_a_serial_explanation() {
 
 /// Runs the tasks on every store; `Err` reports the stores whose log has
 /// no serial explanation.
-async fn concurrently(tasks: &[Vec<concurrent::PlannedAttempt>], server: Option<&Server>) -> Result<(), String> {
+async fn concurrently(
+    tasks: &[Vec<concurrent::PlannedAttempt>],
+    server: Option<&Server>,
+) -> Result<(), String> {
     let mut failures = Vec::new();
     if let Err(why) = concurrent::check(stores::in_memory(), "in-memory", tasks).await {
         failures.push(("in-memory", why));

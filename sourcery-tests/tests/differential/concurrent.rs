@@ -133,7 +133,11 @@ pub(crate) fn describe_plan(tasks: &[Vec<PlannedAttempt>]) -> String {
     for (task, attempts) in tasks.iter().enumerate() {
         let _ = writeln!(text, "  task {task}:");
         for attempt in attempts {
-            let numbers: Vec<String> = attempt.events.iter().map(|planned| format!("#{}", planned.n)).collect();
+            let numbers: Vec<String> = attempt
+                .events
+                .iter()
+                .map(|planned| format!("#{}", planned.n))
+                .collect();
             let _ = writeln!(
                 text,
                 "    {} to {}: [{}]",
@@ -154,22 +158,45 @@ enum Result<P> {
     Failed(String),
 }
 
+/// A stream's version as a task read or passed it: the position of its
+/// last event, `None` for a stream without events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Version<P>(Option<P>);
+
+impl<P: fmt::Debug> fmt::Debug for Version<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One attempt as it ran.
 #[derive(Clone, Debug)]
 struct Record<P> {
     task: usize,
     attempt: PlannedAttempt,
     /// What the task read before appending (`ReadThenAppend`).
-    read: Option<Option<P>>,
+    read: Option<Version<P>>,
     /// The version passed; `None` for an unchecked append.
-    expected: Option<Option<P>>,
+    expected: Option<Version<P>>,
     result: Result<P>,
 }
 
 impl<P: fmt::Debug> fmt::Display for Record<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let numbers: Vec<String> = self.attempt.events.iter().map(|planned| format!("#{}", planned.n)).collect();
-        write!(f, "task {}: {} to {} [{}]", self.task, self.attempt.mode, self.attempt.stream, numbers.join(", "))?;
+        let numbers: Vec<String> = self
+            .attempt
+            .events
+            .iter()
+            .map(|planned| format!("#{}", planned.n))
+            .collect();
+        write!(
+            f,
+            "task {}: {} to {} [{}]",
+            self.task,
+            self.attempt.mode,
+            self.attempt.stream,
+            numbers.join(", ")
+        )?;
         if let Some(read) = &self.read {
             write!(f, ", read {read:?}")?;
         }
@@ -200,7 +227,7 @@ async fn run_task<S: Store>(
         let (kind, id) = (attempt.stream.kind(), attempt.stream.id());
         let (read, expected) = match attempt.mode {
             Mode::ReadThenAppend => match bounded("stream_version", store.stream_version(kind, &id)).await {
-                Ok(Ok(version)) => (Some(version), Some(version)),
+                Ok(Ok(version)) => (Some(Version(version)), Some(Version(version))),
                 Ok(Err(error)) => {
                     let why = format!("stream_version failed: {}", error_text(&error));
                     records.push(failed(task, attempt, why));
@@ -211,8 +238,11 @@ async fn run_task<S: Store>(
                     continue;
                 }
             },
-            Mode::Remembered => (None, Some(learnt.get(&attempt.stream).copied().flatten())),
-            Mode::ExpectingNew => (None, Some(None)),
+            Mode::Remembered => (
+                None,
+                Some(Version(learnt.get(&attempt.stream).copied().flatten())),
+            ),
+            Mode::ExpectingNew => (None, Some(Version(None))),
             Mode::Unchecked => (None, None),
         };
         if read.is_some() {
@@ -230,7 +260,7 @@ async fn run_task<S: Store>(
                 )
                 .await
             }
-            (Mode::ReadThenAppend | Mode::Remembered, Some(expected)) => {
+            (Mode::ReadThenAppend | Mode::Remembered, Some(Version(expected))) => {
                 let mut transaction = store.begin::<Optimistic>(kind, id.clone(), expected);
                 for &planned in &attempt.events {
                     transaction.append_persistable(persistable(planned));
@@ -288,7 +318,14 @@ pub(crate) async fn check<S: Store>(
     let handles: Vec<_> = tasks
         .iter()
         .enumerate()
-        .map(|(task, attempts)| tokio::spawn(run_task(store.clone(), task, attempts.clone(), Arc::clone(&start))))
+        .map(|(task, attempts)| {
+            tokio::spawn(run_task(
+                store.clone(),
+                task,
+                attempts.clone(),
+                Arc::clone(&start),
+            ))
+        })
         .collect();
     let joined = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(handles))
         .await
@@ -349,9 +386,15 @@ pub(crate) async fn check<S: Store>(
 /// ending there after its caller got the conflict, holding the frontier
 /// below the hole it left (see the guide's page). That is reported on
 /// stderr, not failed; the subscription must catch up.
-async fn followed<S: Store>(store: &S, name: &str, log: &Loaded<S::Position>) -> std::result::Result<(), String> {
-    let every_kind: Vec<EventFilter<String, S::Position>> =
-        EVENT_KINDS.iter().map(|kind| EventFilter::for_event(*kind)).collect();
+async fn followed<S: Store>(
+    store: &S,
+    name: &str,
+    log: &Loaded<S::Position>,
+) -> std::result::Result<(), String> {
+    let every_kind: Vec<EventFilter<String, S::Position>> = EVENT_KINDS
+        .iter()
+        .map(|kind| EventFilter::for_event(*kind))
+        .collect();
     let full: Vec<S::Position> = log.iter().map(|event| event.position).collect();
     let loaded = bounded("load_events", store.load_events(&every_kind))
         .await?
@@ -403,18 +446,30 @@ fn explain<P: Copy + Ord + fmt::Debug>(
     log: &Loaded<P>,
     streams: &BTreeMap<Stream, (Loaded<P>, Option<P>)>,
 ) -> std::result::Result<(), String> {
-    if let Some(record) = records.iter().find(|record| matches!(record.result, Result::Failed(_))) {
+    if let Some(record) = records
+        .iter()
+        .find(|record| matches!(record.result, Result::Failed(_)))
+    {
         return Err(format!("an attempt failed: {record}"));
     }
-    if let Some(pair) = log.windows(2).find(|pair| pair[0].position >= pair[1].position) {
+    if let Some([before, after]) = log.windows(2).find(|pair| pair[0].position >= pair[1].position) {
         return Err(format!(
             "the log is not in ascending position order: {} before {}",
-            describe(&pair[0]),
-            describe(&pair[1])
+            describe(before),
+            describe(after)
         ));
     }
+    let written = contents(records, log)?;
+    let histories = batches(records, log, streams, &written)?;
+    sequences(records, &histories)
+}
 
-    // Nothing lost or duplicated; nothing of a refused batch.
+/// Nothing lost or duplicated, nothing of a refused batch, every event as
+/// written. Returns which record wrote each event number.
+fn contents<P: Copy + Ord + fmt::Debug>(
+    records: &[Record<P>],
+    log: &Loaded<P>,
+) -> std::result::Result<HashMap<u64, usize>, String> {
     let mut written: HashMap<u64, (usize, Event)> = HashMap::new();
     for (number, record) in records.iter().enumerate() {
         for planned in &record.attempt.events {
@@ -430,13 +485,19 @@ fn explain<P: Copy + Ord + fmt::Debug>(
     for event in log {
         let n = event.metadata.n;
         let Some((number, expected)) = written.get(&n) else {
-            return Err(format!("the log holds an event no attempt wrote: {}", describe(event)));
+            return Err(format!(
+                "the log holds an event no attempt wrote: {}",
+                describe(event)
+            ));
         };
         if !is(event, expected) {
             return Err(format!("event #{n} does not round-trip: {}", describe(event)));
         }
         if !matches!(records[*number].result, Result::Committed(_)) {
-            return Err(format!("the log holds #{n} of a refused batch: {}", records[*number]));
+            return Err(format!(
+                "the log holds #{n} of a refused batch: {}",
+                records[*number]
+            ));
         }
         if found.insert(n, event.position).is_some() {
             return Err(format!("the log holds #{n} twice"));
@@ -444,33 +505,59 @@ fn explain<P: Copy + Ord + fmt::Debug>(
     }
     for record in records {
         if matches!(record.result, Result::Committed(_)) {
-            if let Some(lost) = record.attempt.events.iter().find(|planned| !found.contains_key(&planned.n)) {
+            if let Some(lost) = record
+                .attempt
+                .events
+                .iter()
+                .find(|planned| !found.contains_key(&planned.n))
+            {
                 return Err(format!("#{} of a committed batch is lost: {record}", lost.n));
             }
         }
     }
+    Ok(written.into_iter().map(|(n, (number, _))| (n, number)).collect())
+}
 
-    // Per stream: contiguous batches, in order; the version before each.
-    let mut histories: BTreeMap<Stream, Vec<Option<P>>> = BTreeMap::new();
+/// Per stream: the stream's load agrees with the log, its batches are
+/// contiguous and in order, each ends where its commit said, each
+/// optimistic one expected the version just before it, and the stream's
+/// version is its last event's. Returns each stream's versions in order,
+/// from `None`.
+fn batches<P: Copy + Ord + fmt::Debug>(
+    records: &[Record<P>],
+    log: &Loaded<P>,
+    streams: &BTreeMap<Stream, (Loaded<P>, Option<P>)>,
+    written: &HashMap<u64, usize>,
+) -> std::result::Result<BTreeMap<Stream, Vec<Version<P>>>, String> {
+    let mut histories = BTreeMap::new();
     for (stream, (events, version)) in streams {
-        let own: Vec<&StoredEvent<String, P, Meta>> = log
+        let own: Vec<P> = log
             .iter()
             .filter(|event| event.aggregate_kind == stream.kind() && event.aggregate_id == stream.id())
+            .map(|event| event.position)
             .collect();
-        if own.len() != events.len() || own.iter().zip(events).any(|(a, b)| a.position != b.position) {
+        let loaded: Vec<P> = events.iter().map(|event| event.position).collect();
+        if own != loaded {
             return Err(format!(
-                "for_stream({stream}) loads {:?}, the whole log has {:?} in that stream",
-                events.iter().map(|event| event.position).collect::<Vec<_>>(),
-                own.iter().map(|event| event.position).collect::<Vec<_>>()
+                "for_stream({stream}) loads {loaded:?}, the whole log has {own:?} in that stream"
             ));
         }
-        let mut history = vec![None];
+        let mut history = vec![Version(None)];
         let mut at = 0;
         while at < events.len() {
             let n = events[at].metadata.n;
-            let record = &records[written[&n].0];
+            let Some(record) = written.get(&n).map(|&number| &records[number]) else {
+                return Err(format!(
+                    "{stream} holds an event no attempt wrote: {}",
+                    describe(&events[at])
+                ));
+            };
             let batch: Vec<u64> = record.attempt.events.iter().map(|planned| planned.n).collect();
-            let here: Vec<u64> = events[at..].iter().take(batch.len()).map(|event| event.metadata.n).collect();
+            let here: Vec<u64> = events[at..]
+                .iter()
+                .take(batch.len())
+                .map(|event| event.metadata.n)
+                .collect();
             if here != batch {
                 return Err(format!(
                     "in {stream}, the batch {batch:?} is not contiguous and in order: from #{n} the stream holds {here:?} ({record})"
@@ -481,14 +568,12 @@ fn explain<P: Copy + Ord + fmt::Debug>(
                 return Err(format!("in {stream}, the batch of {record} ends at {last:?}"));
             }
             let before = *history.last().expect("starts with None");
-            if let Some(expected) = record.expected {
-                if expected != before {
-                    return Err(format!(
-                        "{record} committed, but the stream was at {before:?} just before its batch"
-                    ));
-                }
+            if record.expected.is_some_and(|expected| expected != before) {
+                return Err(format!(
+                    "{record}; but the stream was at {before:?} just before its batch"
+                ));
             }
-            history.push(Some(last));
+            history.push(Version(Some(last)));
             at += batch.len();
         }
         let last = events.last().map(|event| event.position);
@@ -499,9 +584,18 @@ fn explain<P: Copy + Ord + fmt::Debug>(
         }
         histories.insert(*stream, history);
     }
+    Ok(histories)
+}
 
-    // Conflicts, reads and each task's own order.
-    let place = |stream: &Stream, version: Option<P>| histories[stream].iter().position(|had| *had == version);
+/// Conflicts report the expected version they were given and a later
+/// version the stream really had; a task's reads and conflicts never go
+/// back behind what it had seen of a stream, and its commits rise.
+fn sequences<P: Copy + Ord + fmt::Debug>(
+    records: &[Record<P>],
+    histories: &BTreeMap<Stream, Vec<Version<P>>>,
+) -> std::result::Result<(), String> {
+    let place =
+        |stream: &Stream, version: Version<P>| histories[stream].iter().position(|had| *had == version);
     let mut learnt: HashMap<(usize, Stream), usize> = HashMap::new();
     let mut last_commit: HashMap<usize, P> = HashMap::new();
     for record in records {
@@ -510,7 +604,11 @@ fn explain<P: Copy + Ord + fmt::Debug>(
         if let Some(read) = record.read {
             match place(&stream, read) {
                 Some(at) if at >= floor => {}
-                Some(_) => return Err(format!("{record}: read a version older than one the task had seen")),
+                Some(_) => {
+                    return Err(format!(
+                        "{record}: read a version older than one the task had seen"
+                    ));
+                }
                 None => return Err(format!("{record}: read a version the stream never had")),
             }
         }
@@ -521,16 +619,19 @@ fn explain<P: Copy + Ord + fmt::Debug>(
                         return Err(format!("{record}: after the task's commit at {earlier:?}"));
                     }
                 }
-                learnt.insert((record.task, stream), place(&stream, Some(last)).unwrap_or(0));
+                learnt.insert(
+                    (record.task, stream),
+                    place(&stream, Version(Some(last))).unwrap_or(0),
+                );
             }
             Result::Conflict { expected, actual } => {
-                if Some(expected) != record.expected {
+                if Some(Version(expected)) != record.expected {
                     return Err(format!("{record}: the conflict reports another expected version"));
                 }
-                let Some(from) = place(&stream, expected) else {
+                let Some(from) = place(&stream, Version(expected)) else {
                     return Err(format!("{record}: expected a version the stream never had"));
                 };
-                match place(&stream, actual) {
+                match place(&stream, Version(actual)) {
                     Some(at) if at > from && at >= floor => {
                         learnt.insert((record.task, stream), at);
                     }
@@ -540,7 +641,11 @@ fn explain<P: Copy + Ord + fmt::Debug>(
                              and everything the task had seen"
                         ));
                     }
-                    None => return Err(format!("{record}: the conflict's actual version is no version the stream had")),
+                    None => {
+                        return Err(format!(
+                            "{record}: the conflict's actual version is no version the stream had"
+                        ));
+                    }
                 }
             }
             Result::Failed(_) => unreachable!("failed attempts were reported above"),

@@ -52,6 +52,8 @@ pub(crate) fn finish<T>(test: &str, result: Result<(), TestError<T>>, seed: u64,
             "{test}: a case of {cases} failed; after shrinking:\n\n{reason}\n\
              Replay it with PROPTEST_RNG_SEED={seed} (and the same PROPTEST_CASES)."
         ),
-        Err(TestError::Abort(reason)) => panic!("{test}: proptest gave up: {reason} (PROPTEST_RNG_SEED={seed})"),
+        Err(TestError::Abort(reason)) => {
+            panic!("{test}: proptest gave up: {reason} (PROPTEST_RNG_SEED={seed})")
+        }
     }
 }

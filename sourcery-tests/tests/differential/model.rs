@@ -111,7 +111,11 @@ impl Pick {
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
     /// Appends a batch of 1-4 events to a stream.
-    Append { stream: Stream, events: Vec<Kind>, how: How },
+    Append {
+        stream: Stream,
+        events: Vec<Kind>,
+        how: How,
+    },
     /// `load_events` with 0-3 filters.
     Load { filters: Vec<FilterSpec> },
     /// `stream_version`.
@@ -368,7 +372,11 @@ impl Model {
     fn select(&self, filters: &[Filter], from: Option<usize>) -> Vec<Seen> {
         (0..self.log.len())
             .filter(|&index| from.is_none_or(|from| index > from))
-            .filter(|&index| filters.iter().any(|filter| filter.matches(index, &self.log[index])))
+            .filter(|&index| {
+                filters
+                    .iter()
+                    .any(|filter| filter.matches(index, &self.log[index]))
+            })
             .map(Seen::At)
             .collect()
     }
@@ -584,7 +592,11 @@ fn batch_text(events: &[Planned]) -> String {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Append { stream, events, check } => {
+            Self::Append {
+                stream,
+                events,
+                check,
+            } => {
                 let how = match check {
                     Check::Unchecked => "append (unchecked)".to_owned(),
                     Check::ExpectingNew => "append_expecting_new".to_owned(),

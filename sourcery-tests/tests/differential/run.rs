@@ -13,7 +13,9 @@ use sourcery_core::concurrency::Optimistic;
 use sourcery_core::store::{AppendError, EventFilter, NonEmpty, PersistableEvent, StoredEvent};
 use sourcery_core::subscription::{Follower, Progress, Subscribe, Subscription};
 
-use crate::model::{Check, Delivery, Event, Filter, Outcome, P, Plan, Planned, Seen, Shape, Step, Stream, Version};
+use crate::model::{
+    Check, Delivery, Event, Filter, Outcome, P, Plan, Planned, Seen, Shape, Step, Stream, Version,
+};
 
 /// The metadata of every event: its number again, so that metadata is
 /// seen to round-trip.
@@ -65,8 +67,12 @@ pub(crate) fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        // Some errors (sqlx's) repeat their cause in their own message.
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -84,7 +90,8 @@ pub(crate) fn persistable(planned: Planned) -> PersistableEvent<Meta> {
 
 /// A batch as it goes into a store.
 pub(crate) fn batch(events: &[Planned]) -> NonEmpty<PersistableEvent<Meta>> {
-    NonEmpty::from_vec(events.iter().copied().map(persistable).collect()).expect("generated batches are never empty")
+    NonEmpty::from_vec(events.iter().copied().map(persistable).collect())
+        .expect("generated batches are never empty")
 }
 
 /// A stored event, briefly, for messages.
@@ -169,7 +176,11 @@ impl<'p, S: Store> Executor<'p, S> {
 
     async fn step(&mut self, step: &Step, expected: &Outcome) -> Outcome {
         let result = match step {
-            Step::Append { stream, events, check } => Ok(self.append(*stream, events, check).await),
+            Step::Append {
+                stream,
+                events,
+                check,
+            } => Ok(self.append(*stream, events, check).await),
             Step::Load { filters } => self.load(filters).await,
             Step::Version { stream } => self.version(*stream).await,
             Step::Subscribe { filters, from, live } => self.subscribe(filters, *from, live, expected).await,
@@ -241,7 +252,11 @@ impl<'p, S: Store> Executor<'p, S> {
         let outcome = match check {
             Check::Unchecked => bounded("append", self.store.append(kind, &id, None, batch(events))).await,
             Check::ExpectingNew => {
-                bounded("append_expecting_new", self.store.append_expecting_new(kind, &id, batch(events))).await
+                bounded(
+                    "append_expecting_new",
+                    self.store.append_expecting_new(kind, &id, batch(events)),
+                )
+                .await
             }
             Check::Optimistic(expected) => {
                 let expected = expected.as_ref().map(|version| self.resolve(version));
@@ -256,7 +271,10 @@ impl<'p, S: Store> Executor<'p, S> {
         };
         match outcome {
             Err(timeout) => Outcome::Broken(timeout),
-            Ok(Ok(written)) => match self.verify_commit(stream, events, before, written.last_position).await {
+            Ok(Ok(written)) => match self
+                .verify_commit(stream, events, before, written.last_position)
+                .await
+            {
                 Ok(()) => Outcome::Committed {
                     last: Seen::At(self.positions.len() - 1),
                 },
@@ -279,8 +297,12 @@ impl<'p, S: Store> Executor<'p, S> {
                     actual: conflict.actual.map(|actual| self.seen_position(actual)),
                 }
             }
-            Ok(Err(AppendError::Store(error))) => Outcome::Broken(format!("the store failed: {}", error_text(&error))),
-            Ok(Err(other)) => Outcome::Broken(format!("an append error of a new kind: {}", error_text(&other))),
+            Ok(Err(AppendError::Store(error))) => {
+                Outcome::Broken(format!("the store failed: {}", error_text(&error)))
+            }
+            Ok(Err(other)) => {
+                Outcome::Broken(format!("an append error of a new kind: {}", error_text(&other)))
+            }
         }
     }
 
@@ -341,7 +363,9 @@ impl<'p, S: Store> Executor<'p, S> {
         let loaded = bounded("load_events", self.store.load_events(&filters))
             .await?
             .map_err(|error| format!("load_events failed: {}", error_text(&error)))?;
-        Ok(Outcome::Events(loaded.iter().map(|event| self.seen(event)).collect()))
+        Ok(Outcome::Events(
+            loaded.iter().map(|event| self.seen(event)).collect(),
+        ))
     }
 
     async fn version(&self, stream: Stream) -> Result<Outcome, String> {
@@ -349,7 +373,9 @@ impl<'p, S: Store> Executor<'p, S> {
         let version = bounded("stream_version", self.store.stream_version(stream.kind(), &id))
             .await?
             .map_err(|error| format!("stream_version failed: {}", error_text(&error)))?;
-        Ok(Outcome::Version(version.map(|position| self.seen_position(position))))
+        Ok(Outcome::Version(
+            version.map(|position| self.seen_position(position)),
+        ))
     }
 
     async fn subscribe(
@@ -413,7 +439,10 @@ impl<'p, S: Store> Executor<'p, S> {
                     break;
                 }
                 Err(_) => {
-                    delivered.push(Seen::Stray(format!("no further event within {}s", WAIT.as_secs())));
+                    delivered.push(Seen::Stray(format!(
+                        "no further event within {}s",
+                        WAIT.as_secs()
+                    )));
                     break;
                 }
             }

@@ -24,7 +24,9 @@ impl Store for Postgres {
     /// The rows of the table with their transactions, the safe frontier
     /// and what holds it back.
     async fn diagnose(&self) -> String {
-        let rows: Result<Vec<(i64, String, Option<String>, String, String, i64)>, sqlx::Error> =
+        // Position, transaction, its status, aggregate kind and id, sequence.
+        type Row = (i64, String, Option<String>, String, String, i64);
+        let rows: Result<Vec<Row>, sqlx::Error> =
             sqlx::query_as(&format!(
                 "SELECT position, tx_id::text, pg_xact_status(tx_id), aggregate_kind, aggregate_id, stream_sequence \
                  FROM \"{}\".sourcery_events ORDER BY position",
@@ -153,7 +155,10 @@ impl Server {
                     .listen(false)
                     .notify_other_processes(false),
             );
-        store.migrate().await.expect("the migrations apply to a fresh schema");
+        store
+            .migrate()
+            .await
+            .expect("the migrations apply to a fresh schema");
         store
     }
 
@@ -169,13 +174,12 @@ impl Server {
 
     /// Drops the schemas interrupted runs left behind.
     async fn drop_left_overs(&self) {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)",
-        )
-        .bind(PREFIX)
-        .fetch_all(&self.pool)
-        .await
-        .expect("the catalog can be read");
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
+                .bind(PREFIX)
+                .fetch_all(&self.pool)
+                .await
+                .expect("the catalog can be read");
         let now = unix_seconds();
         for name in names {
             let created: Option<u64> = name
