@@ -19,14 +19,14 @@ use proptest::{collection, option};
 // wildcards), normalise Unicode (a precomposed "é" beside "e" + a
 // combining accent), or treat the empty string as missing.
 //
-// NUL ("\0") is left out for now: whether stores refuse it or store it is
-// being decided (issue 14, the NUL item). Add it here once that contract
-// is settled.
+// "a\0b" holds a NUL, which no store keeps: every append to its streams is
+// refused before anything is written (`AppendError::Invalid`), and reads
+// naming it find nothing.
 
 /// Aggregate kinds (the first half of a stream's name).
 pub(crate) const AGGREGATE_KINDS: [&str; 2] = ["account", "a'b"];
 /// Aggregate ids (the second half of a stream's name).
-pub(crate) const AGGREGATE_IDS: [&str; 5] = ["", "a'b", "%_", "é", "e\u{301}🦀"];
+pub(crate) const AGGREGATE_IDS: [&str; 6] = ["", "a'b", "%_", "é", "e\u{301}🦀", "a\0b"];
 /// Event kinds.
 pub(crate) const EVENT_KINDS: [&str; 3] = ["deposited", "%_", "ü🦀"];
 
@@ -320,6 +320,8 @@ pub(crate) enum Outcome {
         expected: Option<Version>,
         actual: Option<Seen>,
     },
+    /// Refused before anything was written: a name holds a NUL.
+    Refused,
     Events(Vec<Seen>),
     Version(Option<Seen>),
     Subscribed {
@@ -383,6 +385,9 @@ impl Model {
 
     /// An append: committed exactly when the check holds.
     fn append(&mut self, stream: Stream, events: &[Planned], check: &Check) -> Outcome {
+        if AGGREGATE_IDS[stream.id].contains('\0') {
+            return Outcome::Refused;
+        }
         let version = self.version(stream);
         let expected = match check {
             Check::Unchecked => None,
@@ -655,6 +660,7 @@ impl fmt::Display for Outcome {
                 version(expected.as_ref()),
                 seen(actual.as_ref())
             ),
+            Self::Refused => f.write_str("refused (a NUL in a name)"),
             Self::Events(events) => write!(f, "{}", list(events, ToString::to_string)),
             Self::Version(at) => write!(f, "{}", seen(at.as_ref())),
             Self::Subscribed {

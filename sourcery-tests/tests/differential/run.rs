@@ -297,6 +297,7 @@ impl<'p, S: Store> Executor<'p, S> {
                     actual: conflict.actual.map(|actual| self.seen_position(actual)),
                 }
             }
+            Ok(Err(AppendError::Invalid(_))) => Outcome::Refused,
             Ok(Err(AppendError::Store(error))) => {
                 Outcome::Broken(format!("the store failed: {}", error_text(&error)))
             }
@@ -452,12 +453,16 @@ impl<'p, S: Store> Executor<'p, S> {
 
     /// What the follower delivers until it reports having caught up to the
     /// store's head, each report within [`WAIT`]. Nothing when the head is
-    /// not past `from`: a follower reports nothing then, and nothing is due.
+    /// not past `from` or the follower's position: a follower reports
+    /// nothing then, and nothing is due.
     async fn read_follower(&self, follower: &mut Follower<S>, from: Option<S::Position>) -> Vec<Seen> {
         let Some(head) = self.positions.last().copied() else {
             return Vec::new();
         };
-        if from.is_some_and(|from| from >= head) {
+        // Nothing is due when the head is not past where the follower started
+        // or has read to already (a live append that was refused or lost
+        // its race moves no head).
+        if from.max(follower.position()).is_some_and(|read| read >= head) {
             return Vec::new();
         }
         let mut delivered = Vec::new();
