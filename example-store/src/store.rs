@@ -226,8 +226,6 @@ impl Inner {
         self.log.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-/// Refuses a batch the store must not write, naming the first bad event.
 // ANCHOR_END: append
 
 // ANCHOR: log
