@@ -620,20 +620,31 @@ where
             let rows = match outcome {
                 Ok(rows) => rows,
                 Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
+                    if check {
+                        // Another writer extended the stream from the same
+                        // version: the database refused the second. The
+                        // version is read on the same connection, which
+                        // waits for the server to finish aborting the
+                        // refused statement's transaction: until then it
+                        // holds the appender lock and the positions it drew,
+                        // and readers cut at the safe frontier would not see
+                        // commits after them when the caller already has its
+                        // conflict.
+                        let actual = self.version_on(&mut connection, aggregate_kind, &id).await;
+                        return Err(match actual {
+                            Ok(actual) => AppendError::Conflict(ConcurrencyConflict { expected, actual }),
+                            Err(error) => AppendError::Store(error),
+                        });
+                    }
                     drop(connection);
-                    if !check && attempts < UNCHECKED_ATTEMPTS {
+                    if attempts < UNCHECKED_ATTEMPTS {
                         continue;
                     }
-                    if !check {
-                        return Err(AppendError::Store(Error::Contended {
-                            aggregate_kind: aggregate_kind.to_owned(),
-                            aggregate_id: id,
-                            attempts,
-                        }));
-                    }
-                    // Another writer extended the stream from the same
-                    // version: the database refused the second.
-                    return Err(self.conflict(aggregate_kind, &id, expected).await);
+                    return Err(AppendError::Store(Error::Contended {
+                        aggregate_kind: aggregate_kind.to_owned(),
+                        aggregate_id: id,
+                        attempts,
+                    }));
                 }
                 Err(error) => {
                     // The statement may have failed inside its critical
@@ -697,6 +708,21 @@ where
         let rows = append.fetch_all(&mut *transaction).await?;
         transaction.commit().await?;
         Ok(rows)
+    }
+
+    /// The stream's version, read on `connection`.
+    async fn version_on(
+        &self,
+        connection: &mut PgConnection,
+        aggregate_kind: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<i64>, Error> {
+        sqlx::query_scalar(&self.sql.stream_version)
+            .bind(aggregate_kind)
+            .bind(aggregate_id)
+            .fetch_optional(connection)
+            .await
+            .map_err(|error| self.database(error))
     }
 
     async fn version_of(&self, aggregate_kind: &str, aggregate_id: &str) -> Result<Option<i64>, Error> {
