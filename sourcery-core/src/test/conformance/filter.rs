@@ -43,22 +43,6 @@ async fn fixture<S: ConformanceStore>(rule: Check, store: &S) -> (S::Id, S::Id, 
     (a, b, all)
 }
 
-async fn selects<S: ConformanceStore>(
-    rule: Check,
-    store: &S,
-    case: &str,
-    filters: &[EventFilter<S::Id, S::Position>],
-    expected: &[u64],
-) {
-    let loaded = rule.load(store, filters).await;
-    rule.same(
-        format_args!("the events {case}"),
-        expected.to_vec(),
-        rule.numbers(store, &loaded),
-    );
-    rule.ascending::<S>(case, &loaded);
-}
-
 /// `for_event(k)` selects the events of kind `k` across streams, and no
 /// other kind (not one `k` is a prefix of).
 ///
@@ -78,7 +62,8 @@ pub async fn for_event_selects_its_kind<S: ConformanceStore>(store: S) {
         ),
     ];
     for (case, kind, expected) in cases {
-        selects(rule, &store, case, &[EventFilter::for_event(kind)], expected).await;
+        rule.selects(&store, case, &[EventFilter::for_event(kind)], expected)
+            .await;
     }
 }
 
@@ -91,16 +76,14 @@ pub async fn for_event_selects_its_kind<S: ConformanceStore>(store: S) {
 pub async fn for_aggregate_selects_its_stream<S: ConformanceStore>(store: S) {
     let rule = Check("filter.for_aggregate_selects_its_stream");
     let (a, b, _) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Noted, ACCOUNT, filter-a) selects",
         &[EventFilter::for_aggregate(Noted::KIND, ACCOUNT, a)],
         &[2, 4],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Opened, ACCOUNT, filter-b) selects",
         &[EventFilter::for_aggregate(Opened::KIND, ACCOUNT, b)],
@@ -118,16 +101,14 @@ pub async fn for_aggregate_selects_its_stream<S: ConformanceStore>(store: S) {
 pub async fn for_aggregate_matches_the_aggregate_kind<S: ConformanceStore>(store: S) {
     let rule = Check("filter.for_aggregate_matches_the_aggregate_kind");
     let (a, _, _) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Noted, LEDGER, filter-a) selects (not ACCOUNT/filter-a's)",
         &[EventFilter::for_aggregate(Noted::KIND, LEDGER, a.clone())],
         &[5],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Opened, LEDGER, filter-a) selects",
         &[EventFilter::for_aggregate(Opened::KIND, LEDGER, a)],
@@ -144,16 +125,14 @@ pub async fn for_aggregate_matches_the_aggregate_kind<S: ConformanceStore>(store
 pub async fn unknown_kind_selects_nothing<S: ConformanceStore>(store: S) {
     let rule = Check("filter.unknown_kind_selects_nothing");
     let (a, _, _) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_event of a kind never written selects",
         &[EventFilter::for_event("conformance.never-written")],
         &[],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate of a kind never written selects",
         &[EventFilter::for_aggregate(
@@ -164,8 +143,7 @@ pub async fn unknown_kind_selects_nothing<S: ConformanceStore>(store: S) {
         &[],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "a kind never written beside for_event(Opened) selects",
         &[
@@ -185,7 +163,8 @@ pub async fn unknown_kind_selects_nothing<S: ConformanceStore>(store: S) {
 pub async fn no_filters_select_nothing<S: ConformanceStore>(store: S) {
     let rule = Check("filter.no_filters_select_nothing");
     fixture(rule, &store).await;
-    selects(rule, &store, "an empty filter list selects", &[], &[]).await;
+    rule.selects(&store, "an empty filter list selects", &[], &[])
+        .await;
 }
 
 /// `after(p)` selects positions strictly greater than `p`.
@@ -196,16 +175,14 @@ pub async fn no_filters_select_nothing<S: ConformanceStore>(store: S) {
 pub async fn after_is_strict<S: ConformanceStore>(store: S) {
     let rule = Check("filter.after_is_strict");
     let (a, _, all) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_event(Noted).after(position of event 2) selects (event 2 itself is out)",
         &[EventFilter::for_event(Noted::KIND).after(all[1].position)],
         &[4, 5],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Noted, ACCOUNT, filter-a).after(position of event 2) selects",
         &[EventFilter::for_aggregate(Noted::KIND, ACCOUNT, a).after(all[1].position)],
@@ -223,16 +200,14 @@ pub async fn after_last_is_empty<S: ConformanceStore>(store: S) {
     let rule = Check("filter.after_last_is_empty");
     let (a, _, all) = fixture(rule, &store).await;
     let last = all[5].position;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_event(conformance.note).after(the last position) selects",
         &[EventFilter::for_event(PREFIX).after(last)],
         &[],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_stream(ACCOUNT, filter-a).after(the last position) selects",
         &[EventFilter::for_stream(ACCOUNT, a).after(last)],
@@ -251,8 +226,7 @@ pub async fn after_position_of_another_stream<S: ConformanceStore>(store: S) {
     let rule = Check("filter.after_position_of_another_stream");
     let (a, _, all) = fixture(rule, &store).await;
     // Event 3 is filter-b's, between filter-a's events 2 and 4.
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Noted, ACCOUNT, filter-a).after(position of filter-b's event 3) selects",
         &[EventFilter::for_aggregate(Noted::KIND, ACCOUNT, a).after(all[2].position)],
@@ -270,8 +244,7 @@ pub async fn after_position_of_another_stream<S: ConformanceStore>(store: S) {
 pub async fn union_each_once<S: ConformanceStore>(store: S) {
     let rule = Check("filter.union_each_once");
     let (a, b, _) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_event(Noted), for_aggregate(Noted, ACCOUNT, filter-a) and for_aggregate(Opened, ACCOUNT, \
          filter-b) twice select, each once",
@@ -294,8 +267,7 @@ pub async fn union_each_once<S: ConformanceStore>(store: S) {
 pub async fn union_ascending<S: ConformanceStore>(store: S) {
     let rule = Check("filter.union_ascending");
     let (a, b, _) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_event(conformance.note), for_aggregate(Opened, ACCOUNT, filter-b), for_aggregate(Noted, \
          ACCOUNT, filter-a) select, in position order",
@@ -317,8 +289,7 @@ pub async fn union_ascending<S: ConformanceStore>(store: S) {
 pub async fn union_after_per_filter<S: ConformanceStore>(store: S) {
     let rule = Check("filter.union_after_per_filter");
     let (a, _, all) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_event(Opened).after(position of event 1) with for_aggregate(Noted, ACCOUNT, filter-a) select",
         &[
@@ -328,8 +299,7 @@ pub async fn union_after_per_filter<S: ConformanceStore>(store: S) {
         &[2, 3, 4],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_aggregate(Noted, ACCOUNT, filter-a).after(position of event 2) with for_event(Opened) select",
         &[

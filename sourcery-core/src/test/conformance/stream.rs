@@ -41,22 +41,6 @@ async fn fixture<S: ConformanceStore>(rule: Check, store: &S) -> (S::Id, S::Id, 
     (a, b, all.iter().map(|event| event.position).collect())
 }
 
-async fn selects<S: ConformanceStore>(
-    rule: Check,
-    store: &S,
-    case: &str,
-    filters: &[EventFilter<S::Id, S::Position>],
-    expected: &[u64],
-) {
-    let loaded = rule.load(store, filters).await;
-    rule.same(
-        format_args!("the events {case}"),
-        expected.to_vec(),
-        rule.numbers(store, &loaded),
-    );
-    rule.ascending::<S>(case, &loaded);
-}
-
 /// `for_stream` selects every event of its stream whatever its kind — a
 /// kind no other filter names included — in append order, at the positions
 /// they were written at.
@@ -102,24 +86,21 @@ pub async fn every_kind<S: ConformanceStore>(store: S) {
 pub async fn only_its_stream<S: ConformanceStore>(store: S) {
     let rule = Check("stream.only_its_stream");
     let (a, b, _) = fixture(rule, &store).await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_stream(LEDGER, whole-a) selects (the same id under another aggregate kind is another stream)",
         &[EventFilter::for_stream(LEDGER, a)],
         &[5, 6],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_stream(ACCOUNT, whole-b) selects",
         &[EventFilter::for_stream(ACCOUNT, b)],
         &[4],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "for_stream of a stream without events selects",
         &[EventFilter::for_stream(ACCOUNT, id::<S>("whole-missing"))],
@@ -155,8 +136,7 @@ pub async fn after<S: ConformanceStore>(store: S) {
         ),
     ];
     for (case, cut, expected) in cases {
-        selects(
-            rule,
+        rule.selects(
             &store,
             case,
             &[EventFilter::for_stream(ACCOUNT, a.clone()).after(positions[cut])],
@@ -183,8 +163,7 @@ pub async fn after_position_of_another_stream<S: ConformanceStore>(store: S) {
         ),
     ];
     for (case, cut) in cases {
-        selects(
-            rule,
+        rule.selects(
             &store,
             case,
             &[EventFilter::for_stream(ACCOUNT, a.clone()).after(positions[cut])],
@@ -203,9 +182,7 @@ pub async fn after_position_of_another_stream<S: ConformanceStore>(store: S) {
 pub async fn union_each_once<S: ConformanceStore>(store: S) {
     let rule = Check("stream.union_each_once");
     let (a, b, _) = fixture(rule, &store).await;
-    selects(
-        rule,
-        &store,
+    rule.selects(&store,
         "the stream, a kind filter on it, Opened of LEDGER/whole-a, Noted across streams and the stream again \
          select, each once",
         &[
@@ -218,8 +195,7 @@ pub async fn union_each_once<S: ConformanceStore>(store: S) {
         &[1, 2, 3, 4, 5, 7, 8],
     )
     .await;
-    selects(
-        rule,
+    rule.selects(
         &store,
         "two whole streams select",
         &[
@@ -277,6 +253,6 @@ pub async fn union_after_per_filter<S: ConformanceStore>(store: S) {
         ),
     ];
     for (case, filters, expected) in cases {
-        selects(rule, &store, case, &filters, &expected).await;
+        rule.selects(&store, case, &filters, &expected).await;
     }
 }

@@ -278,15 +278,7 @@ macro_rules! methods {
                     runs: RULES.iter().map(|_| None).collect(),
                     timeout: DEFAULT_TIMEOUT,
                 };
-                let store = Rc::clone(&suite.store);
-                fill(&mut suite, Capability::Store, |name| {
-                    let rule: One<S> = one_of!(name, $($sf [$($sr)*])*)?;
-                    let store = Rc::clone(&store);
-                    Some(Box::new(move || {
-                        let made = make(&store);
-                        async move { rule(made.await).await }.boxed_local()
-                    }))
-                });
+                suite.fill_on_store(Capability::Store, |name| one_of!(name, $($sf [$($sr)*])*));
                 suite
             }
 
@@ -297,15 +289,7 @@ macro_rules! methods {
             where
                 S: GloballyOrdered,
             {
-                let store = Rc::clone(&self.store);
-                fill(&mut self, Capability::Ordered, |name| {
-                    let rule: One<S> = one_of!(name, $($of [$($or)*])*)?;
-                    let store = Rc::clone(&store);
-                    Some(Box::new(move || {
-                        let made = make(&store);
-                        async move { rule(made.await).await }.boxed_local()
-                    }))
-                });
+                self.fill_on_store(Capability::Ordered, |name| one_of!(name, $($of [$($or)*])*));
                 self
             }
 
@@ -316,15 +300,7 @@ macro_rules! methods {
             where
                 S: Subscribe,
             {
-                let store = Rc::clone(&self.store);
-                fill(&mut self, Capability::Subscribe, |name| {
-                    let rule: One<S> = one_of!(name, $($uf [$($ur)*])*)?;
-                    let store = Rc::clone(&store);
-                    Some(Box::new(move || {
-                        let made = make(&store);
-                        async move { rule(made.await).await }.boxed_local()
-                    }))
-                });
+                self.fill_on_store(Capability::Subscribe, |name| one_of!(name, $($uf [$($ur)*])*));
                 self
             }
 
@@ -402,6 +378,22 @@ macro_rules! methods {
     };
 }
 __sourcery_conformance_catalogue!(methods {});
+
+impl<'a, S: ConformanceStore> Suite<'a, S> {
+    /// Fills the runs of `capability`'s rules that take a fresh store alone:
+    /// `pick` names the rule function of each rule.
+    fn fill_on_store(&mut self, capability: Capability, pick: impl Fn(&str) -> Option<One<S>>) {
+        let store = Rc::clone(&self.store);
+        fill(self, capability, |name| {
+            let rule = pick(name)?;
+            let store = Rc::clone(&store);
+            Some(Box::new(move || {
+                let made = make(&store);
+                async move { rule(made.await).await }.boxed_local()
+            }) as Run<'a>)
+        });
+    }
+}
 
 impl<S: ConformanceStore> Suite<'_, S> {
     /// How long one store call may take before a rule calls it hung (30 s

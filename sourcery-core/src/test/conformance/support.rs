@@ -223,6 +223,21 @@ impl Check {
             .collect()
     }
 
+    /// Fails unless `filters` select exactly the test events numbered
+    /// `expected`, in ascending position; `case` says which selection.
+    pub(crate) async fn selects<S>(self, store: &S, case: &str, filters: &[Filter<S>], expected: &[u64])
+    where
+        S: EventStore,
+    {
+        let loaded = self.load(store, filters).await;
+        self.same(
+            format_args!("the events {case}"),
+            expected.to_vec(),
+            self.numbers(store, &loaded),
+        );
+        self.ascending::<S>(case, &loaded);
+    }
+
     /// Fails unless positions strictly ascend.
     pub(crate) fn ascending<S: EventStore>(self, what: &str, events: &[Stored<S>]) {
         for pair in events.windows(2) {
