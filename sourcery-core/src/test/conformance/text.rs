@@ -12,14 +12,11 @@
 //! Each rule's failure reads `conformance rule text.<rule>: expected ...,
 //! got ...`.
 
-use std::future::Future;
-
 use super::ConformanceMetadata;
-use super::support::{call_timeout, id};
+use super::support::{Check, id};
 use crate::concurrency::Unchecked;
 use crate::store::{
-    AppendError, AppendOutcome, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent,
-    StoredEvent, TextField,
+    AppendError, AppendOutcome, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent, TextField,
 };
 
 /// The aggregate kind of the rules' valid streams.
@@ -29,59 +26,15 @@ const SENTINEL: &str = "conformance.text.sentinel";
 /// The kind of the valid event beside the invalid one in a refused batch.
 const BESIDE: &str = "conformance.text.beside";
 
-/// Panics with the rule's label, what it expected and what came.
-fn fail(rule: &str, expected: &str, got: &str) -> ! {
-    panic!("conformance rule text.{rule}: expected {expected}, got {got}")
-}
-
-async fn bounded<T>(rule: &str, what: &str, future: impl Future<Output = T>) -> T {
-    let limit = call_timeout();
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => fail(rule, &format!("{what} to answer within {limit:?}"), "no answer"),
-    }
-}
-
 /// An event of `kind` whose data tells it apart by `n`.
 fn event<M>(kind: &str, n: u64, metadata: M) -> PersistableEvent<M> {
     PersistableEvent::new(kind, format!("{{\"n\":{n}}}").into_bytes(), metadata)
 }
 
-fn batch<M>(rule: &str, events: Vec<PersistableEvent<M>>) -> NonEmpty<PersistableEvent<M>> {
+fn batch<M>(rule: Check, events: Vec<PersistableEvent<M>>) -> NonEmpty<PersistableEvent<M>> {
     match NonEmpty::from_vec(events) {
         Some(events) => events,
-        None => fail(rule, "a test batch with events", "an empty one"),
-    }
-}
-
-async fn load<S: EventStore>(
-    rule: &str,
-    store: &S,
-    filters: &[EventFilter<S::Id, S::Position>],
-) -> Vec<StoredEvent<S::Id, S::Position, S::Metadata>> {
-    match bounded(rule, "load_events", store.load_events(filters)).await {
-        Ok(events) => events,
-        Err(error) => fail(
-            rule,
-            &format!("load_events of {filters:?} to succeed"),
-            &format!("the error {error} ({error:?})"),
-        ),
-    }
-}
-
-async fn version<S: EventStore>(
-    rule: &str,
-    store: &S,
-    kind: &str,
-    aggregate_id: &S::Id,
-) -> Option<S::Position> {
-    match bounded(rule, "stream_version", store.stream_version(kind, aggregate_id)).await {
-        Ok(version) => version,
-        Err(error) => fail(
-            rule,
-            &format!("stream_version of {kind:?}/{aggregate_id:?} to succeed"),
-            &format!("the error {error} ({error:?})"),
-        ),
+        None => rule.fail("a test batch with events", "an empty one"),
     }
 }
 
@@ -97,19 +50,20 @@ fn describe<S: EventStore>(outcome: &AppendOutcome<S::Position, S::Error>) -> St
 
 /// Writes the sentinel event to the valid stream `(STREAM_KIND, stream)`
 /// and returns its position.
-async fn write_sentinel<S>(rule: &str, store: &S, stream: &S::Id) -> S::Position
+async fn write_sentinel<S>(rule: Check, store: &S, stream: &S::Id) -> S::Position
 where
     S: EventStore,
     S::Metadata: ConformanceMetadata,
 {
     let events = batch(rule, vec![event(SENTINEL, 0, S::Metadata::sample(0))]);
-    let outcome = bounded(rule, "append", store.append(STREAM_KIND, stream, None, events)).await;
+    let outcome = rule
+        .bounded("append", store.append(STREAM_KIND, stream, None, events))
+        .await;
     match outcome {
         Ok(written) => written.last_position,
-        Err(_) => fail(
-            rule,
+        Err(_) => rule.fail(
             "a valid event to be written to a valid stream",
-            &describe::<S>(&outcome),
+            describe::<S>(&outcome),
         ),
     }
 }
@@ -120,7 +74,7 @@ where
 /// conflict, for the sentinel's own stream a success, were it not refused),
 /// `append_expecting_new`, and an unchecked transaction's `commit`.
 async fn expect_refused<S, F>(
-    rule: &str,
+    rule: Check,
     store: &S,
     kind: &str,
     stream: &S::Id,
@@ -136,48 +90,45 @@ async fn expect_refused<S, F>(
         format!("AppendError::Invalid({expected:?}) (nothing written, whatever the stream's version)");
     let check = |way: &str, outcome: &AppendOutcome<S::Position, S::Error>| {
         if outcome.as_ref().err().and_then(AppendError::as_invalid) != Some(&expected) {
-            fail(rule, &format!("{way}: {wanted}"), &describe::<S>(outcome));
+            rule.fail(format!("{way}: {wanted}"), describe::<S>(outcome));
         }
     };
     check(
         "append without an expected version",
-        &bounded(
-            rule,
-            "append",
-            store.append(kind, stream, None, batch(rule, make())),
-        )
-        .await,
+        &rule
+            .bounded("append", store.append(kind, stream, None, batch(rule, make())))
+            .await,
     );
     check(
         "append with an expected version",
-        &bounded(
-            rule,
-            "append",
-            store.append(kind, stream, Some(existing), batch(rule, make())),
-        )
-        .await,
+        &rule
+            .bounded(
+                "append",
+                store.append(kind, stream, Some(existing), batch(rule, make())),
+            )
+            .await,
     );
     check(
         "append_expecting_new",
-        &bounded(
-            rule,
-            "append_expecting_new",
-            store.append_expecting_new(kind, stream, batch(rule, make())),
-        )
-        .await,
+        &rule
+            .bounded(
+                "append_expecting_new",
+                store.append_expecting_new(kind, stream, batch(rule, make())),
+            )
+            .await,
     );
     let mut transaction = store.begin::<Unchecked>(kind, stream.clone(), None);
     for event in make() {
         transaction.append_persistable(event);
     }
-    let committed = bounded(rule, "commit", transaction.commit()).await;
+    let committed = rule.bounded("commit", transaction.commit()).await;
     if committed.as_ref().err().and_then(AppendError::as_invalid) != Some(&expected) {
         let got = match &committed {
             Ok(None) => "nothing written, reported as an empty transaction".to_owned(),
             Ok(Some(written)) => format!("the batch written (last position {:?})", written.last_position),
             Err(error) => format!("{error:?}"),
         };
-        fail(rule, &format!("Transaction::commit: {wanted}"), &got);
+        rule.fail(format!("Transaction::commit: {wanted}"), got);
     }
 }
 
@@ -186,7 +137,7 @@ async fn expect_refused<S, F>(
 /// sentinel's stream still at its version, and `streams` (the refused
 /// streams and their names cut at the NUL) without events.
 async fn expect_only_sentinel<S>(
-    rule: &str,
+    rule: Check,
     store: &S,
     sentinel_stream: &S::Id,
     sentinel: S::Position,
@@ -198,51 +149,49 @@ async fn expect_only_sentinel<S>(
 {
     let mut filters = vec![EventFilter::for_event(SENTINEL), EventFilter::for_event(BESIDE)];
     filters.extend(kinds.iter().map(|&kind| EventFilter::for_event(kind)));
-    let log: Vec<(String, String, S::Position)> = load(rule, store, &filters)
+    let log: Vec<(String, String, S::Position)> = rule
+        .load(store, &filters)
         .await
         .into_iter()
         .map(|event| (event.aggregate_kind, event.kind, event.position))
         .collect();
     let expected = vec![(STREAM_KIND.to_owned(), SENTINEL.to_owned(), sentinel)];
     if log != expected {
-        fail(
-            rule,
-            &format!(
+        rule.fail(format!(
                 "the log to hold only the sentinel {expected:?} after the refused batches (of kinds {filters:?})"
             ),
-            &format!("{log:?}"),
+            format!("{log:?}"),
         );
     }
-    let at = version(rule, store, STREAM_KIND, sentinel_stream).await;
+    let at = rule.version(store, STREAM_KIND, sentinel_stream).await;
     if at != Some(sentinel) {
-        fail(
-            rule,
-            &format!("the sentinel's stream still at version {sentinel:?}"),
-            &format!("{at:?}"),
+        rule.fail(
+            format!("the sentinel's stream still at version {sentinel:?}"),
+            format!("{at:?}"),
         );
     }
     for (kind, stream) in streams {
-        let at = version(rule, store, kind, stream).await;
-        let events = load(rule, store, &[EventFilter::for_stream(*kind, stream.clone())]).await;
+        let at = rule.version(store, kind, stream).await;
+        let events = rule
+            .load(store, &[EventFilter::for_stream(*kind, stream.clone())])
+            .await;
         if at.is_some() || !events.is_empty() {
-            fail(
-                rule,
-                &format!("no event in stream {kind:?}/{stream:?} after the refused batches"),
-                &format!("version {at:?} and {} events", events.len()),
+            rule.fail(
+                format!("no event in stream {kind:?}/{stream:?} after the refused batches"),
+                format!("version {at:?} and {} events", events.len()),
             );
         }
     }
 }
 
 /// `stream_version` of each of `streams` is `None`.
-async fn expect_no_version<S: EventStore>(rule: &str, store: &S, streams: &[(&str, S::Id)]) {
+async fn expect_no_version<S: EventStore>(rule: Check, store: &S, streams: &[(&str, S::Id)]) {
     for (aggregate_kind, aggregate_id) in streams {
-        let at = version(rule, store, aggregate_kind, aggregate_id).await;
+        let at = rule.version(store, aggregate_kind, aggregate_id).await;
         if at.is_some() {
-            fail(
-                rule,
-                &format!("stream_version of {aggregate_kind:?}/{aggregate_id:?} to be None"),
-                &format!("{at:?}"),
+            rule.fail(
+                format!("stream_version of {aggregate_kind:?}/{aggregate_id:?} to be None"),
+                format!("{at:?}"),
             );
         }
     }
@@ -260,7 +209,7 @@ where
     S::Id: From<String> + PartialEq,
     S::Metadata: ConformanceMetadata,
 {
-    const RULE: &str = "nul_in_aggregate_kind_refused";
+    const RULE: Check = Check("text.nul_in_aggregate_kind_refused");
     let sentinel_stream = id::<S>("text-kind-sentinel");
     let sentinel = write_sentinel(RULE, &store, &sentinel_stream).await;
     let stream = id::<S>("text-kind");
@@ -303,7 +252,7 @@ where
     S::Id: From<String> + PartialEq,
     S::Metadata: ConformanceMetadata,
 {
-    const RULE: &str = "nul_in_aggregate_id_refused";
+    const RULE: Check = Check("text.nul_in_aggregate_id_refused");
     let sentinel_stream = id::<S>("text-id-sentinel");
     let sentinel = write_sentinel(RULE, &store, &sentinel_stream).await;
     for text in ["a\0b", "\0", "text-id\0"] {
@@ -350,7 +299,7 @@ where
     S::Id: From<String> + PartialEq,
     S::Metadata: ConformanceMetadata,
 {
-    const RULE: &str = "nul_in_event_kind_refused";
+    const RULE: Check = Check("text.nul_in_event_kind_refused");
     let sentinel_stream = id::<S>("text-event-kind");
     let sentinel = write_sentinel(RULE, &store, &sentinel_stream).await;
     let nul_kind = "conformance.text\0nul";
@@ -395,7 +344,7 @@ where
     S::Id: From<String> + PartialEq,
     S::Metadata: ConformanceMetadata,
 {
-    const RULE: &str = "nul_in_metadata_refused";
+    const RULE: Check = Check("text.nul_in_metadata_refused");
     let texts = ["\0", "actor\0", "a\\\0"];
     let Some(holding) = texts
         .iter()
@@ -403,7 +352,8 @@ where
         .collect::<Option<Vec<_>>>()
     else {
         eprintln!(
-            "conformance rule text.{RULE}: not applicable, {} holds no text",
+            "conformance rule {}: not applicable, {} holds no text",
+            RULE.0,
             std::any::type_name::<S::Metadata>()
         );
         return;
@@ -445,7 +395,7 @@ where
     S::Id: From<String> + PartialEq,
     S::Metadata: ConformanceMetadata,
 {
-    const RULE: &str = "nul_lookups_find_nothing";
+    const RULE: Check = Check("text.nul_lookups_find_nothing");
     let kind = "conformance.text.found";
     let stream = id::<S>("text-lookup");
     let events = batch(
@@ -455,27 +405,25 @@ where
             event(kind, 2, S::Metadata::sample(2)),
         ],
     );
-    let outcome = bounded(RULE, "append", store.append(STREAM_KIND, &stream, None, events)).await;
+    let outcome = RULE
+        .bounded("append", store.append(STREAM_KIND, &stream, None, events))
+        .await;
     let Ok(written) = outcome else {
-        fail(RULE, "two valid events to be written", &describe::<S>(&outcome));
+        RULE.fail("two valid events to be written", describe::<S>(&outcome));
     };
-    let positions: Vec<S::Position> = load(
-        RULE,
-        &store,
-        &[EventFilter::for_stream(STREAM_KIND, stream.clone())],
-    )
-    .await
-    .iter()
-    .map(|event| event.position)
-    .collect();
+    let positions: Vec<S::Position> = RULE
+        .load(&store, &[EventFilter::for_stream(STREAM_KIND, stream.clone())])
+        .await
+        .iter()
+        .map(|event| event.position)
+        .collect();
     if positions.len() != 2 || positions.last() != Some(&written.last_position) {
-        fail(
-            RULE,
-            &format!(
+        RULE.fail(
+            format!(
                 "the stream to load its two events, the last at {:?}",
                 written.last_position
             ),
-            &format!("positions {positions:?}"),
+            format!("positions {positions:?}"),
         );
     }
     let first = positions[0];
@@ -506,12 +454,11 @@ where
         EventFilter::for_aggregate(nul_event_kind, STREAM_KIND, stream.clone()).after(first),
     ];
     for filter in &lookups {
-        let found = load(RULE, &store, std::slice::from_ref(filter)).await;
+        let found = RULE.load(&store, std::slice::from_ref(filter)).await;
         if !found.is_empty() {
-            fail(
-                RULE,
-                &format!("load_events of {filter:?} to find nothing"),
-                &format!(
+            RULE.fail(
+                format!("load_events of {filter:?} to find nothing"),
+                format!(
                     "{} events at {:?}",
                     found.len(),
                     found.iter().map(|e| e.position).collect::<Vec<_>>()
@@ -519,12 +466,11 @@ where
             );
         }
     }
-    let found = load(RULE, &store, &lookups).await;
+    let found = RULE.load(&store, &lookups).await;
     if !found.is_empty() {
-        fail(
-            RULE,
+        RULE.fail(
             "load_events of all the NUL filters at once to find nothing",
-            &format!("{} events", found.len()),
+            format!("{} events", found.len()),
         );
     }
 
@@ -533,16 +479,16 @@ where
     let mut mixed = lookups.clone();
     mixed.push(EventFilter::for_aggregate(kind, STREAM_KIND, stream.clone()).after(first));
     mixed.push(EventFilter::for_event(kind));
-    let found: Vec<S::Position> = load(RULE, &store, &mixed)
+    let found: Vec<S::Position> = RULE
+        .load(&store, &mixed)
         .await
         .iter()
         .map(|event| event.position)
         .collect();
     if found != positions {
-        fail(
-            RULE,
-            &format!("NUL filters beside valid ones to leave the valid ones' events, {positions:?}"),
-            &format!("{found:?}"),
+        RULE.fail(
+            format!("NUL filters beside valid ones to leave the valid ones' events, {positions:?}"),
+            format!("{found:?}"),
         );
     }
 }
@@ -562,7 +508,7 @@ where
     S::Id: From<String> + PartialEq,
     S::Metadata: ConformanceMetadata,
 {
-    const RULE: &str = "nul_lookalikes_round_trip";
+    const RULE: Check = Check("text.nul_lookalikes_round_trip");
     let lookalikes = [r"\u0000", r"\0", r"\\u0000", "\u{1}", r"a\u0000b\0"];
     for (n, text) in (1_u64..).zip(lookalikes) {
         let aggregate_kind = format!("conformance-text-{text}");
@@ -570,40 +516,38 @@ where
         let event_kind = format!("conformance.text.{text}");
         let metadata = S::Metadata::with_text(text).unwrap_or_else(|| S::Metadata::sample(n));
         let events = batch(RULE, vec![event(&event_kind, n, metadata.clone())]);
-        let outcome = bounded(
-            RULE,
-            "append_expecting_new",
-            store.append_expecting_new(&aggregate_kind, &stream, events),
-        )
-        .await;
+        let outcome = RULE
+            .bounded(
+                "append_expecting_new",
+                store.append_expecting_new(&aggregate_kind, &stream, events),
+            )
+            .await;
         let Ok(written) = outcome else {
-            fail(
-                RULE,
-                &format!("a batch with the text {text:?} (no NUL) in every field to be written"),
-                &describe::<S>(&outcome),
+            RULE.fail(
+                format!("a batch with the text {text:?} (no NUL) in every field to be written"),
+                describe::<S>(&outcome),
             );
         };
-        let at = version(RULE, &store, &aggregate_kind, &stream).await;
+        let at = RULE.version(&store, &aggregate_kind, &stream).await;
         if at != Some(written.last_position) {
-            fail(
-                RULE,
-                &format!(
+            RULE.fail(
+                format!(
                     "stream {aggregate_kind:?}/{stream:?} at version {:?}",
                     written.last_position
                 ),
-                &format!("{at:?}"),
+                format!("{at:?}"),
             );
         }
-        let loaded = load(
-            RULE,
-            &store,
-            &[EventFilter::for_aggregate(
-                event_kind.as_str(),
-                aggregate_kind.as_str(),
-                stream.clone(),
-            )],
-        )
-        .await;
+        let loaded = RULE
+            .load(
+                &store,
+                &[EventFilter::for_aggregate(
+                    event_kind.as_str(),
+                    aggregate_kind.as_str(),
+                    stream.clone(),
+                )],
+            )
+            .await;
         let expected = format!(
             "one event {{ aggregate kind {aggregate_kind:?}, id {stream:?}, kind {event_kind:?}, metadata {metadata:?} }}"
         );
@@ -614,10 +558,9 @@ where
                     && event.kind == event_kind
                     && event.metadata == metadata
                     && event.position == written.last_position => {}
-            _ => fail(
-                RULE,
+            _ => RULE.fail(
                 &expected,
-                &format!(
+                format!(
                     "{:?}",
                     loaded
                         .iter()
@@ -642,7 +585,7 @@ mod tests {
 
     use super::*;
     use crate::codec::JsonCodec;
-    use crate::store::{AppendResult, inmemory};
+    use crate::store::{AppendResult, StoredEvent, inmemory};
 
     type Inner = inmemory::Store<String, serde_json::Value>;
 
