@@ -314,18 +314,7 @@ macro_rules! methods {
                 F: FnMut() -> Fut + 'a,
                 Fut: Future<Output = K> + 'a,
             {
-                let store = Rc::clone(&self.store);
-                let checkpoints = factory(make_checkpoints);
-                fill(&mut self, Capability::Checkpoints, |name| {
-                    let rule: Two<S, K> = two_of!(name, $($cf [$($cr)*])*)?;
-                    let store = Rc::clone(&store);
-                    let checkpoints = Rc::clone(&checkpoints);
-                    Some(Box::new(move || {
-                        let made = make(&store);
-                        let other = make(&checkpoints);
-                        async move { rule(made.await, other.await).await }.boxed_local()
-                    }))
-                });
+                self.fill_on_store_and(Capability::Checkpoints, &factory(make_checkpoints), |name| two_of!(name, $($cf [$($cr)*])*));
                 self
             }
 
@@ -339,18 +328,7 @@ macro_rules! methods {
                 F: FnMut() -> Fut + 'a,
                 Fut: Future<Output = T> + 'a,
             {
-                let store = Rc::clone(&self.store);
-                let snapshots = factory(make_snapshots);
-                fill(&mut self, Capability::Snapshots, |name| {
-                    let rule: Two<S, T> = two_of!(name, $($nf [$($nr)*])*)?;
-                    let store = Rc::clone(&store);
-                    let snapshots = Rc::clone(&snapshots);
-                    Some(Box::new(move || {
-                        let made = make(&store);
-                        let other = make(&snapshots);
-                        async move { rule(made.await, other.await).await }.boxed_local()
-                    }))
-                });
+                self.fill_on_store_and(Capability::Snapshots, &factory(make_snapshots), |name| two_of!(name, $($nf [$($nr)*])*));
                 self
             }
 
@@ -390,6 +368,27 @@ impl<'a, S: ConformanceStore> Suite<'a, S> {
             Some(Box::new(move || {
                 let made = make(&store);
                 async move { rule(made.await).await }.boxed_local()
+            }) as Run<'a>)
+        });
+    }
+
+    /// As [`fill_on_store`](Self::fill_on_store), for rules that take a
+    /// fresh store and a fresh `T` from `other`.
+    fn fill_on_store_and<T: 'a>(
+        &mut self,
+        capability: Capability,
+        other: &Factory<'a, T>,
+        pick: impl Fn(&str) -> Option<Two<S, T>>,
+    ) {
+        let store = Rc::clone(&self.store);
+        fill(self, capability, |name| {
+            let rule = pick(name)?;
+            let store = Rc::clone(&store);
+            let other = Rc::clone(other);
+            Some(Box::new(move || {
+                let made = make(&store);
+                let beside = make(&other);
+                async move { rule(made.await, beside.await).await }.boxed_local()
             }) as Run<'a>)
         });
     }
