@@ -46,6 +46,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod concurrency;
 pub mod event;
+pub mod id;
 pub mod metadata;
 mod non_empty;
 pub mod projection;

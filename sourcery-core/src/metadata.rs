@@ -2,12 +2,14 @@
 //!
 //! Stores are generic over their metadata type; any `Clone` type works once
 //! it implements [`Metadata`] (one line: `impl Metadata for MyMetadata {}`).
-//! [`EventMetadata`] is a ready choice: event id, correlation and causation
-//! ids, the time it was recorded and an optional actor.
+//! [`EventMetadata`] is a ready choice: correlation and causation ids, the
+//! time it was recorded and an optional actor.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::id::{CommandId, EventId};
 
 /// Metadata a repository records with the events of a command.
 ///
@@ -32,30 +34,33 @@ impl Metadata for serde_json::Value {}
 
 /// Ready-made metadata: who and what caused an event, and when.
 ///
-/// - `event_id`: unique per event (time-ordered UUID v7).
 /// - `correlation_id`: shared by everything one request set off.
 /// - `causation_id`: the event (or command) that directly caused this one.
 /// - `recorded_at`: when the event was recorded.
 /// - `actor`: who acted, if known.
 ///
+/// The event's own id is not metadata: it is part of every event's envelope
+/// ([`StoredEvent::id`](crate::store::StoredEvent::id)), for every metadata
+/// type. Metadata stored by earlier releases with an `event_id` field still
+/// loads (the field is ignored; the stores moved it into the envelope).
+///
 /// ```
+/// use sourcery_core::id::EventId;
 /// use sourcery_core::metadata::{EventMetadata, Metadata};
 ///
 /// let request = EventMetadata::new().with_actor("ada");
-/// let follow_up = EventMetadata::caused_by(&request);
+/// // An event caused by the stored event `cause` (its id and metadata):
+/// let cause = EventId::new();
+/// let follow_up = EventMetadata::caused_by(cause, &request);
 /// assert_eq!(follow_up.correlation_id, request.correlation_id);
-/// assert_eq!(follow_up.causation_id, Some(request.event_id));
+/// assert_eq!(follow_up.causation_id, Some(*cause.as_uuid()));
 /// assert_eq!(follow_up.actor.as_deref(), Some("ada"));
 ///
-/// // Each event of a batch gets its own id and keeps the rest.
-/// let second = request.next_in_batch();
-/// assert_ne!(second.event_id, request.event_id);
-/// assert_eq!(second.correlation_id, request.correlation_id);
+/// // The events of one batch share their metadata.
+/// assert_eq!(request.next_in_batch(), request);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EventMetadata {
-    /// This event's unique id.
-    pub event_id: Uuid,
     /// The id shared by everything one request set off.
     pub correlation_id: Uuid,
     /// The id of the event or command that caused this one.
@@ -69,30 +74,39 @@ pub struct EventMetadata {
 }
 
 impl EventMetadata {
-    /// Metadata for an event that starts a new chain: a fresh event id that
-    /// is also the correlation id, no causation, recorded now.
+    /// Metadata for an event that starts a new chain: a fresh correlation id
+    /// (a UUID v7), no causation, recorded now.
     #[must_use]
     pub fn new() -> Self {
-        let event_id = Uuid::now_v7();
         Self {
-            event_id,
-            correlation_id: event_id,
+            correlation_id: Uuid::now_v7(),
             causation_id: None,
             recorded_at: Utc::now(),
             actor: None,
         }
     }
 
-    /// Metadata for an event caused by the event (or command) described by
-    /// `cause`: same correlation and actor, causation set to `cause`'s id.
+    /// Metadata for an event caused by the event `cause` whose metadata is
+    /// `metadata`: same correlation and actor, causation set to `cause`,
+    /// recorded now.
     #[must_use]
-    pub fn caused_by(cause: &Self) -> Self {
+    pub fn caused_by(cause: EventId, metadata: &Self) -> Self {
         Self {
-            event_id: Uuid::now_v7(),
-            correlation_id: cause.correlation_id,
-            causation_id: Some(cause.event_id),
+            correlation_id: metadata.correlation_id,
+            causation_id: Some(*cause.as_uuid()),
             recorded_at: Utc::now(),
-            actor: cause.actor.clone(),
+            actor: metadata.actor.clone(),
+        }
+    }
+
+    /// Metadata for an event caused by the command `command`: a fresh
+    /// correlation id unless one is set later, causation set to the command
+    /// id, recorded now.
+    #[must_use]
+    pub fn for_command(command: CommandId) -> Self {
+        Self {
+            causation_id: Some(*command.as_uuid()),
+            ..Self::new()
         }
     }
 
@@ -117,13 +131,6 @@ impl Default for EventMetadata {
     }
 }
 
-impl Metadata for EventMetadata {
-    /// A fresh event id and time; correlation, causation and actor stay.
-    fn next_in_batch(&self) -> Self {
-        Self {
-            event_id: Uuid::now_v7(),
-            recorded_at: Utc::now(),
-            ..self.clone()
-        }
-    }
-}
+/// The events of one batch share their metadata (they were recorded
+/// together); each has its own id in its envelope.
+impl Metadata for EventMetadata {}

@@ -58,6 +58,7 @@
 //! ```
 
 use std::fmt::{self, Debug};
+use std::future::Future;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -65,15 +66,20 @@ use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, Handle, HandleCreate};
 use crate::codec::Codec;
-use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, Optimistic, Unchecked};
+use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, ExpectedVersion, Optimistic, Unchecked};
 use crate::event::{DecodeError, DecodeEvent, EncodeError};
+use crate::id::{CommandId, EventId};
 use crate::metadata::Metadata;
 use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
 use crate::snapshot::{
     AggregateSnapshots, NoSnapshots, Snapshot, SnapshotFrontier, SnapshotKey, SnapshotProblem, SnapshotStore,
     SnapshotWarning, Snapshotting,
 };
-use crate::store::{AppendError, EventFilter, EventStore, InvalidBatch, StoredEvent, Transaction};
+use crate::store::{AppendError, EventFilter, EventStore, IdReused, InvalidBatch, StoredEvent, Transaction};
+
+pub use command::{CommandOptions, RetryPolicy};
+
+mod command;
 
 /// Loads aggregates, executes commands and loads projections over one store.
 ///
@@ -104,7 +110,15 @@ pub struct CommandOutcome<Pos> {
     pub last_position: Option<Pos>,
     /// How many events were written.
     pub events: usize,
-    /// How many attempts it took (1 unless conflicts were retried).
+    /// The ids of the events written, in order (derived from the command
+    /// id when it had one).
+    pub event_ids: Vec<EventId>,
+    /// Whether the command had run before under the same command id: its
+    /// events were stored already and nothing was written now. The outcome
+    /// is then the first run's (its last position and its events).
+    pub replayed: bool,
+    /// How many attempts it took (1 unless conflicts or store errors were
+    /// retried).
     pub attempts: u32,
     /// Snapshot problems met on the way (a snapshot ignored on load, or not
     /// saved after the commit). They never fail the command: its events are
@@ -189,7 +203,15 @@ pub enum CommandError<AggregateError, StoreError, Pos: Debug, Id: Debug> {
     /// field. A retry cannot help.
     #[error(transparent)]
     Invalid(InvalidBatch),
-    /// The store failed.
+    /// The command id is not this command's: some ids derived from it are
+    /// stored already, in another stream or for other events (see
+    /// [`AppendError::IdReused`]). A retry cannot help.
+    #[error(transparent)]
+    IdReused(IdReused),
+    /// The store failed. With a command id, retrying is safe (and
+    /// [`execute_with_retry`](Repository::execute_with_retry) does): if the
+    /// failed attempt did commit, the retry finds its events and returns
+    /// its outcome.
     #[error("the event store failed")]
     Store(#[source] StoreError),
 }
@@ -399,7 +421,9 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
 
     /// Executes `command` on the existing aggregate `A` with `id`: load,
     /// decide, append with `metadata`, commit. A command that produces no
-    /// events writes nothing.
+    /// events writes nothing. Each event gets a fresh id; for a command that
+    /// must apply once however often it is sent, give it a command id with
+    /// [`execute_with`](Self::execute_with).
     ///
     /// With snapshots, a snapshot of the new state is offered after the
     /// commit when the policy finds one due. After an optimistic commit that
@@ -429,10 +453,94 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
+        self.execute_once::<A, Cmd>(id, command, metadata, None, None)
+            .await
+    }
+
+    /// [`execute`](Self::execute) with [`CommandOptions`]: a command id, the
+    /// version the commit requires, retries.
+    ///
+    /// With a command id, the command is idempotent. The ids of its events
+    /// are derived from the command id, and before deciding anything the
+    /// repository looks for them in the aggregate's stream: found, the
+    /// command ran before (an earlier attempt whose acknowledgement was
+    /// lost, another process, a redelivered message), and the outcome is
+    /// that first run's, with [`CommandOutcome::replayed`] set and nothing
+    /// written. Two processes running the same command id at once write it
+    /// once: the loser's commit finds the winner's events (a replay, or a
+    /// conflict after which the repository looks again) and both are told
+    /// the same outcome.
+    ///
+    /// Retries follow the options' [`RetryPolicy`]: after a conflict the
+    /// command is loaded and decided again at once; after a store error
+    /// (whose outcome may be unknown) it is sent again with the same ids
+    /// after a jittered backoff, under the caller's command id or, when the
+    /// caller set none, one the repository picks for these attempts.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute); [`CommandError::IdReused`] when ids
+    /// derived from the command id are stored for other events or in
+    /// another stream (a command id used for two commands); a conflict or a
+    /// store error only once the retries allowed are spent.
+    pub async fn execute_with<A, Cmd>(
+        &self,
+        id: &A::Id,
+        command: &Cmd,
+        metadata: S::Metadata,
+        options: CommandOptions<S::Position>,
+    ) -> CommandResult<A, S>
+    where
+        A: Aggregate<Id = S::Id> + Handle<Cmd>,
+        S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
+    {
+        let policy = options.retry_policy().clone();
+        let command_id = options
+            .id()
+            .or_else(|| (policy.store_error_retries() > 0).then(CommandId::new));
+        let expected = options.expected_version().copied();
+        retrying::<A, S, _, _>(&policy, || {
+            self.execute_once::<A, Cmd>(id, command, metadata.clone(), command_id, expected)
+        })
+        .await
+    }
+
+    /// One attempt of a command on an existing aggregate.
+    async fn execute_once<A, Cmd>(
+        &self,
+        id: &A::Id,
+        command: &Cmd,
+        metadata: S::Metadata,
+        command_id: Option<CommandId>,
+        expected: Option<ExpectedVersion<S::Position>>,
+    ) -> CommandResult<A, S>
+    where
+        A: Aggregate<Id = S::Id> + Handle<Cmd>,
+        S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
+    {
+        if let Some(replay) = self.replay_of::<A>(id, command_id).await? {
+            return Ok(replay);
+        }
         let loaded = self.load_versioned::<A>(id).await?;
         let Some(version) = loaded.version else {
             return Err(not_found::<A, S>(id).into());
         };
+        let required = match expected {
+            None if C::CHECKS_VERSION => ExpectedVersion::Exact(version),
+            None | Some(ExpectedVersion::Any | ExpectedVersion::StreamExists) => {
+                ExpectedVersion::StreamExists
+            }
+            Some(expected) if expected.allows(Some(version)) => expected,
+            Some(expected) => {
+                return Err(CommandError::Conflict(ConcurrencyConflict::new(
+                    expected,
+                    Some(version),
+                )));
+            }
+        };
+        let exact = matches!(required, ExpectedVersion::Exact(_));
         let Loaded {
             mut state,
             replayed,
@@ -442,17 +550,23 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         let events = state.handle(command).map_err(CommandError::Rejected)?;
         let since = count(replayed).saturating_add(count(events.len()));
         let due = !events.is_empty() && self.snapshots.is_due(since);
-        if due && C::CHECKS_VERSION {
+        if due && exact {
             // The commit succeeds only if the stream is still at `version`,
             // so the new state is exactly the loaded one plus these events.
             for event in &events {
                 state.apply(event);
             }
         }
-        let tx = self.store.begin::<C>(A::KIND, id.clone(), Some(version));
-        let mut outcome = commit::<A, S, C>(tx, events, metadata).await?;
-        if let (true, Some(last_position)) = (due, outcome.last_position) {
-            let warning = if C::CHECKS_VERSION {
+        let tx = self
+            .store
+            .begin::<C>(A::KIND, id.clone(), Some(version))
+            .expecting(required);
+        let mut outcome = match commit::<A, S, C>(tx, events, metadata, command_id).await {
+            Err(error) => return self.replay_after::<A>(id, command_id, error).await,
+            Ok(outcome) => outcome,
+        };
+        if let (true, Some(last_position), false) = (due, outcome.last_position, outcome.replayed) {
+            let warning = if exact {
                 self.snapshots
                     .offer_state(id, self.store.codec(), &state, last_position, since)
                     .await
@@ -463,6 +577,56 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         }
         outcome.warnings = warnings;
         Ok(outcome)
+    }
+
+    /// The outcome of the earlier run of the command `command_id` on the
+    /// stream of `A` with `id`, if it committed.
+    async fn replay_of<A>(
+        &self,
+        id: &A::Id,
+        command_id: Option<CommandId>,
+    ) -> Result<Option<CommandOutcome<S::Position>>, CommandErrorFor<A, S>>
+    where
+        A: Aggregate<Id = S::Id>,
+    {
+        let Some(command_id) = command_id else {
+            return Ok(None);
+        };
+        let found = command::find_replay(&self.store, A::KIND, id, command_id)
+            .await
+            .map_err(CommandError::Store)?;
+        Ok(found.map(|replay| CommandOutcome {
+            last_position: Some(replay.last_position),
+            events: replay.events,
+            event_ids: replay.event_ids,
+            replayed: true,
+            attempts: 1,
+            warnings: Vec::new(),
+        }))
+    }
+
+    /// After a refused commit of the command `command_id`: when the refusal
+    /// is a conflict or an id reuse, another run of the same command may
+    /// have committed first; its outcome then, the refusal otherwise.
+    async fn replay_after<A>(
+        &self,
+        id: &A::Id,
+        command_id: Option<CommandId>,
+        error: CommandErrorFor<A, S>,
+    ) -> CommandResult<A, S>
+    where
+        A: Aggregate<Id = S::Id>,
+    {
+        let raced = matches!(
+            error,
+            CommandError::Conflict(_) | CommandError::IdReused(_) | CommandError::AlreadyExists { .. }
+        );
+        if command_id.is_some() && raced {
+            if let Some(replay) = self.replay_of::<A>(id, command_id).await? {
+                return Ok(replay);
+            }
+        }
+        Err(error)
     }
 
     /// After an unchecked commit: reads the stream after `version` (this
@@ -507,13 +671,18 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
     }
 
     /// [`execute`](Self::execute), reloading and running the command again
-    /// after a conflict, for at most `max_retries + 1` attempts. The outcome
-    /// says how many it took. Other errors return at once.
+    /// after a conflict, for at most `max_retries + 1` attempts, and sending
+    /// it again after a store error (a lost connection, whose commit may or
+    /// may not have landed) up to [`RetryPolicy::new`]'s bound, under a
+    /// command id the repository picks for these attempts, so a commit that
+    /// did land is found, not repeated. The outcome says how many attempts
+    /// it took. Other errors return at once. For a command id of the
+    /// caller's, or another backoff, use [`execute_with`](Self::execute_with).
     ///
     /// # Errors
     ///
     /// As [`execute`](Self::execute); a conflict only once every attempt
-    /// conflicted.
+    /// conflicted, a store error once the store retries are spent.
     pub async fn execute_with_retry<A, Cmd>(
         &self,
         id: &A::Id,
@@ -526,17 +695,8 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        let mut attempts = 1;
-        loop {
-            match self.execute::<A, Cmd>(id, command, metadata.clone()).await {
-                Ok(mut outcome) => {
-                    outcome.attempts = attempts;
-                    return Ok(outcome);
-                }
-                Err(error) if error.is_conflict() && attempts <= max_retries => attempts += 1,
-                Err(error) => return Err(error),
-            }
-        }
+        let options = CommandOptions::new().retry(RetryPolicy::new().conflicts(max_retries));
+        self.execute_with::<A, Cmd>(id, command, metadata, options).await
     }
 
     /// Creates aggregate `A` with `id` from a creation `command`. The events
@@ -565,11 +725,74 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
+        self.create_once::<A, Cmd>(id, command, metadata, None, None)
+            .await
+    }
+
+    /// [`create`](Self::create) with [`CommandOptions`]. With a command id,
+    /// a creation that ran before returns its first outcome (with
+    /// [`CommandOutcome::replayed`] set) instead of
+    /// [`AlreadyExists`](CommandError::AlreadyExists), so a creation
+    /// retried after a lost acknowledgement succeeds; store errors are
+    /// retried as by [`execute_with`](Self::execute_with). A creation always
+    /// requires a new stream: an expected version other than
+    /// [`NoStream`](ExpectedVersion::NoStream) or
+    /// [`Any`](ExpectedVersion::Any) is a conflict.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), and [`CommandError::IdReused`] as for
+    /// [`execute_with`](Self::execute_with).
+    pub async fn create_with<A, Cmd>(
+        &self,
+        id: &A::Id,
+        command: &Cmd,
+        metadata: S::Metadata,
+        options: CommandOptions<S::Position>,
+    ) -> CommandResult<A, S>
+    where
+        A: Aggregate<Id = S::Id> + HandleCreate<Cmd>,
+        S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
+    {
+        let policy = options.retry_policy().clone();
+        let command_id = options
+            .id()
+            .or_else(|| (policy.store_error_retries() > 0).then(CommandId::new));
+        let expected = options.expected_version().copied();
+        retrying::<A, S, _, _>(&policy, || {
+            self.create_once::<A, Cmd>(id, command, metadata.clone(), command_id, expected)
+        })
+        .await
+    }
+
+    /// One attempt of a creation.
+    async fn create_once<A, Cmd>(
+        &self,
+        id: &A::Id,
+        command: &Cmd,
+        metadata: S::Metadata,
+        command_id: Option<CommandId>,
+        expected: Option<ExpectedVersion<S::Position>>,
+    ) -> CommandResult<A, S>
+    where
+        A: Aggregate<Id = S::Id> + HandleCreate<Cmd>,
+        S::Metadata: Metadata,
+        Snap: AggregateSnapshots<A, S::Position>,
+    {
+        if let Some(replay) = self.replay_of::<A>(id, command_id).await? {
+            return Ok(replay);
+        }
         let exists = self
             .store
             .stream_version(A::KIND, id)
             .await
             .map_err(CommandError::Store)?;
+        if let Some(expected) =
+            expected.filter(|expected| !matches!(expected, ExpectedVersion::NoStream | ExpectedVersion::Any))
+        {
+            return Err(CommandError::Conflict(ConcurrencyConflict::new(expected, exists)));
+        }
         if exists.is_some() {
             return Err(already_exists::<A, S>(id));
         }
@@ -583,11 +806,16 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
             state
         });
         let tx = self.store.begin::<Optimistic>(A::KIND, id.clone(), None);
-        let mut outcome = match commit::<A, S, Optimistic>(tx, events, metadata).await {
-            Err(CommandError::Conflict(_)) => return Err(already_exists::<A, S>(id)),
-            other => other?,
+        let mut outcome = match commit::<A, S, Optimistic>(tx, events, metadata, command_id).await {
+            Err(CommandError::Conflict(_)) => {
+                return self
+                    .replay_after::<A>(id, command_id, already_exists::<A, S>(id))
+                    .await;
+            }
+            Err(error) => return self.replay_after::<A>(id, command_id, error).await,
+            Ok(outcome) => outcome,
         };
-        if let (Some(state), Some(last_position)) = (state, outcome.last_position) {
+        if let (Some(state), Some(last_position), false) = (state, outcome.last_position, outcome.replayed) {
             let warning = self
                 .snapshots
                 .offer_state(id, self.store.codec(), &state, last_position, since)
@@ -683,6 +911,7 @@ pub(crate) async fn commit<A, S, C>(
     mut tx: Transaction<'_, S, C>,
     events: Vec<A::Event>,
     metadata: S::Metadata,
+    command_id: Option<CommandId>,
 ) -> CommandResult<A, S>
 where
     A: Aggregate<Id = S::Id>,
@@ -692,22 +921,61 @@ where
 {
     let count = events.len();
     let mut next = Some(metadata);
-    for event in events {
+    for (index, event) in (0_u32..).zip(events) {
         let Some(current) = next.take() else { break };
         next = Some(current.next_in_batch());
-        tx.append(event, current).map_err(CommandError::Encode)?;
+        let event_id = command_id.map_or_else(EventId::new, |command| command.event_id(index));
+        tx.append_with_id(event_id, event, current)
+            .map_err(CommandError::Encode)?;
     }
+    let event_ids = tx.event_ids();
     let written = tx.commit().await.map_err(|error| match error {
         AppendError::Conflict(conflict) => CommandError::Conflict(conflict),
         AppendError::Invalid(invalid) => CommandError::Invalid(invalid),
+        AppendError::IdReused(reused) => CommandError::IdReused(reused),
         AppendError::Store(error) => CommandError::Store(error),
     })?;
     Ok(CommandOutcome {
         last_position: written.map(|written| written.last_position),
         events: count,
+        event_ids,
+        replayed: written.is_some_and(|written| written.replayed),
         attempts: 1,
         warnings: Vec::new(),
     })
+}
+
+/// Runs `attempt` until it succeeds or fails for good under `policy`:
+/// conflicts retried at once, store errors after a backoff.
+async fn retrying<A, S, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> CommandResult<A, S>
+where
+    A: Aggregate<Id = S::Id>,
+    S: EventStore,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = CommandResult<A, S>>,
+{
+    let (mut attempts, mut conflicts, mut failures) = (1_u32, 0_u32, 0_u32);
+    loop {
+        match attempt().await {
+            Ok(mut outcome) => {
+                outcome.attempts = attempts;
+                return Ok(outcome);
+            }
+            Err(error) if error.is_conflict() && conflicts < policy.conflict_retries() => conflicts += 1,
+            Err(CommandError::Store(error)) if failures < policy.store_error_retries() => {
+                failures += 1;
+                tracing::warn!(
+                    aggregate = A::KIND,
+                    retry = failures,
+                    error = &error as &dyn std::error::Error,
+                    "the store failed during a command; sending it again with the same event ids"
+                );
+                tokio::time::sleep(policy.backoff_before(failures)).await;
+            }
+            Err(error) => return Err(error),
+        }
+        attempts += 1;
+    }
 }
 
 /// A failed load: a stored event that does not decode, or the store.

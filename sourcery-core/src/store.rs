@@ -30,6 +30,17 @@
 //!    NUL bytes. Reads that name a text with NUL (a filter,
 //!    [`stream_version`](EventStore::stream_version)) find nothing and do
 //!    not fail ([`EventFilter::holds_nul`]).
+//! 7. Every event has an id ([`EventId`]) chosen by the client, unique in
+//!    the store; a batch holding one id twice is refused
+//!    ([`InvalidBatch::DuplicateId`]). A batch whose ids are all stored
+//!    already, in this stream and in the batch's order, is a *replay*: it
+//!    writes nothing and returns the first append's outcome (the position of
+//!    its last event, with [`AppendResult::replayed`] set), whatever the
+//!    expected version says now, so a retry after a lost acknowledgement is
+//!    always safe. A batch that reuses some stored ids but not all, or ids
+//!    stored in another stream or another order, is refused with
+//!    [`AppendError::IdReused`], and nothing of it is written. The id check
+//!    comes before the version check. Stores decide with [`replay_of`].
 //!
 //! A stream's *version* is the position of its last event (`None` for a
 //! stream with no events).
@@ -76,32 +87,45 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 use crate::codec::Codec;
-use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, Optimistic};
+use crate::concurrency::{ConcurrencyConflict, ConcurrencyStrategy, ExpectedVersion, Optimistic};
 use crate::event::{DecodeError, DecodeEvent, DecodeFailure, EncodeError, EventPayload, RawEvent};
 
 pub use crate::codec::JsonCodec;
+pub use crate::id::EventId;
 pub use crate::non_empty::NonEmpty;
 pub use check::{InvalidBatch, TextField, check_batch, check_metadata, check_metadata_json};
+pub use replay::{IdReuse, IdReused, StoredId, replay_of};
 pub use text_id::{IdParseError, TextId};
 
 pub mod after;
 mod check;
 pub mod inmemory;
+mod replay;
 mod text_id;
 
-/// An event on its way into a store: its kind, the schema version of its
-/// shape, its encoded data and its metadata. The store assigns the position.
+/// An event on its way into a store: its id, its kind, the schema version
+/// of its shape, its encoded data and its metadata. The store assigns the
+/// position.
 ///
 /// ```
-/// use sourcery_core::store::PersistableEvent;
+/// use sourcery_core::store::{EventId, PersistableEvent};
 ///
 /// let event = PersistableEvent::new("account.deposited", br#"{"amount":5}"#.to_vec(), ());
 /// assert_eq!(event.schema_version, 1);
 /// let newer = event.with_schema_version(2);
 /// assert_eq!(newer.schema_version, 2);
+///
+/// // A retry sends the same ids as the attempt it repeats.
+/// let id = EventId::new();
+/// let retried = PersistableEvent::new("account.deposited", Vec::new(), ()).with_id(id);
+/// assert_eq!(retried.id, id);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersistableEvent<M> {
+    /// The event's unique id, chosen before the append (a fresh UUID v7 by
+    /// default). Sending the same ids again is how a retry stays safe
+    /// (invariant 7 of the [contract](self)).
+    pub id: EventId,
     /// The event's stored kind ([`DomainEvent::KIND`](crate::event::DomainEvent::KIND)).
     pub kind: String,
     /// The version of the event's shape the data is written in
@@ -120,9 +144,11 @@ pub struct PersistableEvent<M> {
 }
 
 impl<M> PersistableEvent<M> {
-    /// An event of `kind` with `data` and `metadata`, at schema version 1.
+    /// An event of `kind` with `data` and `metadata`, at schema version 1,
+    /// with a fresh id ([`EventId::new`]).
     pub fn new(kind: impl Into<String>, data: Vec<u8>, metadata: M) -> Self {
         Self {
+            id: EventId::new(),
             kind: kind.into(),
             schema_version: 1,
             data,
@@ -136,12 +162,22 @@ impl<M> PersistableEvent<M> {
         self.schema_version = version;
         self
     }
+
+    /// The same event, with id `id` (the id of an attempt being retried, or
+    /// one derived from a command id).
+    #[must_use]
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.id = id;
+        self
+    }
 }
 
-/// An event as a store returns it: the envelope (stream, kind, position,
-/// metadata) around the encoded data.
+/// An event as a store returns it: the envelope (id, stream, kind,
+/// position, metadata) around the encoded data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent<Id, Pos, M> {
+    /// The event's id, as it was appended.
+    pub id: EventId,
     /// The kind of the stream the event belongs to.
     pub aggregate_kind: String,
     /// The id of the stream's aggregate.
@@ -309,17 +345,52 @@ impl<Id, Pos> EventFilter<Id, Pos> {
     }
 }
 
-/// A successful append.
+/// A successful append: the batch is stored, by this append or (a replay)
+/// by an earlier one with the same event ids.
+///
+/// ```
+/// use sourcery_core::store::AppendResult;
+///
+/// let first = AppendResult::new(7_u64);
+/// assert!(!first.replayed);
+/// let retry = AppendResult::replay(7_u64);
+/// assert_eq!(retry.last_position, first.last_position);
+/// assert!(retry.replayed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AppendResult<Pos> {
-    /// The position of the last event written, which is the stream's new
-    /// version.
+    /// The position of the batch's last event. After a fresh write it is
+    /// the stream's new version; after a replay, the position the first
+    /// append returned (the stream may have moved on since).
     pub last_position: Pos,
+    /// Whether the batch was stored already (every event id was), so this
+    /// append wrote nothing (invariant 7 of the [contract](self)).
+    pub replayed: bool,
+}
+
+impl<Pos> AppendResult<Pos> {
+    /// A batch written now, ending at `last_position`.
+    pub fn new(last_position: Pos) -> Self {
+        Self {
+            last_position,
+            replayed: false,
+        }
+    }
+
+    /// A replay of a batch stored earlier, ending at `last_position`.
+    pub fn replay(last_position: Pos) -> Self {
+        Self {
+            last_position,
+            replayed: true,
+        }
+    }
 }
 
 /// Why an append wrote nothing: another writer got there first, the batch
-/// holds something no store keeps, or the store failed. Retry the first; fix
-/// the caller for the second; alert on the third.
+/// holds something no store keeps or reuses stored ids, or the store
+/// failed. Retry the first; fix the caller for the second and third; for
+/// the last, alert, or retry with the same event ids (a replay is safe).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError<Pos: fmt::Debug, E> {
@@ -331,7 +402,13 @@ pub enum AppendError<Pos: fmt::Debug, E> {
     /// [contract](self)).
     #[error(transparent)]
     Invalid(InvalidBatch),
-    /// The store could not complete the append.
+    /// Some event ids of the batch are stored already, but the batch is not
+    /// a replay of stored events (invariant 7 of the [contract](self)).
+    #[error(transparent)]
+    IdReused(IdReused),
+    /// The store could not complete the append. Whether the batch was
+    /// written may be unknown (a connection lost during the commit): retry
+    /// with the same event ids to find out.
     #[error("the event store failed")]
     Store(#[source] E),
 }
@@ -341,7 +418,7 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
     pub fn as_conflict(&self) -> Option<&ConcurrencyConflict<Pos>> {
         match self {
             Self::Conflict(conflict) => Some(conflict),
-            Self::Invalid(_) | Self::Store(_) => None,
+            Self::Invalid(_) | Self::IdReused(_) | Self::Store(_) => None,
         }
     }
 
@@ -349,7 +426,7 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
     pub fn as_invalid(&self) -> Option<&InvalidBatch> {
         match self {
             Self::Invalid(invalid) => Some(invalid),
-            Self::Conflict(_) | Self::Store(_) => None,
+            Self::Conflict(_) | Self::IdReused(_) | Self::Store(_) => None,
         }
     }
 
@@ -357,7 +434,15 @@ impl<Pos: fmt::Debug, E> AppendError<Pos, E> {
     pub fn as_store(&self) -> Option<&E> {
         match self {
             Self::Store(error) => Some(error),
-            Self::Conflict(_) | Self::Invalid(_) => None,
+            Self::Conflict(_) | Self::Invalid(_) | Self::IdReused(_) => None,
+        }
+    }
+
+    /// The id reuse, if that is what this is.
+    pub fn as_id_reused(&self) -> Option<&IdReused> {
+        match self {
+            Self::IdReused(reused) => Some(reused),
+            Self::Conflict(_) | Self::Invalid(_) | Self::Store(_) => None,
         }
     }
 
@@ -376,6 +461,12 @@ impl<Pos: fmt::Debug, E> From<ConcurrencyConflict<Pos>> for AppendError<Pos, E> 
 impl<Pos: fmt::Debug, E> From<InvalidBatch> for AppendError<Pos, E> {
     fn from(invalid: InvalidBatch) -> Self {
         Self::Invalid(invalid)
+    }
+}
+
+impl<Pos: fmt::Debug, E> From<IdReused> for AppendError<Pos, E> {
+    fn from(reused: IdReused) -> Self {
+        Self::IdReused(reused)
     }
 }
 
@@ -439,6 +530,13 @@ pub trait EventStore: Send + Sync + Sized {
     /// Implementations call [`check_batch`] and [`check_metadata`] (or
     /// [`check_metadata_json`] on metadata they encoded as JSON) before they
     /// write; the conformance suite's `text` rules check it.
+    ///
+    /// A batch whose event ids are all stored in this stream, in this order,
+    /// is a replay: nothing is written and the result is the first append's
+    /// ([`AppendResult::replay`]), whatever `expected_version` says. A batch
+    /// reusing stored ids otherwise is refused with
+    /// [`AppendError::IdReused`] ([`replay_of`] decides; the `ids` rules of
+    /// the conformance suite check it).
     fn append<'a>(
         &'a self,
         aggregate_kind: &'a str,
@@ -449,13 +547,97 @@ pub trait EventStore: Send + Sync + Sized {
 
     /// Appends `events` atomically only if the stream has no events yet;
     /// otherwise a [`ConcurrencyConflict`] and nothing written. A batch
-    /// that no store keeps is refused first, as by [`append`](Self::append).
+    /// that no store keeps is refused first, and a replay recognised, as by
+    /// [`append`](Self::append).
     fn append_expecting_new<'a>(
         &'a self,
         aggregate_kind: &'a str,
         aggregate_id: &'a Self::Id,
         events: NonEmpty<PersistableEvent<Self::Metadata>>,
     ) -> impl Future<Output = AppendOutcome<Self::Position, Self::Error>> + Send + 'a;
+
+    /// Appends `events` atomically only if the stream has events, at any
+    /// version ([`ExpectedVersion::StreamExists`]); otherwise a
+    /// [`ConcurrencyConflict`] and nothing written. A batch that no store
+    /// keeps is refused first, and a replay recognised, as by
+    /// [`append`](Self::append).
+    ///
+    /// The default reads the stream's version and, when it has one, appends
+    /// without a version check: streams are never deleted, so a stream
+    /// found with events still has them when the append commits. Before it
+    /// reads, it checks what it can without the store's types (the aggregate
+    /// kind and the events' kinds, schema versions and ids); on a stream
+    /// with no events, a NUL character in the aggregate id's text or the
+    /// metadata is reported as the conflict. Override it to check
+    /// everything first and do both in one round trip, as the stores of
+    /// this project do.
+    fn append_expecting_existing<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Self::Id,
+        events: NonEmpty<PersistableEvent<Self::Metadata>>,
+    ) -> impl Future<Output = AppendOutcome<Self::Position, Self::Error>> + Send + 'a {
+        async move {
+            if aggregate_kind.contains('\0') {
+                return Err(InvalidBatch::Nul {
+                    field: TextField::AggregateKind,
+                }
+                .into());
+            }
+            check::check_events(&events)?;
+            let version = self
+                .stream_version(aggregate_kind, aggregate_id)
+                .await
+                .map_err(AppendError::Store)?;
+            if version.is_none() {
+                return Err(ConcurrencyConflict::new(ExpectedVersion::StreamExists, None).into());
+            }
+            self.append(aggregate_kind, aggregate_id, None, events).await
+        }
+    }
+
+    /// For each of `ids`, the position of the event of the stream
+    /// `aggregate_kind` / `aggregate_id` with that id, or `None` when the
+    /// stream holds none. The repository reads it to recognise a command
+    /// that ran before (the event ids derived from its command id).
+    ///
+    /// The default loads the whole stream and looks; stores with an index
+    /// on event ids override it (the `ids` rules of the conformance suite
+    /// check both).
+    fn event_positions<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Self::Id,
+        ids: &'a [EventId],
+    ) -> impl Future<Output = Result<Vec<Option<Self::Position>>, Self::Error>> + Send + 'a {
+        async move {
+            let stream = [EventFilter::for_stream(aggregate_kind, aggregate_id.clone())];
+            let events = self.load_events(&stream).await?;
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    events
+                        .iter()
+                        .find(|event| event.id == *id)
+                        .map(|event| event.position)
+                })
+                .collect())
+        }
+    }
+
+    /// Starts a transaction on one stream that commits only if the stream's
+    /// version meets `expected`, whatever the transaction's strategy type
+    /// says: [`ExpectedVersion::Any`], [`NoStream`](ExpectedVersion::NoStream),
+    /// [`StreamExists`](ExpectedVersion::StreamExists) or
+    /// [`Exact`](ExpectedVersion::Exact).
+    fn begin_expecting(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: Self::Id,
+        expected: ExpectedVersion<Self::Position>,
+    ) -> Transaction<'_, Self> {
+        Transaction::new(self, aggregate_kind.to_string(), aggregate_id, None).expecting(expected)
+    }
 
     /// The union of the events every filter selects, each event once, in
     /// ascending position. No filters select nothing, and neither does a
@@ -505,7 +687,7 @@ pub struct Transaction<'a, S: EventStore, C: ConcurrencyStrategy = Optimistic> {
     store: &'a S,
     aggregate_kind: String,
     aggregate_id: S::Id,
-    expected_version: Option<S::Position>,
+    expected: ExpectedVersion<S::Position>,
     events: Vec<PersistableEvent<S::Metadata>>,
     strategy: PhantomData<C>,
 }
@@ -524,14 +706,36 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
             store,
             aggregate_kind,
             aggregate_id,
-            expected_version,
+            expected: ExpectedVersion::of::<C>(expected_version),
             events: Vec::new(),
             strategy: PhantomData,
         }
     }
 
+    /// The same transaction, committing only if the stream's version meets
+    /// `expected` (instead of what the strategy and the expected version
+    /// given to [`new`](Self::new) say).
+    #[must_use]
+    pub fn expecting(mut self, expected: ExpectedVersion<S::Position>) -> Self {
+        self.expected = expected;
+        self
+    }
+
     /// Encodes `event` (a domain event or an aggregate's event enum) with the
-    /// store's codec and buffers it with `metadata`.
+    /// store's codec and buffers it with `metadata` and a fresh event id
+    /// ([`EventId::new`]).
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`] when the codec cannot encode the event; nothing is
+    /// buffered then.
+    pub fn append<E: EventPayload>(&mut self, event: E, metadata: S::Metadata) -> Result<(), EncodeError> {
+        self.append_with_id(EventId::new(), event, metadata)
+    }
+
+    /// [`append`](Self::append) with the event id `id`: the id of the same
+    /// event in an attempt being retried, or one derived from a command id
+    /// ([`EventId::derived`]).
     ///
     /// # Errors
     ///
@@ -541,7 +745,12 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
         clippy::needless_pass_by_value,
         reason = "events are handed over like values (`tx.append(event, metadata)`), as the store contract reads"
     )]
-    pub fn append<E: EventPayload>(&mut self, event: E, metadata: S::Metadata) -> Result<(), EncodeError> {
+    pub fn append_with_id<E: EventPayload>(
+        &mut self,
+        id: EventId,
+        event: E,
+        metadata: S::Metadata,
+    ) -> Result<(), EncodeError> {
         let data = event
             .encode_with(self.store.codec())
             .map_err(|error| EncodeError {
@@ -549,6 +758,7 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
                 source: Box::new(error),
             })?;
         self.events.push(PersistableEvent {
+            id,
             kind: event.kind().to_owned(),
             schema_version: event.schema_version(),
             data,
@@ -586,25 +796,47 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
         &self.aggregate_id
     }
 
-    /// The version the transaction expects the stream at.
+    /// The version the transaction expects the stream at exactly, if it
+    /// expects one ([`ExpectedVersion::Exact`]).
     #[must_use]
     pub fn expected_version(&self) -> Option<S::Position> {
-        self.expected_version
+        match self.expected {
+            ExpectedVersion::Exact(version) => Some(version),
+            ExpectedVersion::Any | ExpectedVersion::NoStream | ExpectedVersion::StreamExists => None,
+        }
+    }
+
+    /// What the commit requires of the stream's version.
+    #[must_use]
+    pub fn expected(&self) -> ExpectedVersion<S::Position> {
+        self.expected
+    }
+
+    /// The ids of the buffered events, in order: what a retry after an
+    /// unknown outcome must send again.
+    #[must_use]
+    pub fn event_ids(&self) -> Vec<EventId> {
+        self.events.iter().map(|event| event.id).collect()
     }
 
     /// Writes the buffered events as one atomic batch.
     ///
     /// Returns `Ok(None)` when nothing was buffered (and writes nothing),
-    /// otherwise the position of the last event written.
+    /// otherwise the position of the last event written (or, for a replay
+    /// of a batch with the same event ids, the first append's, with
+    /// [`AppendResult::replayed`] set).
     ///
     /// # Errors
     ///
-    /// [`AppendError::Conflict`] when the strategy is [`Optimistic`] and the
-    /// stream moved since `expected_version` (with no expected version: the
-    /// stream is not new); [`AppendError::Invalid`] when the batch holds a
-    /// NUL character in a text (naming the field) or an event at schema
-    /// version 0; [`AppendError::Store`] when the store failed. Nothing is
-    /// written in any case (the store's contract).
+    /// [`AppendError::Conflict`] when the stream's version does not meet
+    /// [`expected`](Self::expected) (with an [`Optimistic`] strategy: the
+    /// stream moved since `expected_version`, or with no expected version
+    /// the stream is not new); [`AppendError::Invalid`] when the batch holds
+    /// a NUL character in a text (naming the field), an event at schema
+    /// version 0 or one event id twice; [`AppendError::IdReused`] when it
+    /// reuses stored event ids without being a replay;
+    /// [`AppendError::Store`] when the store failed. Nothing is written in
+    /// any case (the store's contract).
     pub async fn commit(
         self,
     ) -> Result<Option<AppendResult<S::Position>>, AppendError<S::Position, S::Error>> {
@@ -613,10 +845,11 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
         };
         let kind = self.aggregate_kind.as_str();
         let id = &self.aggregate_id;
-        let outcome = match (C::CHECKS_VERSION, self.expected_version) {
-            (false, _) => self.store.append(kind, id, None, events).await,
-            (true, Some(version)) => self.store.append(kind, id, Some(version), events).await,
-            (true, None) => self.store.append_expecting_new(kind, id, events).await,
+        let outcome = match self.expected {
+            ExpectedVersion::Any => self.store.append(kind, id, None, events).await,
+            ExpectedVersion::Exact(version) => self.store.append(kind, id, Some(version), events).await,
+            ExpectedVersion::NoStream => self.store.append_expecting_new(kind, id, events).await,
+            ExpectedVersion::StreamExists => self.store.append_expecting_existing(kind, id, events).await,
         };
         outcome.map(Some)
     }
@@ -627,8 +860,7 @@ impl<S: EventStore, C: ConcurrencyStrategy> fmt::Debug for Transaction<'_, S, C>
         f.debug_struct("Transaction")
             .field("aggregate_kind", &self.aggregate_kind)
             .field("aggregate_id", &self.aggregate_id)
-            .field("expected_version", &self.expected_version)
-            .field("checks_version", &C::CHECKS_VERSION)
+            .field("expected", &self.expected)
             .field("events", &self.events.len())
             .finish_non_exhaustive()
     }

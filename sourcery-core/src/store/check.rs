@@ -1,5 +1,5 @@
 //! What every store refuses before it writes anything: a NUL character in
-//! a text of the batch, or schema version 0.
+//! a text of the batch, schema version 0, or an event id twice.
 //!
 //! PostgreSQL's `text` and `jsonb` cannot hold the character U+0000 at all,
 //! so no store keeps it: the stores agree by refusing it, each with the same
@@ -13,6 +13,7 @@ use std::io;
 use serde::Serialize;
 
 use super::{EventFilter, PersistableEvent, TextId};
+use crate::id::EventId;
 
 /// A text of an append, as [`InvalidBatch::Nul`] names it.
 ///
@@ -91,6 +92,15 @@ pub enum InvalidBatch {
         /// The event's index in the batch, from 0.
         index: usize,
     },
+    /// Two events of the batch have the same event id (see
+    /// [`PersistableEvent::id`]); ids are unique per event.
+    #[error("events {first} and {second} of the batch have the same event id")]
+    DuplicateId {
+        /// The index of the first, from 0.
+        first: usize,
+        /// The index of the second.
+        second: usize,
+    },
 }
 
 impl InvalidBatch {
@@ -99,15 +109,15 @@ impl InvalidBatch {
     pub fn field(&self) -> Option<TextField> {
         match self {
             Self::Nul { field } => Some(*field),
-            Self::SchemaVersionZero { .. } => None,
+            Self::SchemaVersionZero { .. } | Self::DuplicateId { .. } => None,
         }
     }
 }
 
 /// Checks the batch `events` for the stream `aggregate_kind` /
 /// `aggregate_id` before a store writes it: no NUL character in the
-/// aggregate kind, the aggregate id's text or an event's kind, and no
-/// schema version 0. Every store calls it first, before touching its
+/// aggregate kind, the aggregate id's text or an event's kind, no schema
+/// version 0, and no event id twice. Every store calls it first, before touching its
 /// storage (so an invalid batch is refused as such whatever the stream's
 /// version); the metadata is checked beside it, with [`check_metadata`] or,
 /// by a store that encodes metadata as JSON itself, [`check_metadata_json`].
@@ -153,6 +163,12 @@ pub fn check_batch<M>(
             field: TextField::AggregateId,
         });
     }
+    check_events(events)
+}
+
+/// [`check_batch`] without the stream's texts: the events' kinds, schema
+/// versions and ids.
+pub(crate) fn check_events<M>(events: &[PersistableEvent<M>]) -> Result<(), InvalidBatch> {
     for (index, event) in events.iter().enumerate() {
         if event.kind.contains('\0') {
             return Err(InvalidBatch::Nul {
@@ -163,7 +179,32 @@ pub fn check_batch<M>(
             return Err(InvalidBatch::SchemaVersionZero { index });
         }
     }
-    Ok(())
+    check_ids(events)
+}
+
+/// No event id twice in the batch: a quadratic scan for the usual few
+/// events, a sort beyond.
+fn check_ids<M>(events: &[PersistableEvent<M>]) -> Result<(), InvalidBatch> {
+    const SCAN: usize = 16;
+    if events.len() <= SCAN {
+        for (second, event) in events.iter().enumerate() {
+            if let Some(first) = events[..second].iter().position(|earlier| earlier.id == event.id) {
+                return Err(InvalidBatch::DuplicateId { first, second });
+            }
+        }
+        return Ok(());
+    }
+    let mut ids: Vec<(EventId, usize)> = events.iter().map(|event| event.id).zip(0..).collect();
+    ids.sort_unstable();
+    let duplicate = ids
+        .windows(2)
+        .filter(|pair| pair[0].0 == pair[1].0)
+        .map(|pair| (pair[0].1, pair[1].1))
+        .min_by_key(|&(_, second)| second);
+    match duplicate {
+        Some((first, second)) => Err(InvalidBatch::DuplicateId { first, second }),
+        None => Ok(()),
+    }
 }
 
 /// Checks the metadata of event `index` of a batch: its JSON (as

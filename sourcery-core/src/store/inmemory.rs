@@ -28,10 +28,10 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::Serialize;
 
 use crate::codec::JsonCodec;
-use crate::concurrency::ConcurrencyConflict;
+use crate::concurrency::{ConcurrencyConflict, ExpectedVersion};
 use crate::store::{
-    AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, InvalidBatch, NonEmpty,
-    PersistableEvent, StoredEvent, check_batch, check_metadata,
+    AppendOutcome, AppendResult, EventFilter, EventId, EventStore, GloballyOrdered, InvalidBatch, NonEmpty,
+    PersistableEvent, StoredEvent, StoredId, check_batch, check_metadata, replay_of,
 };
 use crate::subscription::{CommitNotifier, CommitSignal, Subscribe};
 
@@ -64,6 +64,8 @@ struct Log<Id, M> {
     streams: HashMap<String, HashMap<Id, Vec<usize>>>,
     /// Indices into `events`, per event kind, ascending.
     kinds: HashMap<String, Vec<usize>>,
+    /// The index into `events` of each event id.
+    ids: HashMap<EventId, usize>,
 }
 
 impl<Id, M> Store<Id, M> {
@@ -75,6 +77,7 @@ impl<Id, M> Store<Id, M> {
                 events: Vec::new(),
                 streams: HashMap::new(),
                 kinds: HashMap::new(),
+                ids: HashMap::new(),
             })),
             codec: JsonCodec,
             commits: CommitNotifier::new(),
@@ -140,6 +143,22 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
         self.stream(aggregate_kind, aggregate_id)
             .last()
             .map(|&index| position_of(index))
+    }
+
+    /// Where the event with `id` is, seen from the stream `aggregate_kind` /
+    /// `aggregate_id`.
+    fn stored_id(&self, aggregate_kind: &str, aggregate_id: &Id, id: &EventId) -> StoredId<u64> {
+        match self.ids.get(id) {
+            None => StoredId::Missing,
+            Some(&index) => {
+                let event = &self.events[index];
+                if event.aggregate_kind == aggregate_kind && event.aggregate_id == *aggregate_id {
+                    StoredId::InStream(event.position)
+                } else {
+                    StoredId::Elsewhere
+                }
+            }
+        }
     }
 
     /// Indices of the events a kind-wide filter selects, ascending.
@@ -234,22 +253,8 @@ where
         expected_version: Option<u64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Infallible> {
-        check(aggregate_kind, aggregate_id, &events)?;
-        let mut log = self.write();
-        if let Some(expected) = expected_version {
-            let actual = log.version(aggregate_kind, aggregate_id);
-            if actual != Some(expected) {
-                return Err(ConcurrencyConflict {
-                    expected: Some(expected),
-                    actual,
-                }
-                .into());
-            }
-        }
-        let written = log.push(aggregate_kind, aggregate_id, events);
-        drop(log);
-        self.commits.notify();
-        Ok(written)
+        let expected = expected_version.map_or(ExpectedVersion::Any, ExpectedVersion::Exact);
+        self.append_as(aggregate_kind, aggregate_id, expected, events)
     }
 
     async fn append_expecting_new<'a>(
@@ -258,19 +263,37 @@ where
         aggregate_id: &'a Id,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Infallible> {
-        check(aggregate_kind, aggregate_id, &events)?;
-        let mut log = self.write();
-        if let Some(actual) = log.version(aggregate_kind, aggregate_id) {
-            return Err(ConcurrencyConflict {
-                expected: None,
-                actual: Some(actual),
-            }
-            .into());
-        }
-        let written = log.push(aggregate_kind, aggregate_id, events);
-        drop(log);
-        self.commits.notify();
-        Ok(written)
+        self.append_as(aggregate_kind, aggregate_id, ExpectedVersion::NoStream, events)
+    }
+
+    async fn append_expecting_existing<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<u64, Infallible> {
+        self.append_as(
+            aggregate_kind,
+            aggregate_id,
+            ExpectedVersion::StreamExists,
+            events,
+        )
+    }
+
+    async fn event_positions<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        ids: &'a [EventId],
+    ) -> Result<Vec<Option<u64>>, Infallible> {
+        let log = self.read();
+        Ok(ids
+            .iter()
+            .map(|id| match log.stored_id(aggregate_kind, aggregate_id, id) {
+                StoredId::InStream(position) => Some(position),
+                StoredId::Missing | StoredId::Elsewhere => None,
+            })
+            .collect())
     }
 
     async fn load_events<'a>(
@@ -278,6 +301,42 @@ where
         filters: &'a [EventFilter<Id, u64>],
     ) -> Result<Vec<StoredEvent<Id, u64, M>>, Infallible> {
         Ok(self.read().load(filters, usize::MAX))
+    }
+}
+
+impl<Id, M> Store<Id, M>
+where
+    Id: Clone + Eq + Hash + fmt::Display,
+    M: Serialize,
+{
+    /// Every append: the batch checked, then recognised as a replay or
+    /// refused for reused ids, then the version checked against `expected`,
+    /// all under the write lock.
+    fn append_as(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: &Id,
+        expected: ExpectedVersion<u64>,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<u64, Infallible> {
+        check(aggregate_kind, aggregate_id, &events)?;
+        let mut log = self.write();
+        let ids: Vec<EventId> = events.iter().map(|event| event.id).collect();
+        let stored: Vec<StoredId<u64>> = ids
+            .iter()
+            .map(|id| log.stored_id(aggregate_kind, aggregate_id, id))
+            .collect();
+        if let Some(last) = replay_of(&ids, &stored)? {
+            return Ok(AppendResult::replay(last));
+        }
+        let actual = log.version(aggregate_kind, aggregate_id);
+        if !expected.allows(actual) {
+            return Err(ConcurrencyConflict::new(expected, actual).into());
+        }
+        let written = log.push(aggregate_kind, aggregate_id, events);
+        drop(log);
+        self.commits.notify();
+        Ok(written)
     }
 }
 
@@ -354,7 +413,9 @@ impl<Id: Clone + Eq + Hash, M> Log<Id, M> {
                     self.kinds.insert(event.kind.clone(), vec![index]);
                 }
             }
+            self.ids.insert(event.id, index);
             self.events.push(StoredEvent {
+                id: event.id,
                 aggregate_kind: aggregate_kind.to_owned(),
                 aggregate_id: aggregate_id.clone(),
                 kind: event.kind,
@@ -372,7 +433,7 @@ impl<Id: Clone + Eq + Hash, M> Log<Id, M> {
             .entry(aggregate_id.clone())
             .or_default()
             .extend(indices);
-        AppendResult { last_position }
+        AppendResult::new(last_position)
     }
 }
 

@@ -55,7 +55,7 @@ where
     {
         let tx = self.store().begin::<Unchecked>(A::KIND, id.clone(), None);
         let events: Vec<A::Event> = events.iter().cloned().map(Into::into).collect();
-        commit::<A, S, Unchecked>(tx, events, metadata).await
+        commit::<A, S, Unchecked>(tx, events, metadata, None).await
     }
 
     async fn execute_with_concurrent_event<A, C, E>(
@@ -74,10 +74,10 @@ where
         let loaded = self.load_versioned::<A>(id).await?;
         let events = loaded.state.handle(command).map_err(CommandError::Rejected)?;
         let interloper = self.store().begin::<Unchecked>(A::KIND, id.clone(), None);
-        commit::<A, S, Unchecked>(interloper, vec![concurrent.into()], metadata.clone()).await?;
+        commit::<A, S, Unchecked>(interloper, vec![concurrent.into()], metadata.clone(), None).await?;
         let tx = self
             .store()
             .begin::<Strategy>(A::KIND, id.clone(), loaded.version);
-        commit::<A, S, Strategy>(tx, events, metadata).await
+        commit::<A, S, Strategy>(tx, events, metadata, None).await
     }
 }

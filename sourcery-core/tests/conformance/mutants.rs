@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sourcery_core::checkpoint::{self, CheckpointStore};
-use sourcery_core::concurrency::ConcurrencyConflict;
+use sourcery_core::concurrency::{ConcurrencyConflict, ExpectedVersion};
 use sourcery_core::runner::{Lease, LeaseGuard};
 use sourcery_core::snapshot::{
     self, SaveOutcome, Snapshot, SnapshotKey, SnapshotPolicy, SnapshotStore, SnapshotSubject,
@@ -397,16 +397,17 @@ impl Mutant {
         if holds {
             return Ok(());
         }
-        let expected = match expect {
-            Expect::Version(expected) => Some(expected),
-            Expect::Any | Expect::New => None,
+        let (expected, reported) = match expect {
+            Expect::Version(expected) => (ExpectedVersion::Exact(expected), Some(expected)),
+            Expect::Any => (ExpectedVersion::Any, None),
+            Expect::New => (ExpectedVersion::NoStream, None),
         };
         let actual = if self.defect == Defect::ConflictReportsExpectedAsActual {
-            expected
+            reported
         } else {
             actual
         };
-        Err(ConcurrencyConflict { expected, actual })
+        Err(ConcurrencyConflict::new(expected, actual))
     }
 
     /// The batch as the store writes it.
@@ -565,7 +566,7 @@ impl Mutant {
             Defect::PerStreamCounters => self.version(&kind, &id).await.unwrap_or(last),
             _ => last,
         };
-        Ok(AppendResult { last_position })
+        Ok(AppendResult::new(last_position))
     }
 
     /// The contract's checks on a batch's content, before anything is

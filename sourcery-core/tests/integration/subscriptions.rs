@@ -11,31 +11,16 @@ async fn a_catch_up_over_several_pages_delivers_everything_then_reports_the_head
     let store = inmemory::Store::<String, ()>::new();
     let mut last = 0;
     for batch in 0..25_u32 {
-        let mut events = NonEmpty::new(PersistableEvent {
-            kind: "wanted".to_owned(),
-            schema_version: 1,
-            data: batch.to_le_bytes().to_vec(),
-            metadata: (),
-        });
+        let mut events = NonEmpty::new(PersistableEvent::new("wanted", batch.to_le_bytes().to_vec(), ()));
         for _ in 1..100 {
-            events.push(PersistableEvent {
-                kind: "wanted".to_owned(),
-                schema_version: 1,
-                data: batch.to_le_bytes().to_vec(),
-                metadata: (),
-            });
+            events.push(PersistableEvent::new("wanted", batch.to_le_bytes().to_vec(), ()));
         }
         store
             .append("stream", &format!("s{batch}"), None, events)
             .await
             .expect("append");
         // An event the follower skips, after each batch.
-        let skipped = PersistableEvent {
-            kind: "other".to_owned(),
-            schema_version: 1,
-            data: Vec::new(),
-            metadata: (),
-        };
+        let skipped = PersistableEvent::new("other", Vec::new(), ());
         let written = store
             .append("stream", &"noise".to_owned(), None, NonEmpty::new(skipped))
             .await;

@@ -3,6 +3,7 @@
 
 use super::support::{ACCOUNT, Check, LEDGER, Noted, Opened, id, labelled};
 use super::{ConformanceMetadata, ConformanceStore};
+use crate::concurrency::ExpectedVersion;
 use crate::event::DomainEvent as _;
 use crate::store::{AppendError, EventFilter, NonEmpty, PersistableEvent};
 
@@ -199,7 +200,7 @@ pub async fn expecting_new_on_existing_conflicts<S: ConformanceStore>(store: S) 
     match outcome {
         Err(AppendError::Conflict(conflict)) => rule.same(
             "the conflict's expected and actual versions",
-            (None, Some(version)),
+            (ExpectedVersion::NoStream, Some(version)),
             (conflict.expected, conflict.actual),
         ),
         other => rule.fail(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::ConformanceStore;
 use super::support::{ACCOUNT, Check, LEDGER, Noted, id};
+use crate::concurrency::ExpectedVersion;
 use crate::event::DomainEvent as _;
 use crate::store::{AppendError, AppendResult, EventFilter};
 
@@ -47,7 +48,7 @@ async fn refused<S: ConformanceStore>(
     match append_at(rule, store, ACCOUNT, stream, Some(expected), 99).await {
         Err(conflict) => rule.same(
             format_args!("the conflict of an append expecting {case} (expected, actual)"),
-            (Some(expected), actual),
+            (ExpectedVersion::Exact(expected), actual),
             (conflict.expected, conflict.actual),
         ),
         Ok(written) => rule.fail(
@@ -194,7 +195,7 @@ pub async fn conflict_reports_versions<S: ConformanceStore>(store: S) {
     match append_at(rule, &store, ACCOUNT, &stream, Some(first), 4).await {
         Err(conflict) => rule.same(
             "the conflict's expected and actual versions",
-            (Some(first), Some(second)),
+            (ExpectedVersion::Exact(first), Some(second)),
             (conflict.expected, conflict.actual),
         ),
         Ok(written) => rule.fail(

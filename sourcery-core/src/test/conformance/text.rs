@@ -44,6 +44,7 @@ fn describe<S: EventStore>(outcome: &AppendOutcome<S::Position, S::Error>) -> St
         Ok(written) => format!("the batch written (last position {:?})", written.last_position),
         Err(AppendError::Invalid(invalid)) => format!("AppendError::Invalid({invalid:?})"),
         Err(AppendError::Conflict(conflict)) => format!("a conflict ({conflict})"),
+        Err(AppendError::IdReused(reused)) => format!("AppendError::IdReused({reused:?})"),
         Err(AppendError::Store(error)) => format!("a store failure: {error} ({error:?})"),
     }
 }
@@ -663,10 +664,9 @@ mod tests {
                     .any(|event| event.kind.contains('\0') || event.metadata.to_string().contains(r"\u0000"));
             match self.1 {
                 Defect::Untyped | Defect::Naive if holds_nul => {
-                    return Err(AppendError::Conflict(crate::concurrency::ConcurrencyConflict {
-                        expected: None,
-                        actual: None,
-                    }));
+                    return Err(AppendError::Conflict(
+                        crate::concurrency::ConcurrencyConflict::new(None, None),
+                    ));
                 }
                 _ => {}
             }
@@ -815,7 +815,7 @@ mod tests {
 
     #[test]
     fn a_written_result_reads_as_written() {
-        let written: AppendOutcome<u64, Infallible> = Ok(AppendResult { last_position: 3 });
+        let written: AppendOutcome<u64, Infallible> = Ok(AppendResult::new(3));
         assert_eq!(describe::<Inner>(&written), "the batch written (last position 3)");
     }
 }
