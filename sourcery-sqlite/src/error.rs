@@ -31,11 +31,11 @@ pub enum Error {
         path: PathBuf,
     },
     /// The database holds an event store schema from a newer version of
-    /// `sourcery-sqlite` than this one. Nothing was written to it; upgrade
-    /// `sourcery-sqlite` to use it.
+    /// `sourcery-es-sqlite` than this one. Nothing was written to it;
+    /// upgrade `sourcery-es-sqlite` to use it.
     #[error(
         "the database at {} has event store schema version {found}, newer than version {supported} \
-         that this sourcery-sqlite knows; nothing was written to it",
+         that this sourcery-es-sqlite knows; nothing was written to it",
         path.display()
     )]
     SchemaTooNew {

@@ -193,6 +193,7 @@
 mod append;
 mod checkpoint;
 mod error;
+mod event_id;
 mod load;
 mod options;
 mod schema;

@@ -23,7 +23,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 use serde::de::DeserializeOwned;
 use sourcery_core::store::after::{covers, looser};
-use sourcery_core::store::{EventFilter, StoredEvent, TextId};
+use sourcery_core::store::{EventFilter, EventId, StoredEvent, TextId};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -36,8 +36,8 @@ const KINDS_PER_PREDICATE: usize = 500;
 /// At most this many parameters in one statement (SQLite allows 32,766).
 const PARAMETERS_PER_STATEMENT: usize = 30_000;
 
-const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version \
-                      FROM sourcery_events";
+const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version, \
+                      event_id FROM sourcery_events";
 
 /// A stream as stored (aggregate kind, aggregate id as text), or `None` for
 /// every stream.
@@ -319,13 +319,14 @@ pub(crate) struct Rows {
     rows: Vec<RawRow>,
 }
 
-/// One row: its position, its schema version as stored, and where its
-/// columns end in [`Rows::bytes`] (aggregate kind, aggregate id, event kind,
-/// data, metadata; each starts where the previous one ends).
+/// One row: its position, its schema version as stored, its event id, and
+/// where its other columns end in [`Rows::bytes`] (aggregate kind, aggregate
+/// id, event kind, data, metadata; each starts where the previous one ends).
 #[derive(Debug, Clone, Copy)]
 struct RawRow {
     position: i64,
     schema_version: i64,
+    event_id: [u8; 16],
     start: usize,
     ends: [usize; 5],
 }
@@ -388,6 +389,7 @@ impl Rows {
                 source,
             })?;
             events.push(StoredEvent {
+                id: EventId::from_bytes(row.event_id),
                 aggregate_kind: aggregate_kind.to_owned(),
                 aggregate_id,
                 kind: kind.to_owned(),
@@ -448,9 +450,12 @@ fn select(
             *end = rows.bytes.len();
         }
         let schema_version: i64 = row.get(6).at(path)?;
+        // 16 bytes: the column's check sees to it.
+        let event_id: [u8; 16] = row.get(7).at(path)?;
         rows.rows.push(RawRow {
             position,
             schema_version,
+            event_id,
             start,
             ends,
         });

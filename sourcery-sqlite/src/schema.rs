@@ -9,8 +9,10 @@
 //!
 //! Every table is prefixed `sourcery_`: `sourcery_events` (1),
 //! `sourcery_checkpoints` (2), `sourcery_snapshots` (3); 4 adds the events'
-//! `schema_version` column. A file at an older version gets the missing
-//! migrations when it is opened.
+//! `schema_version` column, 5 their `event_id` column and its unique index
+//! `sourcery_events_event_id` (ids of older events from their metadata, or
+//! random). A file at an older version gets the missing migrations when it
+//! is opened.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         description: "event schema versions",
         sql: include_str!("../migrations/0004_schema_version.sql"),
+    },
+    Migration {
+        version: 5,
+        description: "event ids",
+        sql: include_str!("../migrations/0005_event_ids.sql"),
     },
 ];
 

@@ -10,15 +10,17 @@ use std::time::Duration;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sourcery_core::concurrency::ExpectedVersion;
 use sourcery_core::event::{DecodeError, DecodeFailure};
 use sourcery_core::store::{
-    AppendError, AppendOutcome, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
-    PersistableEvent, StoredEvent, TextId, check_batch, check_metadata_json,
+    AppendError, AppendOutcome, EventFilter, EventId, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
+    PersistableEvent, StoredEvent, StoredId, TextId, check_batch, check_metadata_json,
 };
 use sourcery_core::subscription::CommitNotifier;
 
 use crate::Error;
-use crate::append::{self, Expected, Row};
+use crate::append::{self, Row};
+use crate::event_id::stored_ids;
 use crate::load::{self, Query};
 use crate::options::{OpenOptions, Synchronous};
 use crate::schema::{self, At};
@@ -83,7 +85,8 @@ impl<Id, M> Store<Id, M> {
     /// # Errors
     ///
     /// - [`Error::NotADatabase`]: the file is not a SQLite database.
-    /// - [`Error::SchemaTooNew`]: a newer `sourcery-sqlite` wrote the schema.
+    /// - [`Error::SchemaTooNew`]: a newer `sourcery-es-sqlite` wrote the
+    ///   schema.
     /// - [`Error::ReadOnly`]: the file cannot be written.
     /// - [`Error::Open`]: the file cannot be opened or created.
     /// - [`Error::Busy`]: other processes held the database locked for
@@ -233,11 +236,12 @@ where
         &self,
         aggregate_kind: &str,
         aggregate_id: &Id,
-        expected: Expected,
+        expected: ExpectedVersion<i64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
         // What every store refuses (SQLite would keep NUL, PostgreSQL
-        // cannot), before anything reaches the writer.
+        // cannot; a batch holding one id twice), before anything reaches
+        // the writer.
         let aggregate_id = aggregate_id.to_text();
         check_batch(aggregate_kind, &aggregate_id, &events)?;
         // Encode here, on the caller's task, so the single writer thread only
@@ -254,6 +258,7 @@ where
                 })?;
                 check_metadata_json(index, &metadata)?;
                 Ok(Row {
+                    id: event.id,
                     kind: event.kind,
                     schema_version: event.schema_version,
                     data: event.data,
@@ -268,6 +273,7 @@ where
             .map(|row| {
                 aggregate_kind.len()
                     + aggregate_id.len()
+                    + size_of::<EventId>()
                     + row.kind.len()
                     + row.data.len()
                     + row.metadata.len()
@@ -283,11 +289,16 @@ where
             .map_err(AppendError::Store)?;
         // After the commit, outside the writer thread. A failure may hide a
         // commit (its outcome unknown): a needless wake-up costs one read.
-        if !matches!(outcome, Err(AppendError::Conflict(_))) {
+        // A replay, a conflict or a refusal wrote nothing.
+        let wrote = match &outcome {
+            Ok(written) => !written.replayed,
+            Err(error) => error.as_store().is_some(),
+        };
+        if wrote {
             self.inner.commits.notify();
         }
-        if outcome.is_ok()
-            && let Some(checkpoints) = &self.inner.checkpoints
+        if let (Ok(written), Some(checkpoints)) = (&outcome, &self.inner.checkpoints)
+            && !written.replayed
         {
             checkpoints.committed(bytes);
         }
@@ -370,7 +381,7 @@ where
         expected_version: Option<i64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
-        let expected = expected_version.map_or(Expected::Any, Expected::At);
+        let expected = expected_version.map_or(ExpectedVersion::Any, ExpectedVersion::Exact);
         self.write(aggregate_kind, aggregate_id, expected, events).await
     }
 
@@ -380,8 +391,51 @@ where
         aggregate_id: &'a Id,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
-        self.write(aggregate_kind, aggregate_id, Expected::New, events)
+        self.write(aggregate_kind, aggregate_id, ExpectedVersion::NoStream, events)
             .await
+    }
+
+    /// Checks the batch (NUL, schema versions, repeated ids, metadata) on
+    /// the caller's task, then reads the stream's version and writes in one
+    /// trip to the writer thread, one transaction.
+    async fn append_expecting_existing<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        self.write(aggregate_kind, aggregate_id, ExpectedVersion::StreamExists, events)
+            .await
+    }
+
+    /// One statement through the unique index on event ids (one probe per
+    /// id), on a reader connection.
+    async fn event_positions<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        ids: &'a [EventId],
+    ) -> Result<Vec<Option<i64>>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let aggregate_kind = aggregate_kind.to_owned();
+        let aggregate_id = aggregate_id.to_text();
+        let ids: Vec<[u8; 16]> = ids.iter().map(|id| *id.as_bytes()).collect();
+        let stored = self
+            .inner
+            .readers
+            .run(move |connection, path| {
+                stored_ids(connection, &aggregate_kind, &aggregate_id, &ids).at(path)
+            })
+            .await??;
+        Ok(stored
+            .into_iter()
+            .map(|found| match found {
+                StoredId::InStream(position) => Some(position),
+                StoredId::Missing | StoredId::Elsewhere => None,
+            })
+            .collect())
     }
 
     async fn load_events<'a>(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
-use sourcery_core::store::{EventStore, NonEmpty, PersistableEvent, StoredEvent};
+use sourcery_core::store::{EventId, EventStore, NonEmpty, PersistableEvent, StoredEvent};
 use sourcery_sqlite::{OpenOptions, Store, Synchronous};
 
 pub(crate) const BATCH: usize = 10;
@@ -33,6 +33,7 @@ pub(crate) fn payload(n: usize) -> Vec<u8> {
 pub(crate) fn batch(start: usize) -> Vec<PersistableEvent<Meta>> {
     (start..start + BATCH)
         .map(|n| PersistableEvent {
+            id: EventId::new(),
             kind: KINDS[n % 2].to_owned(),
             schema_version: 1,
             data: payload(n),
@@ -84,8 +85,8 @@ pub(crate) fn baseline_connection(
 }
 
 pub(crate) const INSERT: &str = "INSERT INTO sourcery_events \
-                      (aggregate_kind, aggregate_id, event_kind, schema_version, data, metadata) \
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+                      (aggregate_kind, aggregate_id, event_kind, schema_version, data, metadata, event_id) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 pub(crate) fn baseline_append(
     connection: &mut Connection,
@@ -105,6 +106,7 @@ pub(crate) fn baseline_append(
                     event.schema_version,
                     event.data.as_slice(),
                     metadata.as_str(),
+                    event.id.as_bytes(),
                 ))?;
             }
         }
@@ -116,7 +118,7 @@ pub(crate) fn baseline_append(
 }
 
 pub(crate) const SELECT: &str = "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, \
-                      schema_version FROM sourcery_events \
+                      schema_version, event_id FROM sourcery_events \
                       WHERE aggregate_kind = ?1 AND aggregate_id = ?2 AND event_kind IN (?3, ?4) \
                       ORDER BY position";
 
@@ -126,6 +128,7 @@ pub(crate) fn baseline_load(connection: &Connection, stream: &str) -> Vec<Event>
         let rows = statement.query_map((AGGREGATE, stream, KINDS[0], KINDS[1]), |row| {
             let metadata: String = row.get(5)?;
             Ok(StoredEvent {
+                id: EventId::from_bytes(row.get(7)?),
                 position: row.get(0)?,
                 aggregate_kind: row.get(1)?,
                 aggregate_id: row.get(2)?,

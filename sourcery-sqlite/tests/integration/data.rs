@@ -13,12 +13,7 @@ use sourcery_core::store::{
 use sourcery_sqlite::{Error, Store};
 
 fn event<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
-    NonEmpty::new(PersistableEvent {
-        kind: kind.to_owned(),
-        schema_version: 1,
-        data: data.to_vec(),
-        metadata,
-    })
+    NonEmpty::new(PersistableEvent::new(kind, data.to_vec(), metadata))
 }
 
 #[tokio::test]

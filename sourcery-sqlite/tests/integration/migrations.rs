@@ -6,7 +6,7 @@ use sourcery_core::checkpoint::CheckpointStore as _;
 use sourcery_core::concurrency::Optimistic;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::snapshot::{SaveOutcome, Snapshot, SnapshotKey, SnapshotPolicy, SnapshotStore as _};
-use sourcery_core::store::{EventFilter, EventStore, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_sqlite::{SCHEMA_VERSION, Store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,7 +18,7 @@ impl DomainEvent for Deposited {
     const KIND: &'static str = "account.deposited";
 }
 
-/// A file as `sourcery-sqlite` at schema version 1 left it: the events
+/// A file as the store at schema version 1 left it: the events
 /// table, one event, and the migrations table recording version 1.
 fn version_1_file(path: &std::path::Path) {
     let connection = rusqlite::Connection::open(path).expect("the database opens");
@@ -60,7 +60,7 @@ async fn a_version_1_file_migrates_forward() {
 
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
     assert_eq!(recorded_versions(&path), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
 
     // The old event is there and the stream goes on.
     let id = "ACC-1".to_owned();
@@ -145,7 +145,7 @@ async fn a_version_2_file_migrates_forward() {
             .expect("version 2 is recorded");
     }
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5]);
     assert_eq!(
         store
             .checkpoints()
@@ -165,7 +165,7 @@ async fn a_version_2_file_migrates_forward() {
     );
 }
 
-/// A file as `sourcery-sqlite` at schema version 3 (before event schema
+/// A file as the store at schema version 3 (before event schema
 /// versions) left it, with events of two kinds in one stream, migrates
 /// forward: the old events read back whole at schema version 1 through a
 /// whole-stream load, and new events keep their schema versions.
@@ -193,7 +193,7 @@ async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
     assert_eq!(recorded_versions(&path), [1, 2, 3]);
 
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5]);
     let id = "ACC-1".to_owned();
     let old = store
         .load_events(&[EventFilter::for_stream("account", id.clone())])
@@ -223,4 +223,137 @@ async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
         .expect("the events load");
     let versions: Vec<u32> = all.iter().map(|event| event.schema_version).collect();
     assert_eq!(versions, [1, 1, 2], "the new event keeps its schema version");
+}
+
+/// A file as the store at schema version 4 (before event ids) left it, its
+/// events' metadata as earlier releases' `EventMetadata` wrote it (an
+/// `event_id` key) or otherwise, migrates forward: an event keeps the id its
+/// metadata names when that is a UUID no earlier event took, every other
+/// event gets a random version 4 UUID, and the ids are unique and indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("v4.db");
+    version_1_file(&path);
+    let kept = "0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b";
+    let upper = "0190A5B2-7C3D-7E4F-8A1B-2C3D4E5F6A7C";
+    let simple = "0190a5b27c3d7e4f8a1b2c3d4e5f6a7d";
+    let nil = "00000000-0000-0000-0000-000000000000";
+    // (metadata, the id the event must keep, if any). The event of version
+    // 1's file is first, with metadata `null`.
+    let metadata: [(String, Option<&str>); 11] = [
+        (
+            format!(r#"{{"event_id":"{kept}","correlation_id":"{kept}","recorded_at":"2026-01-01T00:00:00Z"}}"#),
+            Some(kept),
+        ),
+        (format!(r#"{{"event_id":"{upper}"}}"#), Some(upper)),
+        (format!(r#"{{"event_id":"{simple}"}}"#), Some(simple)),
+        (format!(r#"{{"event_id":"{nil}"}}"#), Some(nil)),
+        // Taken by an earlier event.
+        (format!(r#"{{"event_id":"{kept}","actor":"copied"}}"#), None),
+        // Not UUIDs.
+        (r#"{"event_id":"not-a-uuid"}"#.to_owned(), None),
+        (r#"{"event_id":"0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7g"}"#.to_owned(), None),
+        (r#"{"event_id":"0190a5b27-c3d-7e4f-8a1b-2c3d4e5f6a7b"}"#.to_owned(), None),
+        (r#"{"event_id":12345}"#.to_owned(), None),
+        // Nested, not the top-level key; and metadata that is not JSON at all
+        // (written by something else than the store).
+        (format!(r#"{{"inner":{{"event_id":"{kept}"}}}}"#), None),
+        ("{not json".to_owned(), None),
+    ];
+    {
+        let connection = rusqlite::Connection::open(&path).expect("the database opens");
+        for migration in [
+            include_str!("../../migrations/0002_checkpoints.sql"),
+            include_str!("../../migrations/0003_snapshots.sql"),
+            include_str!("../../migrations/0004_schema_version.sql"),
+        ] {
+            connection.execute_batch(migration).expect("the migration applies");
+        }
+        connection
+            .execute_batch(
+                "INSERT INTO sourcery_migrations (version, description)
+                     VALUES (2, 'checkpoints'), (3, 'snapshots'), (4, 'event schema versions');",
+            )
+            .expect("version 4 is recorded");
+        for (text, _) in &metadata {
+            connection
+                .execute(
+                    "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata)
+                         VALUES ('account', 'ACC-1', 'account.noted', CAST('{}' AS BLOB), ?1)",
+                    [text],
+                )
+                .expect("an event of version 4");
+        }
+    }
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
+
+    let store: Store<String, serde_json::Value> = Store::open(&path).await.expect("the old file opens");
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5]);
+    let id = "ACC-1".to_owned();
+    // The metadata that is not JSON fails to decode; read the ids by hand.
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).expect("the database opens");
+    let ids: Vec<(i64, EventId)> = {
+        let mut statement = connection
+            .prepare("SELECT position, event_id FROM sourcery_events ORDER BY position")
+            .expect("the query prepares");
+        statement
+            .query_map([], |row| Ok((row.get(0)?, EventId::from_bytes(row.get(1)?))))
+            .expect("the query runs")
+            .collect::<Result<_, _>>()
+            .expect("the ids read")
+    };
+    assert_eq!(ids.len(), metadata.len() + 1);
+    let expected = std::iter::once(None).chain(metadata.iter().map(|(_, id)| *id));
+    for ((position, stored), expected) in ids.iter().zip(expected) {
+        match expected {
+            Some(text) => assert_eq!(
+                *stored,
+                text.parse::<EventId>().expect("a UUID"),
+                "the event at {position} keeps the id of its metadata"
+            ),
+            None => {
+                let bytes = stored.as_bytes();
+                assert!(
+                    bytes[6] >> 4 == 4 && bytes[8] & 0xc0 == 0x80,
+                    "the event at {position} gets a random version 4 UUID: {stored}"
+                );
+            }
+        }
+    }
+    let distinct: std::collections::BTreeSet<EventId> = ids.iter().map(|(_, id)| *id).collect();
+    assert_eq!(distinct.len(), ids.len(), "the ids are unique");
+    let index: (String, bool) = connection
+        .query_row(
+            "SELECT name, \"unique\" FROM pragma_index_list('sourcery_events') WHERE name = 'sourcery_events_event_id'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the index exists");
+    assert_eq!(index, ("sourcery_events_event_id".to_owned(), true));
+    drop(connection);
+
+    // The index works on the old events: the first one's id, appended again
+    // to its stream, is a replay of it.
+    let store: Store<String, serde_json::Value> = Store::open(&path).await.expect("the migrated file opens");
+    let (first_position, first_id) = ids[1];
+    let replayed = store
+        .append(
+            "account",
+            &id,
+            None,
+            NonEmpty::new(PersistableEvent::new("account.noted", b"{}".to_vec(), serde_json::Value::Null).with_id(first_id)),
+        )
+        .await
+        .expect("a replay");
+    assert!(replayed.replayed);
+    assert_eq!(replayed.last_position, first_position);
+    assert_eq!(
+        store
+            .event_positions("account", &id, &[first_id, ids[2].1])
+            .await
+            .expect("the positions read"),
+        [Some(first_position), Some(ids[2].0)]
+    );
 }

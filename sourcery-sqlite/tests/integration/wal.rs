@@ -29,12 +29,7 @@ async fn the_database_file_catches_up_with_the_log_and_the_log_stays_bounded() {
     // (4,000 pages).
     for n in 0..250 {
         let batch: Vec<PersistableEvent<()>> = (0..10)
-            .map(|_| PersistableEvent {
-                kind: "noted".to_owned(),
-                schema_version: 1,
-                data: vec![b'x'; 1_000],
-                metadata: (),
-            })
+            .map(|_| PersistableEvent::new("noted", vec![b'x'; 1_000], ()))
             .collect();
         let batch = NonEmpty::from_vec(batch).expect("ten events");
         last = store
