@@ -20,6 +20,7 @@ mod checkpoints;
 mod concurrency;
 mod crash;
 mod data;
+mod ids;
 mod migrations;
 mod open_together;
 mod snapshots;
