@@ -23,6 +23,7 @@ mod data;
 mod ids;
 mod migrations;
 mod open_together;
+mod retry_after_kill;
 mod snapshots;
 mod subscriptions;
 mod wal;
