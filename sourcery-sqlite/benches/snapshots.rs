@@ -57,12 +57,11 @@ async fn fill(store: &BenchStore, events: usize) {
         let mut batch = Vec::with_capacity(BATCH);
         for n in start..(start + BATCH).min(events) {
             let event = CounterEvent(Added { amount: amount(n) });
-            batch.push(PersistableEvent {
-                kind: event.kind().to_owned(),
-                schema_version: 1,
-                data: event.encode_with(store.codec()).expect("the event encodes"),
-                metadata: (),
-            });
+            batch.push(PersistableEvent::new(
+                event.kind(),
+                event.encode_with(store.codec()).expect("the event encodes"),
+                (),
+            ));
             if n < events - TAIL {
                 state.apply(&event);
             }

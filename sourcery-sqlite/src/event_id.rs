@@ -153,6 +153,10 @@ mod tests {
         let stored = stored_ids(&connection, "account", "a", &many).expect("the ids are looked up");
         assert_eq!(stored.len(), many.len());
         assert_eq!(stored.last(), Some(&StoredId::InStream(1)));
-        assert!(stored[..CHUNK + 20].iter().all(|found| *found == StoredId::Missing));
+        assert!(
+            stored[..CHUNK + 20]
+                .iter()
+                .all(|found| *found == StoredId::Missing)
+        );
     }
 }

@@ -404,8 +404,13 @@ where
         aggregate_id: &'a Id,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
-        self.write(aggregate_kind, aggregate_id, ExpectedVersion::StreamExists, events)
-            .await
+        self.write(
+            aggregate_kind,
+            aggregate_id,
+            ExpectedVersion::StreamExists,
+            events,
+        )
+        .await
     }
 
     /// One statement through the unique index on event ids (one probe per

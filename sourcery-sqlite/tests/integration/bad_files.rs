@@ -77,9 +77,9 @@ async fn a_schema_from_a_newer_version_is_refused_untouched() {
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     assert!(
-        error
-            .to_string()
-            .contains(&format!("newer than version {SCHEMA_VERSION} that this sourcery-es-sqlite knows")),
+        error.to_string().contains(&format!(
+            "newer than version {SCHEMA_VERSION} that this sourcery-es-sqlite knows"
+        )),
         "{error}"
     );
     assert_eq!(

@@ -163,9 +163,13 @@ async fn reused_ids_are_refused_whichever_way_they_are_found_and_nothing_is_writ
             let events = batch(&ids);
             let outcome = match expected {
                 ExpectedVersion::Any => store.append("account", &stream, None, events).await,
-                ExpectedVersion::Exact(version) => store.append("account", &stream, Some(version), events).await,
+                ExpectedVersion::Exact(version) => {
+                    store.append("account", &stream, Some(version), events).await
+                }
                 ExpectedVersion::NoStream => store.append_expecting_new("account", &stream, events).await,
-                _ => store.append_expecting_existing("account", &stream, events).await,
+                ExpectedVersion::StreamExists => {
+                    store.append_expecting_existing("account", &stream, events).await
+                }
             };
             match outcome {
                 Err(AppendError::IdReused(refused)) => {
@@ -258,7 +262,10 @@ async fn an_append_to_an_existing_stream_checks_the_batch_first() {
         store
             .append_expecting_existing("account", &empty, batch(&[id, id]))
             .await,
-        Err(AppendError::Invalid(InvalidBatch::DuplicateId { first: 0, second: 1 }))
+        Err(AppendError::Invalid(InvalidBatch::DuplicateId {
+            first: 0,
+            second: 1
+        }))
     ));
     assert_eq!(log(&store).await, []);
 }
@@ -317,10 +324,7 @@ async fn event_positions_are_those_of_the_stream() {
     let last = written_a.last_position;
     assert_eq!(positions, [Some(last), None, None, Some(last - 1), Some(last)]);
     assert_eq!(
-        store
-            .event_positions("account", &a, &[])
-            .await
-            .expect("no ids"),
+        store.event_positions("account", &a, &[]).await.expect("no ids"),
         []
     );
     assert_eq!(

@@ -225,6 +225,38 @@ async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
     assert_eq!(versions, [1, 1, 2], "the new event keeps its schema version");
 }
 
+/// A file as the store at schema version 4 left it: version 1's file, then
+/// the tables and columns of migrations 2 to 4, and events of stream
+/// `account` / `ACC-1` with `metadata`.
+fn version_4_file<'a>(path: &std::path::Path, metadata: impl IntoIterator<Item = &'a str>) {
+    version_1_file(path);
+    let connection = rusqlite::Connection::open(path).expect("the database opens");
+    for migration in [
+        include_str!("../../migrations/0002_checkpoints.sql"),
+        include_str!("../../migrations/0003_snapshots.sql"),
+        include_str!("../../migrations/0004_schema_version.sql"),
+    ] {
+        connection
+            .execute_batch(migration)
+            .expect("the migration applies");
+    }
+    connection
+        .execute_batch(
+            "INSERT INTO sourcery_migrations (version, description)
+                 VALUES (2, 'checkpoints'), (3, 'snapshots'), (4, 'event schema versions');",
+        )
+        .expect("version 4 is recorded");
+    for text in metadata {
+        connection
+            .execute(
+                "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata)
+                     VALUES ('account', 'ACC-1', 'account.noted', CAST('{}' AS BLOB), ?1)",
+                [text],
+            )
+            .expect("an event of version 4");
+    }
+}
+
 /// A file as the store at schema version 4 (before event ids) left it, its
 /// events' metadata as earlier releases' `EventMetadata` wrote it (an
 /// `event_id` key) or otherwise, migrates forward: an event keeps the id its
@@ -234,7 +266,6 @@ async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
 async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("v4.db");
-    version_1_file(&path);
     let kept = "0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b";
     let upper = "0190A5B2-7C3D-7E4F-8A1B-2C3D4E5F6A7C";
     let simple = "0190a5b27c3d7e4f8a1b2c3d4e5f6a7d";
@@ -243,7 +274,9 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
     // 1's file is first, with metadata `null`.
     let metadata: [(String, Option<&str>); 11] = [
         (
-            format!(r#"{{"event_id":"{kept}","correlation_id":"{kept}","recorded_at":"2026-01-01T00:00:00Z"}}"#),
+            format!(
+                r#"{{"event_id":"{kept}","correlation_id":"{kept}","recorded_at":"2026-01-01T00:00:00Z"}}"#
+            ),
             Some(kept),
         ),
         (format!(r#"{{"event_id":"{upper}"}}"#), Some(upper)),
@@ -253,39 +286,21 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
         (format!(r#"{{"event_id":"{kept}","actor":"copied"}}"#), None),
         // Not UUIDs.
         (r#"{"event_id":"not-a-uuid"}"#.to_owned(), None),
-        (r#"{"event_id":"0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7g"}"#.to_owned(), None),
-        (r#"{"event_id":"0190a5b27-c3d-7e4f-8a1b-2c3d4e5f6a7b"}"#.to_owned(), None),
+        (
+            r#"{"event_id":"0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7g"}"#.to_owned(),
+            None,
+        ),
+        (
+            r#"{"event_id":"0190a5b27-c3d-7e4f-8a1b-2c3d4e5f6a7b"}"#.to_owned(),
+            None,
+        ),
         (r#"{"event_id":12345}"#.to_owned(), None),
         // Nested, not the top-level key; and metadata that is not JSON at all
         // (written by something else than the store).
         (format!(r#"{{"inner":{{"event_id":"{kept}"}}}}"#), None),
         ("{not json".to_owned(), None),
     ];
-    {
-        let connection = rusqlite::Connection::open(&path).expect("the database opens");
-        for migration in [
-            include_str!("../../migrations/0002_checkpoints.sql"),
-            include_str!("../../migrations/0003_snapshots.sql"),
-            include_str!("../../migrations/0004_schema_version.sql"),
-        ] {
-            connection.execute_batch(migration).expect("the migration applies");
-        }
-        connection
-            .execute_batch(
-                "INSERT INTO sourcery_migrations (version, description)
-                     VALUES (2, 'checkpoints'), (3, 'snapshots'), (4, 'event schema versions');",
-            )
-            .expect("version 4 is recorded");
-        for (text, _) in &metadata {
-            connection
-                .execute(
-                    "INSERT INTO sourcery_events (aggregate_kind, aggregate_id, event_kind, data, metadata)
-                         VALUES ('account', 'ACC-1', 'account.noted', CAST('{}' AS BLOB), ?1)",
-                    [text],
-                )
-                .expect("an event of version 4");
-        }
-    }
+    version_4_file(&path, metadata.iter().map(|(text, _)| text.as_str()));
     assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
 
     let store: Store<String, serde_json::Value> = Store::open(&path).await.expect("the old file opens");
@@ -307,19 +322,18 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
     assert_eq!(ids.len(), metadata.len() + 1);
     let expected = std::iter::once(None).chain(metadata.iter().map(|(_, id)| *id));
     for ((position, stored), expected) in ids.iter().zip(expected) {
-        match expected {
-            Some(text) => assert_eq!(
+        if let Some(text) = expected {
+            assert_eq!(
                 *stored,
                 text.parse::<EventId>().expect("a UUID"),
                 "the event at {position} keeps the id of its metadata"
-            ),
-            None => {
-                let bytes = stored.as_bytes();
-                assert!(
-                    bytes[6] >> 4 == 4 && bytes[8] & 0xc0 == 0x80,
-                    "the event at {position} gets a random version 4 UUID: {stored}"
-                );
-            }
+            );
+        } else {
+            let bytes = stored.as_bytes();
+            assert!(
+                bytes[6] >> 4 == 4 && bytes[8] & 0xc0 == 0x80,
+                "the event at {position} gets a random version 4 UUID: {stored}"
+            );
         }
     }
     let distinct: std::collections::BTreeSet<EventId> = ids.iter().map(|(_, id)| *id).collect();
@@ -343,7 +357,10 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
             "account",
             &id,
             None,
-            NonEmpty::new(PersistableEvent::new("account.noted", b"{}".to_vec(), serde_json::Value::Null).with_id(first_id)),
+            NonEmpty::new(
+                PersistableEvent::new("account.noted", b"{}".to_vec(), serde_json::Value::Null)
+                    .with_id(first_id),
+            ),
         )
         .await
         .expect("a replay");

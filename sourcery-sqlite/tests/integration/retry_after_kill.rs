@@ -214,7 +214,8 @@ fn a_retry_after_a_kill_is_a_replay_if_the_batch_landed_and_a_write_if_not() {
         let synchronous = if run % 2 == 0 { "full" } else { "normal" };
         let way = (run / 2) % 4;
         let kill_after = 1 + random.next(MAX_RECORDS_BEFORE_KILL);
-        let delay = Duration::from_micros(random.next(u64::try_from(MAX_KILL_DELAY.as_micros()).unwrap_or(1)));
+        let delay =
+            Duration::from_micros(random.next(u64::try_from(MAX_KILL_DELAY.as_micros()).unwrap_or(1)));
         let (records, reported) = run_and_kill(&path, run, synchronous, way, kill_after, delay);
         let context = format!("run {run} (seed {seed}, way {way}, {synchronous})");
         assert!(!records.is_empty(), "{context}: the child recorded a batch");
@@ -229,7 +230,9 @@ fn a_retry_after_a_kill_is_a_replay_if_the_batch_landed_and_a_write_if_not() {
         }
 
         runtime.block_on(async {
-            let store: TestStore = bounded(Store::open(&path)).await.expect("the store opens after a kill");
+            let store: TestStore = bounded(Store::open(&path))
+                .await
+                .expect("the store opens after a kill");
             // Acknowledged batches are where the child was told they are.
             for record in &records {
                 if let Some(&position) = reported.get(&record.batch) {
@@ -258,19 +261,24 @@ fn a_retry_after_a_kill_is_a_replay_if_the_batch_landed_and_a_write_if_not() {
                     );
                     None
                 };
-                let retry = bounded(last.append(&store))
-                    .await
-                    .unwrap_or_else(|error| panic!("{context}: the retry of batch {} failed: {error:?}", last.batch));
-                match landed {
-                    Some(position) => {
-                        assert!(retry.replayed, "{context}: the landed batch {} is replayed", last.batch);
-                        assert_eq!(retry.last_position, position, "{context}: the original position");
-                        tally.landed += 1;
-                    }
-                    None => {
-                        assert!(!retry.replayed, "{context}: the lost batch {} is written", last.batch);
-                        tally.written_by_retry += 1;
-                    }
+                let retry = bounded(last.append(&store)).await.unwrap_or_else(|error| {
+                    panic!("{context}: the retry of batch {} failed: {error:?}", last.batch)
+                });
+                if let Some(position) = landed {
+                    assert!(
+                        retry.replayed,
+                        "{context}: the landed batch {} is replayed",
+                        last.batch
+                    );
+                    assert_eq!(retry.last_position, position, "{context}: the original position");
+                    tally.landed += 1;
+                } else {
+                    assert!(
+                        !retry.replayed,
+                        "{context}: the lost batch {} is written",
+                        last.batch
+                    );
+                    tally.written_by_retry += 1;
                 }
                 let again = bounded(last.append(&store))
                     .await
@@ -311,15 +319,22 @@ async fn exactly_once(store: &TestStore, recorded: &[Record], context: &str) {
     for event in &events {
         let written: Written = event.decode(&JsonCodec).expect("a written event decodes");
         let previous = stored.insert(event.id, (event.position, event.aggregate_id.clone(), written));
-        assert!(previous.is_none(), "{context}: the id {} is stored twice", event.id);
+        assert!(
+            previous.is_none(),
+            "{context}: the id {} is stored twice",
+            event.id
+        );
     }
     let mut expected: BTreeSet<EventId> = BTreeSet::new();
     for record in recorded {
         let mut previous: Option<i64> = None;
         for (index, id) in (0..).zip(&record.ids) {
-            let (position, stream, written) = stored
-                .get(id)
-                .unwrap_or_else(|| panic!("{context}: batch {} of run {} is missing", record.batch, record.run));
+            let (position, stream, written) = stored.get(id).unwrap_or_else(|| {
+                panic!(
+                    "{context}: batch {} of run {} is missing",
+                    record.batch, record.run
+                )
+            });
             assert_eq!(stream, &record.stream, "{context}");
             assert_eq!(
                 written,
@@ -331,7 +346,11 @@ async fn exactly_once(store: &TestStore, recorded: &[Record], context: &str) {
                 "{context}"
             );
             if let Some(previous) = previous {
-                assert_eq!(*position, previous + 1, "{context}: a batch is on consecutive positions");
+                assert_eq!(
+                    *position,
+                    previous + 1,
+                    "{context}: a batch is on consecutive positions"
+                );
             }
             previous = Some(*position);
             expected.insert(*id);
