@@ -194,7 +194,7 @@ fn seed() -> u64 {
     hasher.finish()
 }
 
-/// The next 64 random bits of this thread (SplitMix64).
+/// The next 64 random bits of this thread (`SplitMix64`).
 fn random_u64() -> u64 {
     STATE.with(|state| {
         let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
