@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     AGGREGATE, BATCH, BenchStore, KINDS, LOADED, STREAMS, baseline_append, baseline_connection,
-    baseline_load, batch, fill, name, open, runtime,
+    baseline_load, batch, fill, name, open, renewed, runtime,
 };
 use sourcery_core::store::{EventFilter, EventStore, NonEmpty};
 use sourcery_sqlite::Synchronous;
@@ -137,7 +137,7 @@ fn main() {
             APPENDS,
             || {
                 n += 1;
-                let Some(batch) = NonEmpty::from_vec(store_events.clone()) else {
+                let Some(batch) = NonEmpty::from_vec(renewed(&store_events)) else {
                     unreachable!("a batch holds {BATCH} events")
                 };
                 runtime
@@ -149,7 +149,7 @@ fn main() {
                 baseline_append(
                     &mut connection,
                     &format!("stream-{}", hand % STREAMS),
-                    &hand_events,
+                    &renewed(&hand_events),
                 );
             },
         );
@@ -165,7 +165,7 @@ fn main() {
                 m += 1;
                 let slot = m % STREAMS;
                 let stream = format!("stream-{slot}");
-                let Some(batch) = NonEmpty::from_vec(store_events.clone()) else {
+                let Some(batch) = NonEmpty::from_vec(renewed(&store_events)) else {
                     unreachable!("a batch holds {BATCH} events")
                 };
                 let written = runtime.block_on(async {
@@ -185,7 +185,7 @@ fn main() {
                 baseline_append(
                     &mut connection,
                     &format!("stream-{}", hand % STREAMS),
-                    &hand_events,
+                    &renewed(&hand_events),
                 );
             },
         );

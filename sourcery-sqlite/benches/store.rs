@@ -30,7 +30,7 @@ mod common;
 
 use common::{
     AGGREGATE, KINDS, LOADED, STREAMS, baseline_append, baseline_connection, baseline_load, batch, fill,
-    name, open, runtime,
+    name, open, renewed, runtime,
 };
 
 fn append(c: &mut Criterion) {
@@ -53,7 +53,7 @@ fn append(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     n += 1;
-                    (format!("stream-{}", n % STREAMS), events.clone())
+                    (format!("stream-{}", n % STREAMS), renewed(&events))
                 },
                 |(stream, events)| {
                     let Some(events) = NonEmpty::from_vec(events) else {
@@ -78,7 +78,7 @@ fn append(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     n += 1;
-                    (n % STREAMS, events.clone())
+                    (n % STREAMS, renewed(&events))
                 },
                 |(slot, events)| {
                     let Some(events) = NonEmpty::from_vec(events) else {
@@ -110,7 +110,7 @@ fn append(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     n += 1;
-                    (format!("stream-{}", n % STREAMS), events.clone())
+                    (format!("stream-{}", n % STREAMS), renewed(&events))
                 },
                 |(stream, events)| baseline_append(&mut connection, &stream, &events),
                 BatchSize::SmallInput,

@@ -45,6 +45,15 @@ pub(crate) fn batch(start: usize) -> Vec<PersistableEvent<Meta>> {
         .collect()
 }
 
+/// The same events under fresh ids: a batch appended again with its ids
+/// would be a replay (and the baseline's insert would fail on the id index).
+pub(crate) fn renewed(events: &[PersistableEvent<Meta>]) -> Vec<PersistableEvent<Meta>> {
+    events
+        .iter()
+        .map(|event| event.clone().with_id(EventId::new()))
+        .collect()
+}
+
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_current_thread().build() {
         Ok(runtime) => runtime,
