@@ -93,6 +93,24 @@ pub enum Error {
         #[source]
         source: std::num::TryFromIntError,
     },
+    /// A stored event id is not 16 bytes (the column's check keeps it so:
+    /// the row was written by something other than the store).
+    #[error(
+        "stored event `{event_kind}` of stream `{aggregate_kind}` {aggregate_id:?} at position {position} \
+         has an event id of {length} bytes, not 16"
+    )]
+    DecodeEventId {
+        /// The stored kind of the event.
+        event_kind: String,
+        /// The kind of the stream it belongs to.
+        aggregate_kind: String,
+        /// The stream's aggregate id, as stored.
+        aggregate_id: String,
+        /// The event's position.
+        position: i64,
+        /// The stored id's length in bytes.
+        length: usize,
+    },
     /// A stored aggregate id does not parse into the store's id type (the
     /// store was opened with another id type than the one that wrote it).
     #[error(
@@ -132,7 +150,8 @@ pub enum Error {
     #[error("cannot start a thread for the SQLite store")]
     Thread(#[source] std::io::Error),
     /// One of the store's threads stopped (it panicked); the operation's
-    /// outcome is unknown. Open the store again.
+    /// outcome is unknown. Open the store again; an append can then be
+    /// retried with the same event ids (a replay if it had committed).
     #[error("a thread of the SQLite store stopped; the operation's outcome is unknown")]
     Stopped,
 }

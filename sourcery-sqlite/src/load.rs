@@ -319,14 +319,15 @@ pub(crate) struct Rows {
     rows: Vec<RawRow>,
 }
 
-/// One row: its position, its schema version as stored, its event id, and
-/// where its other columns end in [`Rows::bytes`] (aggregate kind, aggregate
-/// id, event kind, data, metadata; each starts where the previous one ends).
+/// One row: its position, its schema version as stored, its event id (or
+/// the length of a stored id that is not 16 bytes), and where its other
+/// columns end in [`Rows::bytes`] (aggregate kind, aggregate id, event kind,
+/// data, metadata; each starts where the previous one ends).
 #[derive(Debug, Clone, Copy)]
 struct RawRow {
     position: i64,
     schema_version: i64,
-    event_id: [u8; 16],
+    event_id: Result<[u8; 16], usize>,
     start: usize,
     ends: [usize; 5],
 }
@@ -388,8 +389,15 @@ impl Rows {
                 position,
                 source,
             })?;
+            let id = row.event_id.map_err(|length| Error::DecodeEventId {
+                event_kind: kind.to_owned(),
+                aggregate_kind: aggregate_kind.to_owned(),
+                aggregate_id: id_text.to_owned(),
+                position,
+                length,
+            })?;
             events.push(StoredEvent {
-                id: EventId::from_bytes(row.event_id),
+                id: EventId::from_bytes(id),
                 aggregate_kind: aggregate_kind.to_owned(),
                 aggregate_id,
                 kind: kind.to_owned(),
@@ -450,8 +458,9 @@ fn select(
             *end = rows.bytes.len();
         }
         let schema_version: i64 = row.get(6).at(path)?;
-        // 16 bytes: the column's check sees to it.
-        let event_id: [u8; 16] = row.get(7).at(path)?;
+        // 16 bytes, unless written past the column's check.
+        let event_id = row.get_ref(7).and_then(|value| Ok(value.as_blob()?)).at(path)?;
+        let event_id = <[u8; 16]>::try_from(event_id).map_err(|_| event_id.len());
         rows.rows.push(RawRow {
             position,
             schema_version,

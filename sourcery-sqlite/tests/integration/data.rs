@@ -414,6 +414,53 @@ async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_posi
     }
 }
 
+/// A stored event id that is not 16 bytes (written past the column's
+/// check) fails the load with the stream and position.
+#[tokio::test]
+async fn a_stored_event_id_that_is_not_16_bytes_names_the_stream_and_position() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("bad-id.db");
+    let store = Store::<String, ()>::open(&path).await.expect("the store opens");
+    let written = store
+        .append(
+            "account",
+            &"ACC-1".to_owned(),
+            None,
+            event("account.opened", b"{}", ()),
+        )
+        .await
+        .expect("the append");
+    {
+        let connection = rusqlite::Connection::open(&path).expect("the database opens");
+        connection
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE sourcery_events SET event_id = x'0102';",
+            )
+            .expect("the row is changed by hand");
+    }
+    let error = store
+        .load_events(&[EventFilter::for_stream("account", "ACC-1".to_owned())])
+        .await
+        .expect_err("the event id does not convert");
+    match &error {
+        Error::DecodeEventId {
+            event_kind,
+            aggregate_kind,
+            aggregate_id,
+            position,
+            length,
+        } => {
+            assert_eq!(event_kind, "account.opened");
+            assert_eq!(aggregate_kind, "account");
+            assert_eq!(aggregate_id, "ACC-1");
+            assert_eq!(*position, written.last_position);
+            assert_eq!(*length, 2);
+        }
+        other => panic!("expected DecodeEventId, got {other:?}"),
+    }
+}
+
 /// A long load reaches the caller in several parts (the reader thread sends
 /// its rows a few hundred kilobytes at a time): every event arrives once, in
 /// order, and a value that fails to decode in a later part still fails the
