@@ -78,22 +78,7 @@ pub(crate) fn append(
             };
         }
     }
-    let inserted = (|| {
-        let mut insert = transaction.prepare_cached(INSERT)?;
-        for row in rows {
-            insert.execute((
-                aggregate_kind,
-                aggregate_id,
-                row.kind.as_str(),
-                row.schema_version,
-                row.data.as_slice(),
-                row.metadata.as_str(),
-                row.id.as_bytes(),
-            ))?;
-        }
-        Ok(())
-    })();
-    if let Err(error) = inserted {
+    if let Err(error) = insert(&transaction, aggregate_kind, aggregate_id, rows) {
         if !is_unique_violation(&error) {
             return Err(AppendError::Store(Error::from_sqlite(path, error)));
         }
@@ -112,6 +97,28 @@ pub(crate) fn append(
     let last_position = transaction.last_insert_rowid();
     transaction.commit().at(path).map_err(AppendError::Store)?;
     Ok(AppendResult::new(last_position))
+}
+
+/// Inserts the rows, one cached statement.
+fn insert(
+    connection: &Connection,
+    aggregate_kind: &str,
+    aggregate_id: &str,
+    rows: &[Row],
+) -> rusqlite::Result<()> {
+    let mut insert = connection.prepare_cached(INSERT)?;
+    for row in rows {
+        insert.execute((
+            aggregate_kind,
+            aggregate_id,
+            row.kind.as_str(),
+            row.schema_version,
+            row.data.as_slice(),
+            row.metadata.as_str(),
+            row.id.as_bytes(),
+        ))?;
+    }
+    Ok(())
 }
 
 /// Whether the batch is a replay of stored events (`Some` with the position
