@@ -29,6 +29,9 @@ FROM (
     FROM (
         SELECT position,
                unhex(CASE
+                   -- A JSON string only (`json_extract` gives numbers as
+                   -- numbers, objects and arrays as their JSON text).
+                   WHEN typeof(text) <> 'text' THEN NULL
                    WHEN length(text) = 36
                         AND substr(text, 9, 1) = '-' AND substr(text, 14, 1) = '-'
                         AND substr(text, 19, 1) = '-' AND substr(text, 24, 1) = '-'
@@ -37,10 +40,11 @@ FROM (
                END) AS event_id
         FROM (
             SELECT position,
-                   -- `CASE` evaluates lazily: metadata that is not JSON
-                   -- (written by something else than the store) is skipped,
-                   -- not an error.
-                   CASE WHEN json_valid(metadata) AND json_type(metadata, '$.event_id') = 'text'
+                   -- `CASE` evaluates lazily: metadata without the key is
+                   -- not parsed, and metadata that is not JSON (written by
+                   -- something else than the store) is skipped, not an
+                   -- error.
+                   CASE WHEN instr(metadata, '"event_id"') > 0 AND json_valid(metadata)
                        THEN json_extract(metadata, '$.event_id')
                    END AS text
             FROM sourcery_events
