@@ -25,7 +25,7 @@ use sourcery_core::checkpoint::inmemory::CheckpointStore as Checkpoints;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
 use sourcery_core::runner::ProjectionRunner;
-use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_core::subscription::Subscribe as _;
 use sourcery_postgres::{Store, SubscriptionOptions};
 use sqlx::PgPool;
@@ -64,6 +64,7 @@ impl ApplyProjection<Ticked> for Count {
 
 fn ticked(n: u64) -> NonEmpty<PersistableEvent<()>> {
     NonEmpty::new(PersistableEvent {
+        id: EventId::new(),
         kind: Ticked::KIND.to_owned(),
         schema_version: 1,
         data: serde_json::to_vec(&Ticked { n }).unwrap_or_default(),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use sourcery_core::store::{NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventId, NonEmpty, PersistableEvent};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
@@ -29,6 +29,7 @@ pub(crate) fn metadata(n: usize) -> serde_json::Value {
 pub(crate) fn events(from: usize, count: usize) -> NonEmpty<PersistableEvent<serde_json::Value>> {
     let events = (from..from + count)
         .map(|n| PersistableEvent {
+            id: EventId::new(),
             kind: KINDS[n % KINDS.len()].to_owned(),
             schema_version: 1,
             data: payload(n),
