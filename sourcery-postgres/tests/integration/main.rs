@@ -5,6 +5,9 @@
 #[path = "../support/database.rs"]
 mod support;
 
+#[path = "../support/proxy.rs"]
+mod proxy;
+
 mod concurrency;
 mod data;
 mod faults;
@@ -13,3 +16,4 @@ mod migrations;
 mod runner;
 mod snapshots;
 mod subscriptions;
+mod unknown_outcome;
