@@ -6,7 +6,10 @@
 //! then returns the first append's outcome, and the stream holds the batch
 //! once. The repository does the same for commands with a command id, by
 //! hand or by its retry policy, and two processes running one command id at
-//! the same moment write it once and are told the same outcome.
+//! the same moment write it once and are told the same outcome. A last test
+//! checks the proxy itself on the other ways an append can commit: a
+//! `COMMIT` after it in a transaction (the store's rerun of an append that
+//! lost a race for the stream runs so), and a simple query in autocommit.
 //!
 //! The random test's seed is printed with every failure; rerun one with
 //! `SOURCERY_UNKNOWN_OUTCOME_SEED=<seed>`.
@@ -152,12 +155,7 @@ struct Figures {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_cut_append_returns_the_first_outcome_and_writes_once() {
-    let Some(Harness {
-        proxy,
-        proxied,
-        direct,
-    }) = harness().await
-    else {
+    let Some(harness) = harness().await else {
         return;
     };
     let seed = seed();
@@ -172,85 +170,32 @@ async fn a_retry_after_a_cut_append_returns_the_first_outcome_and_writes_once() 
             started.elapsed()
         );
         let size = 1 + random.below(4);
-        let rows = usize::try_from(size).expect("small");
         // Anywhere in the exchange, and a little past its end (the whole
         // answer swallowed).
-        let points = CLIENT_MESSAGES + ANSWER_BESIDES_ROWS + rows + 1;
+        let points = CLIENT_MESSAGES + ANSWER_BESIDES_ROWS + usize::try_from(size).expect("small") + 1;
         let point = random.below(u64::try_from(points).expect("small"));
         let cut = Cut::Before(usize::try_from(point).expect("small"));
-        let events = batch(iteration, size);
-        let ids: Vec<EventId> = events.iter().map(|event| event.id).collect();
-        let stream = format!("s-{iteration}");
         let context = format!("seed {seed:#x}, iteration {iteration}, {size} events, {cut:?}");
-
-        proxy.arm(cut);
-        let first = support::bounded(
-            "the cut append",
-            CALL,
-            proxied.append_expecting_new(AGGREGATE, &stream, events.clone()),
+        let landed = cut_and_retry(
+            &harness,
+            &batch(iteration, size),
+            &format!("s-{iteration}"),
+            cut,
+            &context,
         )
         .await;
-        assert!(
-            matches!(first, Err(AppendError::Store(_))),
-            "{context}: the cut append returned {first:?}"
-        );
-        let cutting: Cutting = proxy.cut_done(CALL).await;
-        let context = format!("{context}; the proxy: {cutting}");
-
-        let retried = support::bounded(
-            "the retry",
-            CALL,
-            direct.append_expecting_new(AGGREGATE, &stream, events.clone()),
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{context}: the retry failed: {error:?}"));
-        let stored = stream_of(&direct, AGGREGATE, &stream).await;
-        let stored_ids: Vec<EventId> = stored.iter().map(|(id, _)| *id).collect();
-        assert_eq!(stored_ids, ids, "{context}: the stream holds the batch once");
-        let positions: Vec<i64> = stored.iter().map(|(_, position)| *position).collect();
-        assert_eq!(
-            Some(retried.last_position),
-            positions.last().copied(),
-            "{context}: the retry returns the batch's last position"
-        );
-        if cutting.landed() {
+        if landed {
             figures.unacknowledged += 1;
-            assert!(
-                retried.replayed,
-                "{context}: the first attempt committed, so the retry is a replay"
-            );
-            assert_eq!(
-                cutting.positions, positions,
-                "{context}: the stored positions are the ones the lost answer held"
-            );
         } else {
             figures.not_landed += 1;
-            assert!(
-                !retried.replayed,
-                "{context}: the first attempt never committed, so the retry writes"
-            );
         }
-        // Whatever the expected version now: another version, or none.
-        for expected in [Some(retried.last_position + 1_000), None] {
-            let again = support::bounded(
-                "another retry",
-                CALL,
-                direct.append(AGGREGATE, &stream, expected, events.clone()),
-            )
-            .await
-            .unwrap_or_else(|error| panic!("{context}: a retry expecting {expected:?} failed: {error:?}"));
-            assert!(
-                again.replayed && again.last_position == retried.last_position,
-                "{context}: a retry expecting {expected:?} returned {again:?}"
-            );
-        }
-        figures.events += rows;
+        figures.events += usize::try_from(size).expect("small");
     }
-    assert_eq!(proxy.disarm(), 0, "seed {seed:#x}: every cut was taken");
+    assert_eq!(harness.proxy.disarm(), 0, "seed {seed:#x}: every cut was taken");
     let everything = support::bounded(
         "the whole log",
         CALL,
-        direct.load_events(&[EventFilter::for_event(KIND)]),
+        harness.direct.load_events(&[EventFilter::for_event(KIND)]),
     )
     .await
     .expect("the log loads");
@@ -274,6 +219,168 @@ async fn a_retry_after_a_cut_append_returns_the_first_outcome_and_writes_once() 
         figures.not_landed > 0,
         "seed {seed:#x}: no cut fell before a commit ({figures:?})"
     );
+}
+
+/// Appends `events` to a new `stream` through the proxy, armed with `cut`;
+/// retries them directly once the cut is done, and twice more expecting
+/// other versions; checks every outcome and the stream. Returns whether the
+/// cut attempt had landed.
+async fn cut_and_retry(
+    harness: &Harness,
+    events: &NonEmpty<PersistableEvent<serde_json::Value>>,
+    stream: &str,
+    cut: Cut,
+    context: &str,
+) -> bool {
+    let Harness {
+        proxy,
+        proxied,
+        direct,
+    } = harness;
+    let stream = stream.to_owned();
+    let ids: Vec<EventId> = events.iter().map(|event| event.id).collect();
+    proxy.arm(cut);
+    let first = support::bounded(
+        "the cut append",
+        CALL,
+        proxied.append_expecting_new(AGGREGATE, &stream, events.clone()),
+    )
+    .await;
+    assert!(
+        matches!(first, Err(AppendError::Store(_))),
+        "{context}: the cut append returned {first:?}"
+    );
+    let cutting: Cutting = proxy.cut_done(CALL).await;
+    let context = format!("{context}; the proxy: {cutting}");
+
+    let retried = support::bounded(
+        "the retry",
+        CALL,
+        direct.append_expecting_new(AGGREGATE, &stream, events.clone()),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{context}: the retry failed: {error:?}"));
+    let stored = stream_of(direct, AGGREGATE, &stream).await;
+    let stored_ids: Vec<EventId> = stored.iter().map(|(id, _)| *id).collect();
+    assert_eq!(stored_ids, ids, "{context}: the stream holds the batch once");
+    let positions: Vec<i64> = stored.iter().map(|(_, position)| *position).collect();
+    assert_eq!(
+        Some(retried.last_position),
+        positions.last().copied(),
+        "{context}: the retry returns the batch's last position"
+    );
+    let landed = cutting.landed();
+    if landed {
+        assert!(
+            retried.replayed,
+            "{context}: the first attempt committed, so the retry is a replay"
+        );
+        assert_eq!(
+            cutting.positions, positions,
+            "{context}: the stored positions are the ones the lost answer held"
+        );
+    } else {
+        assert!(
+            !retried.replayed,
+            "{context}: the first attempt never committed, so the retry writes"
+        );
+    }
+    // Whatever the expected version now: another version, or none.
+    for expected in [Some(retried.last_position + 1_000), None] {
+        let again = support::bounded(
+            "another retry",
+            CALL,
+            direct.append(AGGREGATE, &stream, expected, events.clone()),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{context}: a retry expecting {expected:?} failed: {error:?}"));
+        assert!(
+            again.replayed && again.last_position == retried.last_position,
+            "{context}: a retry expecting {expected:?} returned {again:?}"
+        );
+    }
+    landed
+}
+
+// ---- The proxy on its own: an append in an explicit transaction commits
+// with the `COMMIT` after it; one sent as a simple query, with itself.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_finds_the_commit_of_an_append_in_a_transaction_or_a_simple_query() {
+    let Some(url) = support::database_url() else {
+        return;
+    };
+    let options: PgConnectOptions = url.parse().expect("DATABASE_URL is a valid PostgreSQL URL");
+    let mut direct = PgConnection::connect_with(&options).await.expect("connect");
+    // A table whose inserts the proxy takes for appends.
+    let table = format!("\"{}\".sourcery_events_probe", support::fresh_schema_name());
+    let schema = table.split('.').next().expect("qualified");
+    for statement in [
+        format!("CREATE SCHEMA {schema}"),
+        format!("CREATE TABLE {table} (n int PRIMARY KEY)"),
+    ] {
+        sqlx::raw_sql(&statement)
+            .execute(&mut direct)
+            .await
+            .expect("the probe table");
+    }
+    let proxy = Proxy::start(&options).await;
+    // Extended insert, simple COMMIT, cut after it: written.
+    let after = in_transaction(&proxy, &table, 1, Cut::AfterCommit).await;
+    assert!(after.landed() && after.forwarded.ends_with('Q'), "{after}");
+    assert!(holds(&mut direct, &table, 1).await, "{after}");
+    // The same cut before the COMMIT: nothing written.
+    let commit = after.forwarded.len() - 1;
+    let before = in_transaction(&proxy, &table, 2, Cut::Before(commit)).await;
+    assert!(!before.landed() && !before.commit_forwarded, "{before}");
+    assert!(!holds(&mut direct, &table, 2).await, "{before}");
+
+    // A simple query in autocommit is its own commit.
+    let mut connection = PgConnection::connect_with(&proxy.connect_options())
+        .await
+        .expect("connect through the proxy");
+    proxy.arm(Cut::AfterCommit);
+    let cut = sqlx::raw_sql(&format!("INSERT INTO {table} VALUES (3)"))
+        .execute(&mut connection)
+        .await;
+    assert!(cut.is_err(), "{cut:?}");
+    let simple = proxy.cut_done(CALL).await;
+    assert!(simple.landed() && simple.forwarded == "Q", "{simple}");
+    assert!(holds(&mut direct, &table, 3).await, "{simple}");
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut direct)
+        .await
+        .expect("the probe schema is dropped");
+}
+
+/// Whether `table` holds `n`.
+async fn holds(direct: &mut PgConnection, table: &str, n: i32) -> bool {
+    sqlx::query_scalar(&format!("SELECT EXISTS (SELECT FROM {table} WHERE n = $1)"))
+        .bind(n)
+        .fetch_one(direct)
+        .await
+        .expect("the probe table reads")
+}
+
+/// Inserts `n` into `table` in an explicit transaction on a fresh
+/// connection through `proxy`, armed with `cut`; returns the cut's report.
+async fn in_transaction(proxy: &Proxy, table: &str, n: i32, cut: Cut) -> Cutting {
+    let mut connection = PgConnection::connect_with(&proxy.connect_options())
+        .await
+        .expect("connect through the proxy");
+    proxy.arm(cut);
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut connection)
+        .await
+        .expect("begin");
+    sqlx::query(&format!("INSERT INTO {table} VALUES ($1)"))
+        .bind(n)
+        .execute(&mut connection)
+        .await
+        .expect("the insert, before the commit");
+    let commit = sqlx::raw_sql("COMMIT").execute(&mut connection).await;
+    assert!(commit.is_err(), "the cut COMMIT returned {commit:?}");
+    proxy.cut_done(CALL).await
 }
 
 // ---- Commands with a command id.

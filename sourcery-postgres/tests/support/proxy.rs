@@ -243,7 +243,7 @@ impl Proxy {
         match tokio::time::timeout(std::time::Duration::from_secs(seconds), reports.recv()).await {
             Ok(Some(report)) => report,
             Ok(None) => panic!("the proxy stopped before reporting a cut"),
-            Err(_) => panic!("the proxy reported no cut within {seconds}s"),
+            Err(elapsed) => panic!("the proxy reported no cut within {seconds}s ({elapsed})"),
         }
     }
 
@@ -270,19 +270,28 @@ fn starts_with_word(sql: &str, word: &str) -> bool {
         .is_some_and(|start| start.eq_ignore_ascii_case(word))
 }
 
+/// How far an exchange has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// The append is being prepared, not bound yet.
+    Started,
+    /// The append has been bound (or sent as a simple query), inside an
+    /// explicit transaction or not.
+    Bound { explicit: bool },
+    /// In an explicit transaction, an extended `COMMIT` has been bound: the
+    /// next `Sync` commits.
+    CommitBound,
+    /// The commit has reached the server: what it sends is the answer.
+    Committed,
+}
+
 /// An armed append's exchange on one connection.
 #[derive(Debug)]
 struct Exchange {
     cut: Cut,
     /// The client's messages forwarded so far, by type.
     forwarded: String,
-    /// The append was bound inside an explicit transaction.
-    explicit: bool,
-    /// The append has been bound (or sent as a simple query).
-    bound: bool,
-    /// An extended `COMMIT` has been bound: the next `Sync` commits.
-    commit_bound: bool,
-    commit_forwarded: bool,
+    progress: Progress,
     /// How many messages of the answer the client may still get.
     answer_allowance: usize,
     answer: String,
@@ -295,10 +304,7 @@ impl Exchange {
         Self {
             cut,
             forwarded: String::new(),
-            explicit: false,
-            bound: false,
-            commit_bound: false,
-            commit_forwarded: false,
+            progress: Progress::Started,
             answer_allowance: 0,
             answer: String::new(),
             answer_forwarded: 0,
@@ -310,7 +316,7 @@ impl Exchange {
         Cutting {
             cut: self.cut,
             forwarded: self.forwarded,
-            commit_forwarded: self.commit_forwarded,
+            commit_forwarded: self.progress == Progress::Committed,
             answer: self.answer,
             answer_forwarded: self.answer_forwarded,
             positions: self.positions,
@@ -433,29 +439,36 @@ impl Relay {
                     }
                     Some(Statement::Commit) => {
                         if let Some(exchange) = &mut self.exchange {
-                            exchange.commit_bound = exchange.bound && exchange.explicit;
+                            if exchange.progress == (Progress::Bound { explicit: true }) {
+                                exchange.progress = Progress::CommitBound;
+                            }
                         }
                     }
                     Some(Statement::Other) | None => {}
                 }
             }
             b'S' => {
-                commits = self
-                    .exchange
-                    .as_ref()
-                    .is_some_and(|exchange| exchange.bound && (!exchange.explicit || exchange.commit_bound));
+                commits = self.exchange.as_ref().is_some_and(|exchange| {
+                    matches!(
+                        exchange.progress,
+                        Progress::Bound { explicit: false } | Progress::CommitBound
+                    )
+                });
             }
             b'Q' => {
                 let (sql, _) = c_string(body);
                 if is_append(&sql) {
                     self.begin();
                     self.bind_append(explicit);
-                    commits = self.exchange.as_ref().is_some_and(|exchange| !exchange.explicit);
+                    commits = self
+                        .exchange
+                        .as_ref()
+                        .is_some_and(|exchange| exchange.progress == Progress::Bound { explicit: false });
                 } else if is_commit(&sql) {
                     commits = self
                         .exchange
                         .as_ref()
-                        .is_some_and(|exchange| exchange.bound && exchange.explicit);
+                        .is_some_and(|exchange| exchange.progress == Progress::Bound { explicit: true });
                 }
             }
             _ => {}
@@ -469,7 +482,7 @@ impl Relay {
         }
         exchange.forwarded.push(char::from(tag));
         if commits {
-            exchange.commit_forwarded = true;
+            exchange.progress = Progress::Committed;
             exchange.answer_allowance = match exchange.cut {
                 Cut::Before(n) => n.saturating_sub(index + 1),
                 Cut::AfterCommit => 0,
@@ -499,9 +512,8 @@ impl Relay {
 
     fn bind_append(&mut self, explicit: bool) {
         if let Some(exchange) = &mut self.exchange {
-            if !exchange.bound {
-                exchange.bound = true;
-                exchange.explicit = explicit;
+            if exchange.progress == Progress::Started {
+                exchange.progress = Progress::Bound { explicit };
             }
         }
     }
@@ -511,7 +523,7 @@ impl Relay {
     fn answering(&self) -> bool {
         self.exchange
             .as_ref()
-            .is_some_and(|exchange| exchange.commit_forwarded)
+            .is_some_and(|exchange| exchange.progress == Progress::Committed)
     }
 }
 
@@ -560,7 +572,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
             }
             read = server_read.read_buf(&mut from_server) => {
                 if !matches!(read, Ok(n) if n > 0) {
-                    if let Some(exchange) = state.exchange.take().filter(|exchange| exchange.commit_forwarded) {
+                    if let Some(exchange) = state.exchange.take().filter(|exchange| exchange.progress == Progress::Committed) {
                         let _ = state.shared.reports.send(exchange.report(None));
                     }
                     return;
