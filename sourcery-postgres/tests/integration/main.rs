@@ -12,6 +12,7 @@ mod concurrency;
 mod data;
 mod faults;
 mod global_order;
+mod ids;
 mod migrations;
 mod runner;
 mod snapshots;
