@@ -55,7 +55,7 @@
 //!
 //! | capability | rules | needs |
 //! |---|---|---|
-//! | *(always)* | `version`, `append`, `optimistic`, `unchecked`, `order`, `filter`, `stream`, `schema`, `batch`, `names`, `size`, `text` | [`EventStore`] |
+//! | *(always)* | `version`, `append`, `optimistic`, `unchecked`, `expected`, `ids`, `order`, `filter`, `stream`, `schema`, `batch`, `names`, `size`, `text` | [`EventStore`] |
 //! | `ordered` | `read`: concurrent readers see prefixes of the log and never skip a late commit | [`GloballyOrdered`](crate::store::GloballyOrdered) |
 //! | `subscribe` | `subscribe`, `runner`: catch-up then live, resume, several subscribers; the projection runner over the store | [`Subscribe`](crate::subscription::Subscribe) |
 //! | `checkpoints` | `checkpoint` | a [`CheckpointStore`](crate::checkpoint::CheckpointStore) |
@@ -74,7 +74,9 @@ use crate::store::EventStore;
 pub mod append;
 pub mod batch;
 pub mod checkpoint;
+pub mod expected;
 pub mod filter;
+pub mod ids;
 pub mod lease;
 pub mod names;
 pub mod optimistic;

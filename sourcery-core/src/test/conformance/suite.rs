@@ -15,7 +15,10 @@ use futures::future::LocalBoxFuture;
 
 use super::support::{CALL_TIMEOUT, DEFAULT_TIMEOUT};
 use super::{ConformanceStore, LeaseFixture};
-use super::{append, batch, checkpoint, filter, lease, names, optimistic, order, read, runner, schema, size};
+use super::{
+    append, batch, checkpoint, expected, filter, ids, lease, names, optimistic, order, read, runner,
+};
+use super::{schema, size};
 use super::{snapshot, stream, subscribe, text, unchecked, version};
 use crate::checkpoint::CheckpointStore;
 use crate::snapshot::SnapshotStore;
@@ -45,6 +48,15 @@ macro_rules! __sourcery_conformance_catalogue {
                     conflict_writes_nothing race_one_winner create_race_one_winner
                 ]
                 unchecked [appends_whatever_the_stream_holds creates_a_new_stream]
+                expected [
+                    stream_exists_appends_at_any_version stream_exists_on_empty_conflicts
+                    stream_exists_refuses_invalid_first transaction_modes
+                ]
+                ids [
+                    round_trip replay_returns_first_outcome replay_whatever_expected_version
+                    replay_of_a_creation first_write_wins partial_reuse_refused other_stream_refused
+                    other_order_refused duplicate_in_batch_refused race_writes_once event_positions_found
+                ]
                 order [stream_in_append_order global_in_position_order same_id_other_kind_is_another_stream]
                 filter [
                     for_event_selects_its_kind for_aggregate_selects_its_stream
