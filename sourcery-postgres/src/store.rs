@@ -617,22 +617,8 @@ where
         // `text` and `jsonb` cannot hold NUL: refuse it here, typed, rather
         // than have the server fail the statement. Duplicate ids too.
         check_batch(aggregate_kind, &id, &events)?;
-        let mut kinds = Vec::with_capacity(events.len());
-        let mut data = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        let mut event_ids = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            kinds.push(event.kind.as_str());
-            data.push(event.data.as_slice());
-            versions.push(schema_version_column(index, event.schema_version).map_err(AppendError::Store)?);
-            let json = serde_json::to_string(&event.metadata)
-                .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
-            check_metadata_json(index, &json)?;
-            metadata.push(JsonText(json));
-            event_ids.push(event.id);
-        }
-        let uuids: Vec<Uuid> = event_ids.iter().map(|event_id| *event_id.as_uuid()).collect();
+        let columns = Columns::of(&events)?;
+        let (event_ids, uuids) = (&columns.event_ids, &columns.uuids);
         let (mode, version) = match expected {
             ExpectedVersion::Any => ("any", None),
             ExpectedVersion::NoStream => ("exact", None),
@@ -652,30 +638,12 @@ where
                 .acquire()
                 .await
                 .map_err(|error| AppendError::Store(self.database(error)))?;
-            let mut append = sqlx::query(statement.unwrap_or(&self.sql.append))
+            let append = sqlx::query(statement.unwrap_or(&self.sql.append))
                 .bind(aggregate_kind)
                 .bind(&id)
                 .bind(mode)
                 .bind(version);
-            if statement.is_some() {
-                for ((((kind, data), metadata), version), uuid) in
-                    kinds.iter().zip(&data).zip(&metadata).zip(&versions).zip(&uuids)
-                {
-                    append = append
-                        .bind(*kind)
-                        .bind(*data)
-                        .bind(metadata)
-                        .bind(*version)
-                        .bind(*uuid);
-                }
-            } else {
-                append = append
-                    .bind(&kinds)
-                    .bind(&data)
-                    .bind(&metadata)
-                    .bind(&versions)
-                    .bind(&uuids);
-            }
+            let append = columns.bind(append, statement.is_some());
             // An append that lost a race queues on the stream's lock before
             // it runs again: writers that lost take turns instead of racing
             // each other (and drawing positions) again.
@@ -697,7 +665,7 @@ where
                     // Ids of the batch are stored (the statement waited for
                     // their writer to commit): a replay or a reuse.
                     match self
-                        .settle(&mut connection, aggregate_kind, &id, &event_ids, &uuids)
+                        .settle(&mut connection, aggregate_kind, &id, event_ids, uuids)
                         .await?
                     {
                         Settled::Stored(outcome) => return outcome,
@@ -717,7 +685,7 @@ where
                         // that writer stored this very batch (a retry racing
                         // its first attempt), a conflict.
                         return self
-                            .settle(&mut connection, aggregate_kind, &id, &event_ids, &uuids)
+                            .settle(&mut connection, aggregate_kind, &id, event_ids, uuids)
                             .await?
                             .or_conflict(expected);
                     }
@@ -764,7 +732,7 @@ where
             // whose first attempt committed sees the stream moved by its own
             // batch: look for the ids before calling it a conflict.
             return self
-                .settle(&mut connection, aggregate_kind, &id, &event_ids, &uuids)
+                .settle(&mut connection, aggregate_kind, &id, event_ids, uuids)
                 .await?
                 .or_conflict(expected);
         }
@@ -904,6 +872,74 @@ where
             events.push(decode(&row)?);
         }
         Ok(events)
+    }
+}
+
+/// A batch's columns, encoded once for every run of its append.
+struct Columns<'a> {
+    kinds: Vec<&'a str>,
+    data: Vec<&'a [u8]>,
+    metadata: Vec<JsonText>,
+    versions: Vec<i32>,
+    event_ids: Vec<EventId>,
+    uuids: Vec<Uuid>,
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `events`; refuses metadata that does not encode or
+    /// holds NUL, and schema versions the column cannot hold.
+    fn of<M: Serialize>(events: &'a NonEmpty<PersistableEvent<M>>) -> Result<Self, AppendError<i64, Error>> {
+        let mut columns = Self {
+            kinds: Vec::with_capacity(events.len()),
+            data: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            event_ids: Vec::with_capacity(events.len()),
+            uuids: Vec::with_capacity(events.len()),
+        };
+        for (index, event) in events.iter().enumerate() {
+            columns.kinds.push(event.kind.as_str());
+            columns.data.push(event.data.as_slice());
+            let version = schema_version_column(index, event.schema_version).map_err(AppendError::Store)?;
+            columns.versions.push(version);
+            let json = serde_json::to_string(&event.metadata)
+                .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
+            check_metadata_json(index, &json)?;
+            columns.metadata.push(JsonText(json));
+            columns.event_ids.push(event.id);
+            columns.uuids.push(*event.id.as_uuid());
+        }
+        Ok(columns)
+    }
+
+    /// Binds the events to `append` after its first four parameters: five
+    /// per event for the `VALUES` statement (`values`), five arrays
+    /// otherwise.
+    fn bind<'q>(
+        &'q self,
+        mut append: Query<'q, Postgres, PgArguments>,
+        values: bool,
+    ) -> Query<'q, Postgres, PgArguments> {
+        if values {
+            let rows = self.kinds.iter().zip(&self.data).zip(&self.metadata);
+            for (((kind, data), metadata), (version, uuid)) in rows.zip(self.versions.iter().zip(&self.uuids))
+            {
+                append = append
+                    .bind(*kind)
+                    .bind(*data)
+                    .bind(metadata)
+                    .bind(*version)
+                    .bind(*uuid);
+            }
+            append
+        } else {
+            append
+                .bind(&self.kinds)
+                .bind(&self.data)
+                .bind(&self.metadata)
+                .bind(&self.versions)
+                .bind(&self.uuids)
+        }
     }
 }
 

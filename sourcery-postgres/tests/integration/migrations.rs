@@ -298,21 +298,9 @@ async fn a_schema_from_before_event_ids_upgrades_and_keeps_the_ids_in_metadata()
         serde_json::Value::Null,
     ];
     // Rows as that release's append statement wrote them: no event id.
+    insert_without_ids(&store, &metadata).await;
     let events = format!("\"{}\".sourcery_events", store.schema());
     let sequence = format!("\"{}\".sourcery_positions", store.schema());
-    for (index, metadata) in metadata.iter().enumerate() {
-        sqlx::query(&format!(
-            "INSERT INTO {events} (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, \
-                                   metadata) \
-             VALUES (nextval('{sequence}'), 'account', 'old', $1, 'noted', $2, $3)"
-        ))
-        .bind(i64::try_from(index).unwrap() + 1)
-        .bind(index.to_string().into_bytes())
-        .bind(metadata)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    }
 
     assert_eq!(
         store.migrate().await.unwrap(),
@@ -389,4 +377,24 @@ async fn a_schema_from_before_event_ids_upgrades_and_keeps_the_ids_in_metadata()
         .await
         .unwrap();
     assert!(!written.replayed);
+}
+
+/// Appends one event per `metadata` to the stream `account`/`old` as the
+/// append of release 8 did (no event id).
+async fn insert_without_ids(store: &PgStore, metadata: &[serde_json::Value]) {
+    let events = format!("\"{}\".sourcery_events", store.schema());
+    let sequence = format!("\"{}\".sourcery_positions", store.schema());
+    for (index, metadata) in metadata.iter().enumerate() {
+        sqlx::query(&format!(
+            "INSERT INTO {events} (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, \
+                                   metadata) \
+             VALUES (nextval('{sequence}'), 'account', 'old', $1, 'noted', $2, $3)"
+        ))
+        .bind(i64::try_from(index).unwrap() + 1)
+        .bind(index.to_string().into_bytes())
+        .bind(metadata)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
 }
