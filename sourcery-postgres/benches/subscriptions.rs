@@ -250,14 +250,24 @@ async fn latency(seconds: u64) {
 }
 
 /// A row of the raw keyset read: position, aggregate kind, aggregate id,
-/// event kind, data, metadata, schema version.
-type RawRow = (i64, String, String, String, Vec<u8>, String, i32);
+/// event kind, data, metadata, schema version, event id.
+type RawRow = (
+    i64,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    String,
+    i32,
+    sqlx::types::Uuid,
+);
 
 /// Reads every row of the kind by keyset pages of 1,000, decoding the same
 /// columns the store decodes.
 async fn raw_keyset(store: &PgStore) -> (u64, Duration) {
     let sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version, \
+                event_id \
          FROM \"{}\".sourcery_events \
          WHERE event_kind = $1 AND position > $2 ORDER BY position LIMIT 1000",
         store.schema()
@@ -305,8 +315,9 @@ async fn catch_up(events: u64) {
     let events = i64::try_from(events).unwrap_or(i64::MAX);
     sqlx::query(&format!(
         "INSERT INTO \"{schema}\".sourcery_events \
-         (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
-         SELECT g, 'bench', 'c' || (g % 1000), g / 1000 + 1, $1, convert_to('{{\"n\":' || g || '}}', 'UTF8'), 'null'::jsonb \
+         (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata, event_id) \
+         SELECT g, 'bench', 'c' || (g % 1000), g / 1000 + 1, $1, convert_to('{{\"n\":' || g || '}}', 'UTF8'), 'null'::jsonb, \
+                gen_random_uuid() \
          FROM generate_series(1, $2) AS g",
         schema = store.schema()
     ))
