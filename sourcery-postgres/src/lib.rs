@@ -131,8 +131,9 @@
 //! so it sends ids and maintains the same index; 9 rounds on the shared
 //! 2-core box, other builds running): store speed ÷ hand speed, median
 //! 0.90 with one writer (range 0.78–1.04) and 0.93 with eight (0.82–1.05),
-//! as before ids within this box's noise. The index itself was not measured
-//! apart.
+//! the same as before event ids, within this box's noise (the index's own
+//! cost was not measured apart).
+//!
 //! [`event_positions`](sourcery_core::store::EventStore::event_positions)
 //! is one query on the index (`aggregate_kind = $1 AND aggregate_id = $2
 //! AND event_id = ANY($3)`);
@@ -280,7 +281,8 @@
 //!   `INSERT … SELECT … RETURNING` without CTEs.
 //! - **Plain parameters for small batches.** Batches of up to 16 events bind
 //!   their parameters (kind, data, metadata; since migration 0008 also the
-//!   schema version, measured before it) in a multi-row `VALUES` list, as the
+//!   schema version, since 0009 the event id, both measured before them) in
+//!   a multi-row `VALUES` list, as the
 //!   hand-written `INSERT` does; decoding and unnesting arrays cost the
 //!   server more. Larger batches still go as arrays. Metadata is serialized
 //!   once and sent as `jsonb`.
