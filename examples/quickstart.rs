@@ -209,11 +209,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // ANCHOR: execute
     let request = EventMetadata::new().with_actor("teller-7");
-    repository
+    let deposit = repository
         .execute::<Account, _>(&ada, &Deposit { amount: 100 }, request.clone())
         .await?;
+    let caused = EventMetadata::caused_by(deposit.event_ids[0], &request);
     repository
-        .execute::<Account, _>(&ada, &Withdraw { amount: 30 }, EventMetadata::caused_by(&request))
+        .execute::<Account, _>(&ada, &Withdraw { amount: 30 }, caused)
         .await?;
     repository
         .execute::<Account, _>(&bob, &Deposit { amount: 25 }, EventMetadata::new())

@@ -27,12 +27,7 @@ fn payload(n: usize) -> Vec<u8> {
 
 fn batch(start: usize) -> Vec<PersistableEvent<()>> {
     (start..start + BATCH)
-        .map(|n| PersistableEvent {
-            kind: "bench.happened".to_owned(),
-            schema_version: 1,
-            data: payload(n),
-            metadata: (),
-        })
+        .map(|n| PersistableEvent::new("bench.happened", payload(n), ()))
         .collect()
 }
 
@@ -80,6 +75,7 @@ fn append(c: &mut Criterion) {
                     for event in events {
                         let position = u64::try_from(log.len()).unwrap_or(u64::MAX) + 1;
                         log.push(StoredEvent {
+                            id: event.id,
                             aggregate_kind: "bench".to_owned(),
                             aggregate_id: id.clone(),
                             kind: event.kind,

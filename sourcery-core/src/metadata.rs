@@ -79,7 +79,7 @@ impl EventMetadata {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            correlation_id: Uuid::now_v7(),
+            correlation_id: crate::id::fresh_v7(),
             causation_id: None,
             recorded_at: Utc::now(),
             actor: None,

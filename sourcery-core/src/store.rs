@@ -715,7 +715,6 @@ impl<'a, S: EventStore, C: ConcurrencyStrategy> Transaction<'a, S, C> {
     /// The same transaction, committing only if the stream's version meets
     /// `expected` (instead of what the strategy and the expected version
     /// given to [`new`](Self::new) say).
-    #[must_use]
     pub fn expecting(mut self, expected: ExpectedVersion<S::Position>) -> Self {
         self.expected = expected;
         self

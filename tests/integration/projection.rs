@@ -194,12 +194,7 @@ async fn overlapping_choices_apply_each_event_once() {
 #[tokio::test]
 async fn an_event_that_does_not_decode_fails_the_load_naming_it() {
     let repository = history().await;
-    let broken = PersistableEvent {
-        kind: Ordered::KIND.to_owned(),
-        schema_version: 1,
-        data: b"not json".to_vec(),
-        metadata: (),
-    };
+    let broken = PersistableEvent::new(Ordered::KIND, b"not json".to_vec(), ());
     let written = repository
         .store()
         .append("order", &"o3".into(), None, NonEmpty::new(broken))

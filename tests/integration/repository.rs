@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sourcery::concurrency::ConcurrencyConflict;
+use sourcery::concurrency::{ConcurrencyConflict, ExpectedVersion};
 use sourcery::metadata::EventMetadata;
 use sourcery::repository::{CommandError, LoadError};
 use sourcery::store::{
@@ -216,8 +216,8 @@ async fn each_event_of_a_batch_gets_its_own_id_and_shares_the_correlation() {
     let events = all_events(repository.store()).await;
     let deposits: Vec<&EventMetadata> = events[1..].iter().map(|e| &e.metadata).collect();
     assert_eq!(deposits.len(), 2);
-    assert_eq!(deposits[0].event_id, request.event_id);
-    assert_ne!(deposits[0].event_id, deposits[1].event_id);
+    assert_eq!(*deposits[0], request, "the batch's events share the command's metadata");
+    assert_ne!(events[1].id, events[2].id, "each event has its own id");
     assert!(
         deposits
             .iter()
@@ -312,7 +312,7 @@ async fn a_concurrent_writer_makes_an_optimistic_command_conflict_and_an_uncheck
         .await;
     match result {
         Err(CommandError::Conflict(ConcurrencyConflict { expected, actual })) => {
-            assert_eq!((expected, actual), (Some(1), Some(2)));
+            assert_eq!((expected, actual), (ExpectedVersion::Exact(1), Some(2)));
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -370,12 +370,7 @@ impl EventStore for Contended {
                 .is_ok();
         if interfere {
             let data = serde_json::to_vec(&Deposited { amount: 1 }).unwrap_or_default();
-            let sneaky = PersistableEvent {
-                kind: Deposited::KIND.into(),
-                schema_version: 1,
-                data,
-                metadata: EventMetadata::new(),
-            };
+            let sneaky = PersistableEvent::new(Deposited::KIND, data, EventMetadata::new());
             let written = self.inner.append(kind, id, None, NonEmpty::new(sneaky)).await;
             assert!(written.is_ok());
         }
@@ -511,12 +506,7 @@ async fn an_event_that_no_longer_decodes_is_a_typed_error_naming_it() {
         .create::<Account, _>(&acc, &Open("Ada"), EventMetadata::new())
         .await
         .expect("create");
-    let broken = PersistableEvent {
-        kind: Deposited::KIND.to_owned(),
-        schema_version: 1,
-        data: br#"{"amount":"a lot"}"#.to_vec(),
-        metadata: EventMetadata::new(),
-    };
+    let broken = PersistableEvent::new(Deposited::KIND, br#"{"amount":"a lot"}"#.to_vec(), EventMetadata::new());
     let written = repository
         .store()
         .append("account", &acc, None, NonEmpty::new(broken))

@@ -134,12 +134,7 @@ async fn a_restart_resumes_after_the_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_does_not_decode_stops_the_runner_with_an_error_naming_it() {
     let store = Store::new();
-    let broken = PersistableEvent {
-        kind: Sold::KIND.to_owned(),
-        schema_version: 1,
-        data: b"{\"amount\":-1}".to_vec(),
-        metadata: (),
-    };
+    let broken = PersistableEvent::new(Sold::KIND, b"{\"amount\":-1}".to_vec(), ());
     let written = store
         .append("shop", &"s9".to_string(), None, NonEmpty::new(broken))
         .await

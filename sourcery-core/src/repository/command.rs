@@ -256,16 +256,12 @@ pub(super) async fn find_replay<S: EventStore>(
         let positions = store.event_positions(aggregate_kind, aggregate_id, &ids).await?;
         let mut complete = positions.len() == ids.len();
         for (id, position) in ids.iter().zip(positions) {
-            match position {
-                Some(position) => {
-                    found.push(*id);
-                    last = Some(position);
-                }
-                None => {
-                    complete = false;
-                    break;
-                }
-            }
+            let Some(position) = position else {
+                complete = false;
+                break;
+            };
+            found.push(*id);
+            last = Some(position);
         }
         if !complete || from.checked_add(PROBE).is_none() {
             break;

@@ -2,6 +2,7 @@
 //! one theme. One binary compiles and links once, where a binary per file
 //! linked every dependency again (`tests/conformance.rs` stays apart).
 
+mod commands;
 mod schema_samples;
 mod snapshots;
 mod subscriptions;

@@ -246,7 +246,7 @@ pub async fn replay_whatever_expected_version<S: ConformanceStore>(store: S) {
     );
 }
 
-/// A creation retried (append_expecting_new with the same ids) is a replay,
+/// A creation retried (`append_expecting_new` with the same ids) is a replay,
 /// not a conflict.
 ///
 /// # Panics
@@ -319,7 +319,7 @@ pub async fn partial_reuse_refused<S: ConformanceStore>(store: S) {
     let stream = id::<S>("ids-partial");
     let stored = noted(rule, &store, &[1, 2]);
     let version = write(rule, &store, ACCOUNT, &stream, stored.clone()).await;
-    let reused = stored.iter().nth(1).map(|event| event.id);
+    let reused = stored.get(1).map(|event| event.id);
     let reused = reused.unwrap_or_else(|| rule.fail("a batch of two events", "fewer"));
     let mixed = noted(rule, &store, &[7, 3]);
     let mut mixed = mixed.into_vec();
