@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use sourcery::event::DecodeError;
-use sourcery::store::AppendError;
+use sourcery::store::{AppendError, EventId};
 
 /// Why a store or checkpoint call failed.
 ///
@@ -99,6 +99,14 @@ pub enum Corruption {
     Data {
         /// The event's index in the batch, from 0.
         index: usize,
+    },
+    /// An event has the id of an earlier event: ids are unique in a log.
+    #[error("its event {index} has the id {id} of an earlier event")]
+    DuplicateId {
+        /// The event's index in the batch, from 0.
+        index: usize,
+        /// The id.
+        id: EventId,
     },
 }
 

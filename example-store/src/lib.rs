@@ -5,8 +5,9 @@
 //!
 //! - [`Store`]: the event store. One line per committed batch, `fsync`ed
 //!   before the commit returns; the whole log is read into memory on open,
-//!   and a partial last line left by a crash is removed then. It implements
-//!   `EventStore`, `GloballyOrdered` and `Subscribe`.
+//!   and a partial last line left by a crash is removed then. Each event
+//!   keeps its id, so a retry of a batch that was written is a replay. It
+//!   implements `EventStore`, `GloballyOrdered` and `Subscribe`.
 //! - [`CheckpointStore`]: projection checkpoints, one small file per
 //!   projection, replaced atomically.
 //!

@@ -9,16 +9,25 @@
 //!
 //! ```text
 //! {"position":7,"aggregate_kind":"account","aggregate_id":"ACC-1","events":[
-//!   {"kind":"account.deposited","schema_version":1,"data":"7b22616d6f756e74223a357d","metadata":null}]}
+//!   {"id":"01972f3c-5b7e-7a10-9d2e-3f4a5b6c7d8e","kind":"account.deposited",
+//!    "schema_version":1,"data":"7b22616d6f756e74223a357d","metadata":null}]}
 //! ```
 //!
 //! (one line in the file). `position` is the position of the batch's first
-//! event; the others follow it, one apart. `data` is the event's bytes in
-//! hexadecimal, since a codec may write any bytes.
+//! event; the others follow it, one apart. `id` is the event's id, as its
+//! writer chose it. `data` is the event's bytes in hexadecimal, since a
+//! codec may write any bytes.
+//!
+//! Files written before the store kept ids have lines without `id`. They
+//! still read: such an event gets the id [`legacy_id`] derives from its
+//! position, the same at every open (the file is append-only, so positions
+//! never change), and unlike any id a writer draws.
+
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sourcery::store::StoredEvent;
+use sourcery::store::{EventId, StoredEvent};
 
 use crate::error::Corruption;
 
@@ -38,6 +47,7 @@ struct BatchOut<'a> {
 
 #[derive(Serialize)]
 struct EventOut<'a> {
+    id: EventId,
     kind: &'a str,
     schema_version: u32,
     data: String,
@@ -55,6 +65,9 @@ struct BatchIn {
 
 #[derive(Deserialize)]
 struct EventIn {
+    /// Absent from lines written before the store kept ids.
+    #[serde(default)]
+    id: Option<EventId>,
     kind: String,
     schema_version: u32,
     data: String,
@@ -71,6 +84,7 @@ pub(crate) fn encode(batch: &[Event]) -> Result<Vec<u8>, serde_json::Error> {
     let events = batch
         .iter()
         .map(|event| EventOut {
+            id: event.id,
             kind: &event.kind,
             schema_version: event.schema_version,
             data: to_hex(&event.data),
@@ -98,15 +112,17 @@ pub(crate) struct Contents {
 
 // ANCHOR: read
 /// Reads a whole log file. Every complete line must be a valid batch that
-/// starts where the previous one ended; the error names the first line
-/// (from 1) that is not. Bytes after the last newline are not a line yet:
-/// they are left out and reported through `complete_len`.
+/// starts where the previous one ended, and no event id may be there twice;
+/// the error names the first line (from 1) that breaks this. Bytes after
+/// the last newline are not a line yet: they are left out and reported
+/// through `complete_len`.
 pub(crate) fn read(bytes: &[u8]) -> Result<Contents, (usize, Corruption)> {
     let complete_len = bytes
         .iter()
         .rposition(|&byte| byte == b'\n')
         .map_or(0, |newline| newline + 1);
     let mut events = Vec::new();
+    let mut ids = HashSet::new();
     let mut next_position = 1;
     for (line_number, line) in (1..).zip(bytes[..complete_len].split_inclusive(|&byte| byte == b'\n')) {
         let batch: BatchIn =
@@ -114,7 +130,12 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Contents, (usize, Corruption)> {
         check(&batch, next_position).map_err(|reason| (line_number, reason))?;
         for (index, event) in batch.events.into_iter().enumerate() {
             let data = from_hex(&event.data).ok_or((line_number, Corruption::Data { index }))?;
+            let id = event.id.unwrap_or_else(|| legacy_id(next_position));
+            if !ids.insert(id) {
+                return Err((line_number, Corruption::DuplicateId { index, id }));
+            }
             events.push(Event {
+                id,
                 aggregate_kind: batch.aggregate_kind.clone(),
                 aggregate_id: batch.aggregate_id.clone(),
                 kind: event.kind,
@@ -127,6 +148,22 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Contents, (usize, Corruption)> {
         }
     }
     Ok(Contents { events, complete_len })
+}
+
+/// The id of the event at `position` in a line written before the store
+/// kept ids: a UUID of version 8 (the version RFC 9562 leaves to
+/// applications, which `EventId::new`'s version 7 and `EventId::derived`'s
+/// version 5 never collide with), `jsonl-` then the position.
+pub(crate) fn legacy_id(position: u64) -> EventId {
+    let position = position.to_be_bytes();
+    let mut bytes = [0; 16];
+    bytes[..6].copy_from_slice(b"jsonl-");
+    // The version (8) and variant (binary 10) bits, around the position.
+    bytes[6] = 0x80;
+    bytes[7] = position[0];
+    bytes[8] = 0x80;
+    bytes[9..].copy_from_slice(&position[1..]);
+    EventId::from_bytes(bytes)
 }
 // ANCHOR_END: read
 
@@ -176,6 +213,7 @@ mod tests {
 
     fn event(position: u64, data: &[u8]) -> Event {
         Event {
+            id: EventId::new(),
             aggregate_kind: "account".into(),
             aggregate_id: "ACC-1".into(),
             kind: "account.deposited".into(),
@@ -200,12 +238,13 @@ mod tests {
 
     #[test]
     fn bytes_after_the_last_newline_are_left_out() -> Result<(), Box<dyn std::error::Error>> {
-        let mut file = encode(&[event(1, b"a")])?;
+        let first = event(1, b"a");
+        let mut file = encode(std::slice::from_ref(&first))?;
         let first_line = file.len();
         let second = encode(&[event(2, b"b")])?;
         file.extend_from_slice(&second[..second.len() - 1]);
         let contents = read(&file).map_err(|(line, reason)| format!("line {line}: {reason}"))?;
-        assert_eq!(contents.events, [event(1, b"a")]);
+        assert_eq!(contents.events, [first]);
         assert_eq!(contents.complete_len, first_line);
         Ok(())
     }
@@ -234,6 +273,37 @@ mod tests {
         assert!(matches!(read(line), Err((1, Corruption::Data { index: 0 }))));
         assert_eq!(from_hex("abc"), None);
         assert_eq!(from_hex("00ff7F"), Some(vec![0x00, 0xff, 0x7f]));
+    }
+
+    #[test]
+    fn a_line_without_ids_reads_with_ids_from_positions() -> Result<(), Box<dyn std::error::Error>> {
+        let old = br#"{"position":1,"aggregate_kind":"a","aggregate_id":"b","events":[{"kind":"k","schema_version":1,"data":"","metadata":null},{"kind":"k","schema_version":1,"data":"","metadata":null}]}
+"#;
+        let mut file = old.to_vec();
+        let new = event(3, b"");
+        file.extend(encode(std::slice::from_ref(&new))?);
+        let contents = read(&file).map_err(|(line, reason)| format!("line {line}: {reason}"))?;
+        let ids: Vec<EventId> = contents.events.iter().map(|event| event.id).collect();
+        assert_eq!(ids, [legacy_id(1), legacy_id(2), new.id]);
+        assert_eq!(legacy_id(2).to_string(), "6a736f6e-6c2d-8000-8000-000000000002");
+        assert_eq!(legacy_id(u64::MAX).as_uuid().get_version_num(), 8);
+        Ok(())
+    }
+
+    #[test]
+    fn an_id_written_twice_is_corruption() -> Result<(), Box<dyn std::error::Error>> {
+        let first = event(1, b"a");
+        let mut again = event(2, b"b");
+        again.id = first.id;
+        let mut file = encode(&[first])?;
+        file.extend(encode(&[event(2, b"c")])?);
+        again.position = 3;
+        file.extend(encode(&[again])?);
+        assert!(matches!(
+            read(&file),
+            Err((3, Corruption::DuplicateId { index: 0, .. }))
+        ));
+        Ok(())
     }
 
     #[test]

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sourcery::concurrency::ConcurrencyConflict;
+use sourcery::concurrency::{ConcurrencyConflict, ExpectedVersion};
 use sourcery::event::{DecodeError, DecodeFailure};
 use sourcery::snapshot::SnapshotFrontier;
 use sourcery::store::{
-    AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
-    PersistableEvent, StoredEvent, after, check_batch, check_metadata,
+    AppendError, AppendOutcome, AppendResult, EventFilter, EventId, EventStore, GloballyOrdered, JsonCodec,
+    NonEmpty, PersistableEvent, StoredEvent, StoredId, after, check_batch, check_metadata, replay_of,
 };
 use sourcery::subscription::{CommitNotifier, CommitSignal, Subscribe};
 
@@ -63,17 +63,8 @@ struct Log {
     /// The version of each stream (the position of its last event), by
     /// aggregate kind and id.
     versions: HashMap<String, HashMap<String, u64>>,
-}
-
-/// What an append expects of the stream.
-#[derive(Debug, Clone, Copy)]
-enum Expect {
-    /// Nothing: an unchecked append.
-    Any,
-    /// The stream's last event is at this position.
-    Version(u64),
-    /// The stream has no events.
-    New,
+    /// The index in `events` of each event id.
+    ids: HashMap<EventId, usize>,
 }
 
 // ANCHOR: open
@@ -134,6 +125,7 @@ impl Inner {
         let mut log = Log {
             events: Vec::with_capacity(contents.events.len()),
             versions: HashMap::new(),
+            ids: HashMap::with_capacity(contents.events.len()),
         };
         log.publish(contents.events);
         Ok(Self {
@@ -149,20 +141,21 @@ impl Inner {
 
 // ANCHOR: append
 impl Inner {
-    /// Appends one batch: checks the stream's version, writes the batch as
-    /// one line, syncs it, and only then makes it visible to readers. The
-    /// writer lock is held throughout, so the version checked is the
-    /// version written after, and positions become visible in order.
+    /// Appends one batch: recognises a replay, checks the stream's version,
+    /// writes the batch as one line, syncs it, and only then makes it
+    /// visible to readers. The writer lock is held throughout, so the ids
+    /// and the version checked are those the batch is written after, and
+    /// positions become visible in order.
     fn append<M: Serialize>(
         &self,
         aggregate_kind: &str,
         aggregate_id: &str,
-        expect: Expect,
+        expected: ExpectedVersion<u64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Error> {
         // Every check on the batch's content comes first, before anything
-        // is written: no store keeps a NUL in a name or in metadata, and
-        // schema versions start at 1.
+        // is written: no store keeps a NUL in a name or in metadata,
+        // schema versions start at 1, and a batch holds each id once.
         check_batch(aggregate_kind, aggregate_id, &events)?;
         for (index, event) in events.iter().enumerate() {
             check_metadata(index, &event.metadata)?;
@@ -174,23 +167,32 @@ impl Inner {
             }
             .into());
         }
-        let (actual, first) = {
+        let ids: Vec<EventId> = events.iter().map(|event| event.id).collect();
+        let (stored, actual, first) = {
             let log = self.read_log();
-            (log.version(aggregate_kind, aggregate_id), log.next_position())
+            let stored: Vec<StoredId<u64>> = ids
+                .iter()
+                .map(|id| log.stored_id(aggregate_kind, aggregate_id, id))
+                .collect();
+            (
+                stored,
+                log.version(aggregate_kind, aggregate_id),
+                log.next_position(),
+            )
         };
-        let expected = match expect {
-            // An unchecked append accepts whatever the stream holds.
-            Expect::Any => actual,
-            Expect::Version(version) => Some(version),
-            Expect::New => None,
-        };
-        if actual != expected {
-            return Err(ConcurrencyConflict { expected, actual }.into());
+        // The ids before the version: a retry of a batch written already
+        // is answered with the first outcome, whatever it expects now.
+        if let Some(last) = replay_of(&ids, &stored)? {
+            return Ok(AppendResult::replay(last));
+        }
+        if !expected.allows(actual) {
+            return Err(ConcurrencyConflict::new(expected, actual).into());
         }
         let batch = (first..)
             .zip(events)
             .map(|(position, event)| {
                 Ok(Event {
+                    id: event.id,
                     aggregate_kind: aggregate_kind.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
                     kind: event.kind,
@@ -219,7 +221,7 @@ impl Inner {
             .publish(batch);
         drop(writer);
         self.commits.notify();
-        Ok(AppendResult { last_position })
+        Ok(AppendResult::new(last_position))
     }
 
     fn read_log(&self) -> RwLockReadGuard<'_, Log> {
@@ -242,10 +244,23 @@ impl Log {
         self.head().map_or(1, |head| head + 1)
     }
 
+    /// Where the event with `id` is, seen from the stream `aggregate_kind`
+    /// / `aggregate_id`: what [`replay_of`] decides from.
+    fn stored_id(&self, aggregate_kind: &str, aggregate_id: &str, id: &EventId) -> StoredId<u64> {
+        match self.ids.get(id).map(|&index| &self.events[index]) {
+            None => StoredId::Missing,
+            Some(event) if event.aggregate_kind == aggregate_kind && event.aggregate_id == aggregate_id => {
+                StoredId::InStream(event.position)
+            }
+            Some(_) => StoredId::Elsewhere,
+        }
+    }
+
     fn publish(&mut self, events: Vec<Event>) {
         for event in events {
             let streams = self.versions.entry(event.aggregate_kind.clone()).or_default();
             streams.insert(event.aggregate_id.clone(), event.position);
+            self.ids.insert(event.id, self.events.len());
             self.events.push(event);
         }
     }
@@ -298,7 +313,7 @@ impl<M: DeserializeOwned> Store<M> {
         &self,
         aggregate_kind: &str,
         aggregate_id: &str,
-        expect: Expect,
+        expected: ExpectedVersion<u64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Error>
     where
@@ -308,7 +323,7 @@ impl<M: DeserializeOwned> Store<M> {
         // task's worker thread.
         let inner = Arc::clone(&self.inner);
         let (aggregate_kind, aggregate_id) = (aggregate_kind.to_owned(), aggregate_id.to_owned());
-        tokio::task::spawn_blocking(move || inner.append(&aggregate_kind, &aggregate_id, expect, events))
+        tokio::task::spawn_blocking(move || inner.append(&aggregate_kind, &aggregate_id, expected, events))
             .await
             .map_err(|error| AppendError::Store(Error::Task(error)))?
     }
@@ -321,6 +336,7 @@ impl<M: DeserializeOwned> Store<M> {
 fn decode_metadata<M: DeserializeOwned>(event: &Event) -> Result<StoredEvent<String, u64, M>, Error> {
     match M::deserialize(&event.metadata) {
         Ok(metadata) => Ok(StoredEvent {
+            id: event.id,
             aggregate_kind: event.aggregate_kind.clone(),
             aggregate_id: event.aggregate_id.clone(),
             kind: event.kind.clone(),
@@ -366,8 +382,8 @@ where
         expected_version: Option<u64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Error> {
-        let expect = expected_version.map_or(Expect::Any, Expect::Version);
-        self.write(aggregate_kind, aggregate_id, expect, events).await
+        let expected = expected_version.map_or(ExpectedVersion::Any, ExpectedVersion::Exact);
+        self.write(aggregate_kind, aggregate_id, expected, events).await
     }
 
     async fn append_expecting_new<'a>(
@@ -376,8 +392,43 @@ where
         aggregate_id: &'a String,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<u64, Error> {
-        self.write(aggregate_kind, aggregate_id, Expect::New, events)
+        self.write(aggregate_kind, aggregate_id, ExpectedVersion::NoStream, events)
             .await
+    }
+
+    // The provided method reads the version, then appends: two steps. The
+    // store's own append checks the batch, the ids and "the stream has
+    // events" in one step, under its writer lock.
+    async fn append_expecting_existing<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a String,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<u64, Error> {
+        self.write(
+            aggregate_kind,
+            aggregate_id,
+            ExpectedVersion::StreamExists,
+            events,
+        )
+        .await
+    }
+
+    // The provided method loads the whole stream; the store has an index.
+    async fn event_positions<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a String,
+        ids: &'a [EventId],
+    ) -> Result<Vec<Option<u64>>, Error> {
+        let log = self.inner.read_log();
+        Ok(ids
+            .iter()
+            .map(|id| match log.stored_id(aggregate_kind, aggregate_id, id) {
+                StoredId::InStream(position) => Some(position),
+                StoredId::Missing | StoredId::Elsewhere => None,
+            })
+            .collect())
     }
 
     async fn load_events<'a>(

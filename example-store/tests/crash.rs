@@ -101,6 +101,49 @@ async fn a_batch_cut_short_is_removed_and_the_log_goes_on() -> Result {
     Ok(())
 }
 
+/// The caller of an append a crash interrupted does not know whether it
+/// committed; retrying with the same event ids tells it, whichever it was.
+#[tokio::test]
+async fn a_retry_after_a_crash_writes_the_batch_once() -> Result {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("events.jsonl");
+    let ends = three_batches(&path).await?;
+    let store = Store::open(&path).await?;
+    let id = "a".to_owned();
+    let mut batch = NonEmpty::new(event(7));
+    batch.push(event(8));
+    assert_eq!(
+        store
+            .append("test", &id, Some(6), batch.clone())
+            .await?
+            .last_position,
+        8
+    );
+    drop(store);
+    let whole = fs::read(&path)?;
+
+    // The batch reached the disk: the retry (expecting the version the first
+    // attempt read, stale now) is a replay, and nothing is written again.
+    let store = Store::open(&path).await?;
+    let retry = store.append("test", &id, Some(6), batch.clone()).await?;
+    assert!(retry.replayed, "a replay: {retry:?}");
+    assert_eq!(retry.last_position, 8);
+    drop(store);
+    assert_eq!(fs::read(&path)?, whole, "nothing more reached the file");
+
+    // The batch's line was cut short: the same retry writes it now.
+    cut(&path, ends[2] + 5)?;
+    let store = Store::open(&path).await?;
+    let retry = store.append("test", &id, Some(6), batch).await?;
+    assert!(!retry.replayed, "a fresh write: {retry:?}");
+    assert_eq!(retry.last_position, 8);
+    assert_eq!(
+        contents(&store).await?,
+        [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8)]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_line_without_its_newline_is_a_batch_cut_short() -> Result {
     let directory = tempfile::tempdir()?;

@@ -1,10 +1,13 @@
-//! The store beyond the conformance suite: what reopening keeps, metadata
-//! of another type, and batches it refuses.
+//! The store beyond the conformance suite: what reopening keeps, files
+//! written before the store kept event ids, metadata of another type, and
+//! batches it refuses.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sourcery::event::DecodeFailure;
-use sourcery::store::{AppendError, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent};
+use sourcery::store::{
+    AppendError, EventFilter, EventId, EventStore, IdReuse, InvalidBatch, NonEmpty, PersistableEvent,
+};
 use sourcery_example_jsonl::{Error, Store};
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
@@ -52,6 +55,70 @@ async fn reopening_reads_back_every_field() -> Result {
         store.load_events(&[]).await?.is_empty(),
         "no filters select nothing"
     );
+    Ok(())
+}
+
+/// Two lines as the store wrote them before it kept event ids: no `id`.
+const WITHOUT_IDS: &str = concat!(
+    r#"{"position":1,"aggregate_kind":"account","aggregate_id":"ACC-1","events":["#,
+    r#"{"kind":"account.opened","schema_version":1,"data":"7b7d","metadata":null}]}"#,
+    "\n",
+    r#"{"position":2,"aggregate_kind":"account","aggregate_id":"ACC-1","events":["#,
+    r#"{"kind":"account.noted","schema_version":1,"data":"7b7d","metadata":null}]}"#,
+    "\n",
+);
+
+#[tokio::test]
+async fn a_file_written_before_ids_reads_with_ids_from_positions() -> Result {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("events.jsonl");
+    std::fs::write(&path, WITHOUT_IDS)?;
+    let id = "ACC-1".to_owned();
+    let legacy: Vec<EventId> = [
+        "6a736f6e-6c2d-8000-8000-000000000001",
+        "6a736f6e-6c2d-8000-8000-000000000002",
+    ]
+    .iter()
+    .map(|text| text.parse())
+    .collect::<Result<_, _>>()?;
+
+    let store = Store::<Value>::open(&path).await?;
+    let stream = [EventFilter::for_stream("account", id.clone())];
+    let ids: Vec<EventId> = store
+        .load_events(&stream)
+        .await?
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(ids, legacy, "ids derived from the positions");
+    assert_eq!(
+        store.event_positions("account", &id, &legacy).await?,
+        [Some(1), Some(2)]
+    );
+
+    // New batches carry their own ids beside the old lines; the derived
+    // ids are taken like any other.
+    let new = PersistableEvent::new("account.noted", b"{}".to_vec(), json!(null));
+    let new_id = new.id;
+    store.append("account", &id, Some(2), NonEmpty::new(new)).await?;
+    let taken = PersistableEvent::new("account.noted", Vec::new(), json!(null)).with_id(legacy[0]);
+    let elsewhere = store
+        .append("account", &"ACC-2".to_owned(), None, NonEmpty::new(taken))
+        .await;
+    assert!(
+        matches!(&elsewhere, Err(AppendError::IdReused(reused)) if reused.reason == IdReuse::OtherStream),
+        "got {elsewhere:?}"
+    );
+    drop(store);
+
+    let store = Store::<Value>::open(&path).await?;
+    let ids: Vec<EventId> = store
+        .load_events(&stream)
+        .await?
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(ids, [legacy[0], legacy[1], new_id], "the same ids at every open");
     Ok(())
 }
 

@@ -44,6 +44,7 @@ async fn select_by_hand(pool: &PgPool, sql: &str, binds: &[&str]) -> usize {
         let Json(metadata): Json<serde_json::Value> = row.get(5);
         let schema_version: i32 = row.get(6);
         let schema_version = u32::try_from(schema_version).expect("a schema version");
+        let event_id: sqlx::types::Uuid = row.get(7);
         decoded.push((
             position,
             aggregate_kind,
@@ -52,6 +53,7 @@ async fn select_by_hand(pool: &PgPool, sql: &str, binds: &[&str]) -> usize {
             schema_version,
             data,
             metadata,
+            event_id,
         ));
     }
     decoded.len()
@@ -257,7 +259,8 @@ fn loads(c: &mut Criterion, bench: &Bench) {
         });
     });
     let stream_sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version FROM {table} \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version, event_id \
+         FROM {table} \
          WHERE aggregate_kind = $1 AND aggregate_id = $2 ORDER BY position"
     );
     group.bench_function("one 10,000-event stream: hand-written SELECT", |b| {
@@ -277,7 +280,8 @@ fn loads(c: &mut Criterion, bench: &Bench) {
         });
     });
     let kind_sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version FROM {table} \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version, event_id \
+         FROM {table} \
          WHERE event_kind = $1 ORDER BY position"
     );
     group.bench_function("one event kind across 110,000 events: hand-written SELECT", |b| {

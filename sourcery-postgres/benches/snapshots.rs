@@ -22,7 +22,7 @@ use sourcery_core::codec::Codec;
 use sourcery_core::event::{DecodeEvent, DecodeFailure, DomainEvent, EventPayload, RawEvent};
 use sourcery_core::repository::Repository;
 use sourcery_core::snapshot::SnapshotPolicy;
-use sourcery_core::store::{EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::Store;
 use sqlx::postgres::PgPoolOptions;
 
@@ -117,6 +117,7 @@ async fn seed(store: &PgStore, id: &String, count: usize) {
         let size = SEED_BATCH.min(count - written);
         let events = (written..written + size)
             .map(|n| PersistableEvent {
+                id: EventId::new(),
                 kind: Deposited::KIND.to_owned(),
                 schema_version: 1,
                 data: store

@@ -25,7 +25,7 @@ use sourcery_core::checkpoint::inmemory::CheckpointStore as Checkpoints;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
 use sourcery_core::runner::ProjectionRunner;
-use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_core::subscription::Subscribe as _;
 use sourcery_postgres::{Store, SubscriptionOptions};
 use sqlx::PgPool;
@@ -64,6 +64,7 @@ impl ApplyProjection<Ticked> for Count {
 
 fn ticked(n: u64) -> NonEmpty<PersistableEvent<()>> {
     NonEmpty::new(PersistableEvent {
+        id: EventId::new(),
         kind: Ticked::KIND.to_owned(),
         schema_version: 1,
         data: serde_json::to_vec(&Ticked { n }).unwrap_or_default(),
@@ -249,14 +250,24 @@ async fn latency(seconds: u64) {
 }
 
 /// A row of the raw keyset read: position, aggregate kind, aggregate id,
-/// event kind, data, metadata, schema version.
-type RawRow = (i64, String, String, String, Vec<u8>, String, i32);
+/// event kind, data, metadata, schema version, event id.
+type RawRow = (
+    i64,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    String,
+    i32,
+    sqlx::types::Uuid,
+);
 
 /// Reads every row of the kind by keyset pages of 1,000, decoding the same
 /// columns the store decodes.
 async fn raw_keyset(store: &PgStore) -> (u64, Duration) {
     let sql = format!(
-        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version \
+        "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version, \
+                event_id \
          FROM \"{}\".sourcery_events \
          WHERE event_kind = $1 AND position > $2 ORDER BY position LIMIT 1000",
         store.schema()
@@ -304,8 +315,9 @@ async fn catch_up(events: u64) {
     let events = i64::try_from(events).unwrap_or(i64::MAX);
     sqlx::query(&format!(
         "INSERT INTO \"{schema}\".sourcery_events \
-         (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
-         SELECT g, 'bench', 'c' || (g % 1000), g / 1000 + 1, $1, convert_to('{{\"n\":' || g || '}}', 'UTF8'), 'null'::jsonb \
+         (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata, event_id) \
+         SELECT g, 'bench', 'c' || (g % 1000), g / 1000 + 1, $1, convert_to('{{\"n\":' || g || '}}', 'UTF8'), 'null'::jsonb, \
+                gen_random_uuid() \
          FROM generate_series(1, $2) AS g",
         schema = store.schema()
     ))

@@ -5,7 +5,9 @@ use sourcery_core::store::IdParseError;
 /// A failure of the PostgreSQL store.
 ///
 /// Concurrency conflicts are not errors of the store: they come back as
-/// [`AppendError::Conflict`](sourcery_core::store::AppendError::Conflict).
+/// [`AppendError::Conflict`](sourcery_core::store::AppendError::Conflict),
+/// and batches reusing stored event ids as
+/// [`AppendError::IdReused`](sourcery_core::store::AppendError::IdReused).
 /// Everything here is either the database failing ([`Error::Database`],
 /// worth an alert and perhaps a retry), the store's tables missing, or data
 /// in the database that this program cannot read.
@@ -167,12 +169,14 @@ pub enum Error {
         known: i64,
     },
 
-    /// An unchecked append lost the race for the stream's next sequence
-    /// numbers to concurrent appends to the same stream this many times in a
-    /// row; nothing of the batch was written. Unchecked appends retry on
-    /// their own, so this takes sustained contention on one stream.
+    /// An append that expects no exact version (unchecked, or
+    /// [`append_expecting_existing`](sourcery_core::store::EventStore::append_expecting_existing))
+    /// lost the race for the stream's next sequence numbers to concurrent
+    /// appends to the same stream this many times in a row; nothing of the
+    /// batch was written. Such appends retry on their own, so this takes
+    /// sustained contention on one stream.
     #[error(
-        "an unchecked append to stream {aggregate_kind:?}/{aggregate_id:?} lost to concurrent appends {attempts} times"
+        "an append to stream {aggregate_kind:?}/{aggregate_id:?} expecting no exact version lost to concurrent appends {attempts} times"
     )]
     Contended {
         /// The stream's aggregate kind.

@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0008_schema_version.sql",
         sql: include_str!("../migrations/0008_schema_version.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_event_ids.sql",
+        sql: include_str!("../migrations/0009_event_ids.sql"),
+    },
 ];
 
 /// The highest migration this release ships.

@@ -1,5 +1,6 @@
 //! [`Store`]: the event store on a PostgreSQL pool.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -7,11 +8,11 @@ use std::sync::Arc;
 use futures::TryStreamExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sourcery_core::concurrency::ConcurrencyConflict;
+use sourcery_core::concurrency::{ConcurrencyConflict, ExpectedVersion};
 use sourcery_core::event::{DecodeError, DecodeFailure};
 use sourcery_core::store::{
-    AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, JsonCodec, NonEmpty,
-    PersistableEvent, StoredEvent, TextId, check_batch, check_metadata_json,
+    AppendError, AppendOutcome, AppendResult, EventFilter, EventId, EventStore, GloballyOrdered, JsonCodec,
+    NonEmpty, PersistableEvent, StoredEvent, StoredId, TextId, check_batch, check_metadata_json, replay_of,
 };
 use sqlx::Postgres;
 use sqlx::Row;
@@ -20,7 +21,7 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo};
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
 use sqlx::query::Query;
-use sqlx::types::Json;
+use sqlx::types::{Json, Uuid};
 
 use crate::load::{self, Bind};
 use crate::schema::Schema;
@@ -30,6 +31,17 @@ use crate::{Error, migrate};
 /// The name of the constraint that refuses a second writer extending a
 /// stream from the same version.
 const STREAM_SEQUENCE_KEY: &str = "sourcery_events_stream_sequence_key";
+
+/// The name of the unique constraint on event ids (migration 0009): a
+/// violation means that ids of the batch are stored already, by a commit
+/// the statement waited for if it was in flight.
+const EVENT_ID_KEY: &str = "sourcery_events_event_id_key";
+
+/// SQLSTATE `deadlock_detected`: two appends that reuse each other's event
+/// ids in opposite orders can each wait for the other's row in the unique
+/// index; the server aborts one, which then runs again (and meets the
+/// other's committed ids).
+const DEADLOCK_DETECTED: &str = "40P01";
 
 /// How many times an unchecked append runs before giving up when concurrent
 /// appends to the same stream keep taking the sequence numbers it read.
@@ -74,6 +86,12 @@ struct Statements {
     /// append that lost a race runs again.
     stream_lock: String,
     stream_version: String,
+    /// What an append that wrote nothing needs to know, on one snapshot:
+    /// the stream's version (a row without an event id) and where each of
+    /// the batch's ids is stored (`$3`, `uuid[]`), in this stream or not.
+    settle: String,
+    /// The positions of the events of one stream with these ids (`$3`).
+    event_positions: String,
     load_select: String,
     /// The events table, schema-qualified.
     events: String,
@@ -102,8 +120,20 @@ impl Statements {
                 "SELECT position FROM {events} WHERE aggregate_kind = $1 AND aggregate_id = $2 \
                  ORDER BY position DESC LIMIT 1"
             ),
+            settle: format!(
+                "SELECT NULL::uuid, (SELECT position FROM {events} WHERE aggregate_kind = $1 AND aggregate_id = $2 \
+                                     ORDER BY position DESC LIMIT 1), true \
+                 UNION ALL \
+                 SELECT event_id, position, aggregate_kind = $1 AND aggregate_id = $2 \
+                 FROM {events} WHERE event_id = ANY($3)"
+            ),
+            event_positions: format!(
+                "SELECT event_id, position FROM {events} \
+                 WHERE aggregate_kind = $1 AND aggregate_id = $2 AND event_id = ANY($3)"
+            ),
             load_select: format!(
-                "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version \
+                "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version, \
+                        event_id \
                  FROM {events} WHERE "
             ),
             frontier: format!("position <= (SELECT {frontier}())"),
@@ -165,8 +195,8 @@ impl sqlx::Encode<'_, Postgres> for JsonText {
 }
 
 /// Batches of at most this many events (a command's, usually) are inserted
-/// from a multi-row `VALUES` list with four parameters per event; larger
-/// ones from four array parameters. PostgreSQL reads plain parameters more
+/// from a multi-row `VALUES` list with five parameters per event; larger
+/// ones from five array parameters. PostgreSQL reads plain parameters more
 /// cheaply than it decodes and unnests arrays, and a handful of statement
 /// shapes keeps the prepared-statement cache of each connection small.
 const VALUES_ROWS: usize = 16;
@@ -175,20 +205,23 @@ const VALUES_ROWS: usize = 16;
 #[derive(Debug, Clone, Copy)]
 enum Rows {
     /// `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7` metadata (JSON
-    /// `text[]`, or `jsonb[]`), `$8` schema versions (`int4[]`).
+    /// `text[]`, or `jsonb[]`), `$8` schema versions (`int4[]`), `$9` event
+    /// ids (`uuid[]`).
     Arrays,
-    /// This many events, four parameters each from `$5`: kind (`text`),
-    /// data (`bytea`), metadata (`jsonb`), schema version (`int4`).
+    /// This many events, five parameters each from `$5`: kind (`text`),
+    /// data (`bytea`), metadata (`jsonb`), schema version (`int4`), event id
+    /// (`uuid`).
     Values(usize),
 }
 
 /// The one statement of an append (see
 /// `docs/adr/0006-postgres-append-statement.md`).
 ///
-/// Parameters: `$1` aggregate kind, `$2` aggregate id, `$3` whether to check
-/// the version, `$4` the expected version (`NULL`: an empty stream), then
-/// the events as `rows` says. Returns the position of each event written:
-/// no row when the check failed.
+/// Parameters: `$1` aggregate kind, `$2` aggregate id, `$3` what the stream
+/// must be at (`'any'`: anything; `'exact'`: its version is `$4`, where
+/// `NULL` is a stream with no events; `'exists'`: it has events), `$4` the
+/// expected version, then the events as `rows` says. Returns the position
+/// of each event written: no row when the check failed.
 ///
 /// An `INSERT … SELECT … RETURNING` without CTEs: every node, tuple store
 /// and expression of the plan is set up and torn down on each append, and
@@ -217,7 +250,10 @@ enum Rows {
 /// functions in the select list, walked in step. `stream_sequence`
 /// continues from the last; the unique index refuses a writer whose snapshot
 /// missed a concurrent append to the stream (a conflict, or a retry for
-/// unchecked appends).
+/// appends that expect no exact version). Each row carries its event id;
+/// the unique index on ids refuses a batch whose ids are stored (after
+/// waiting for the writer of an id still in flight): the store then finds
+/// out whether the batch is a replay.
 fn append_statement(schema: &Schema, rows: Rows) -> String {
     let events = schema.qualify("sourcery_events");
     // Renamed by migration 0007: appends of older releases fail on the old
@@ -249,7 +285,9 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
                 FROM (SELECT CASE WHEN checked.passed THEN pg_advisory_lock({lock}) END AS locked, \
                              checked.passed, checked.sequence \
                       FROM (SELECT coalesce(last.stream_sequence, 0) AS sequence, \
-                                   (NOT $3 OR last.position IS NOT DISTINCT FROM $4) \
+                                   (CASE $3::text WHEN 'any' THEN true \
+                                                  WHEN 'exact' THEN last.position IS NOT DISTINCT FROM $4 \
+                                                  WHEN 'exists' THEN last.position IS NOT NULL END) \
                                    AND CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN true \
                                             ELSE {refuse}() END AS passed \
                             FROM (SELECT) AS one LEFT JOIN LATERAL (\
@@ -266,28 +304,31 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
         Rows::Arrays => format!(
             "SELECT unnest(head.positions), head.tx_id, $1, $2, \
                     generate_series(head.sequence + 1, head.sequence + cardinality(head.positions)), \
-                    unnest($5::text[]), unnest($8::int4[]), unnest($6::bytea[]), unnest($7::jsonb[]) \
+                    unnest($5::text[]), unnest($8::int4[]), unnest($6::bytea[]), unnest($7::jsonb[]), \
+                    unnest($9::uuid[]) \
              FROM {head}"
         ),
         Rows::Values(count) => {
             let values: Vec<String> = (0..count)
                 .map(|row| {
-                    let first = 5 + 4 * row;
+                    let first = 5 + 5 * row;
                     format!(
-                        "({}, head.positions[{}], ${first}::text, ${}::bytea, ${}::jsonb, ${}::int4)",
+                        "({}, head.positions[{}], ${first}::text, ${}::bytea, ${}::jsonb, ${}::int4, ${}::uuid)",
                         row + 1,
                         row + 1,
                         first + 1,
                         first + 2,
-                        first + 3
+                        first + 3,
+                        first + 4
                     )
                 })
                 .collect();
             format!(
                 "SELECT v.position, head.tx_id, $1, $2, head.sequence + v.ordinal, v.kind, v.schema_version, \
-                        v.data, v.metadata \
+                        v.data, v.metadata, v.event_id \
                  FROM {head} \
-                 CROSS JOIN LATERAL (VALUES {}) AS v(ordinal, position, kind, data, metadata, schema_version)",
+                 CROSS JOIN LATERAL (VALUES {}) \
+                     AS v(ordinal, position, kind, data, metadata, schema_version, event_id)",
                 values.join(", ")
             )
         }
@@ -295,7 +336,7 @@ fn append_statement(schema: &Schema, rows: Rows) -> String {
     format!(
         "INSERT INTO {events} \
              (position, tx_id, aggregate_kind, aggregate_id, stream_sequence, event_kind, schema_version, \
-              data, metadata) \
+              data, metadata, event_id) \
          {select} \
          RETURNING position"
     )
@@ -458,13 +499,14 @@ impl<Id, M> Store<Id, M> {
     }
 
     /// The statement the store runs for an append of any size: `$1`
-    /// aggregate kind, `$2` id, `$3` whether to check the version, `$4` the
-    /// expected version, `$5` kinds (`text[]`), `$6` data (`bytea[]`), `$7`
-    /// metadata (JSON `text[]` or `jsonb[]`), `$8` schema versions
-    /// (`int4[]`); it returns the position of
-    /// each event written (no row if the check failed). For tests that
-    /// freeze an append inside a transaction of their own; not part of the
-    /// stable API.
+    /// aggregate kind, `$2` id, `$3` the check (`'any'`, `'exact'` or
+    /// `'exists'`), `$4` the expected version for `'exact'` (`NULL`: a
+    /// stream with no events), `$5` kinds (`text[]`), `$6` data
+    /// (`bytea[]`), `$7` metadata (JSON `text[]` or `jsonb[]`), `$8` schema
+    /// versions (`int4[]`), `$9` event ids (`uuid[]`); it returns the
+    /// position of each event written (no row if the check failed). For
+    /// tests that freeze an append inside a transaction of their own; not
+    /// part of the stable API.
     #[doc(hidden)]
     #[must_use]
     pub fn append_statement(&self) -> &str {
@@ -558,33 +600,35 @@ where
     /// [`append_statement`]).
     ///
     /// A unique violation on the stream's sequence means a concurrent append
-    /// extended the stream after this statement's snapshot: a conflict for a
-    /// checked append; an unchecked one runs again on a fresh snapshot.
+    /// extended the stream after this statement's snapshot: a conflict for
+    /// an append expecting an exact version (unless the batch turns out to
+    /// be stored: a replay); the others run again on a fresh snapshot. A
+    /// unique violation on the event ids, or a version check that failed,
+    /// sends the store to [`settle`](Self::settle) the append: a replay, an
+    /// id reuse or a conflict.
     async fn append_batch(
         &self,
         aggregate_kind: &str,
         aggregate_id: &Id,
-        check: bool,
-        expected: Option<i64>,
+        expected: ExpectedVersion<i64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
         let id = aggregate_id.to_text();
         // `text` and `jsonb` cannot hold NUL: refuse it here, typed, rather
-        // than have the server fail the statement.
+        // than have the server fail the statement. Duplicate ids too.
         check_batch(aggregate_kind, &id, &events)?;
-        let mut kinds = Vec::with_capacity(events.len());
-        let mut data = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            kinds.push(event.kind.as_str());
-            data.push(event.data.as_slice());
-            versions.push(schema_version_column(index, event.schema_version).map_err(AppendError::Store)?);
-            let json = serde_json::to_string(&event.metadata)
-                .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
-            check_metadata_json(index, &json)?;
-            metadata.push(JsonText(json));
-        }
+        let columns = Columns::of(&events)?;
+        let (event_ids, uuids) = (&columns.event_ids, &columns.uuids);
+        let (mode, version) = match expected {
+            ExpectedVersion::Any => ("any", None),
+            ExpectedVersion::NoStream => ("exact", None),
+            ExpectedVersion::Exact(version) => ("exact", Some(version)),
+            ExpectedVersion::StreamExists => ("exists", None),
+        };
+        // Whether losing the race for the next sequence numbers is a
+        // conflict: for an exact version, yes; a stream that has events
+        // keeps them, so for the others the append runs again.
+        let exact = matches!(expected, ExpectedVersion::NoStream | ExpectedVersion::Exact(_));
         let statement = self.sql.append_values.get(events.len() - 1);
         let mut attempts = 0;
         loop {
@@ -594,47 +638,56 @@ where
                 .acquire()
                 .await
                 .map_err(|error| AppendError::Store(self.database(error)))?;
-            let mut append = sqlx::query(statement.unwrap_or(&self.sql.append))
+            let append = sqlx::query(statement.unwrap_or(&self.sql.append))
                 .bind(aggregate_kind)
                 .bind(&id)
-                .bind(check)
-                .bind(expected);
-            if statement.is_some() {
-                for (((kind, data), metadata), version) in
-                    kinds.iter().zip(&data).zip(&metadata).zip(&versions)
-                {
-                    append = append.bind(*kind).bind(*data).bind(metadata).bind(*version);
-                }
-            } else {
-                append = append.bind(&kinds).bind(&data).bind(&metadata).bind(&versions);
-            }
-            // An unchecked append that lost a race queues on the stream's
-            // lock before it runs again: writers that lost take turns
-            // instead of racing each other (and drawing positions) again.
+                .bind(mode)
+                .bind(version);
+            let append = columns.bind(append, statement.is_some());
+            // An append that lost a race queues on the stream's lock before
+            // it runs again: writers that lost take turns instead of racing
+            // each other (and drawing positions) again.
             let outcome = if attempts > 1 {
                 self.append_queued(&mut connection, aggregate_kind, &id, append)
                     .await
             } else {
                 append.fetch_all(&mut *connection).await
             };
+            // Every settling read below runs on the append's own connection:
+            // it waits for the server to finish aborting a refused
+            // statement's transaction, which until then holds the appender
+            // lock and the positions it drew, so readers cut at the safe
+            // frontier see every commit after them once the caller has its
+            // answer.
             let rows = match outcome {
                 Ok(rows) => rows,
+                Err(error) if violates(&error, EVENT_ID_KEY) => {
+                    // Ids of the batch are stored (the statement waited for
+                    // their writer to commit): a replay or a reuse.
+                    match self
+                        .settle(&mut connection, aggregate_kind, &id, event_ids, uuids)
+                        .await?
+                    {
+                        Settled::Stored(outcome) => return outcome,
+                        // Gone again (rows deleted by hand): run again.
+                        Settled::New { .. } if attempts < UNCHECKED_ATTEMPTS => continue,
+                        Settled::New { .. } => {
+                            return Err(AppendError::Store(Error::Unexpected {
+                                detail: "the event id index refused ids that are not stored",
+                            }));
+                        }
+                    }
+                }
                 Err(error) if violates(&error, STREAM_SEQUENCE_KEY) => {
-                    if check {
+                    if exact {
                         // Another writer extended the stream from the same
-                        // version: the database refused the second. The
-                        // version is read on the same connection, which
-                        // waits for the server to finish aborting the
-                        // refused statement's transaction: until then it
-                        // holds the appender lock and the positions it drew,
-                        // and readers cut at the safe frontier would not see
-                        // commits after them when the caller already has its
-                        // conflict.
-                        let actual = self.version_on(&mut connection, aggregate_kind, &id).await;
-                        return Err(match actual {
-                            Ok(actual) => AppendError::Conflict(ConcurrencyConflict { expected, actual }),
-                            Err(error) => AppendError::Store(error),
-                        });
+                        // version: the database refused the second. Unless
+                        // that writer stored this very batch (a retry racing
+                        // its first attempt), a conflict.
+                        return self
+                            .settle(&mut connection, aggregate_kind, &id, event_ids, uuids)
+                            .await?
+                            .or_conflict(expected);
                     }
                     drop(connection);
                     if attempts < UNCHECKED_ATTEMPTS {
@@ -646,6 +699,12 @@ where
                         attempts,
                     }));
                 }
+                Err(error) if is_deadlock(&error) && attempts < UNCHECKED_ATTEMPTS => {
+                    // Nothing was written; the other append has committed
+                    // or will: the next run meets its ids.
+                    drop(connection);
+                    continue;
+                }
                 Err(error) => {
                     // The statement may have failed inside its critical
                     // section (a cancellation, say) and kept the session's
@@ -654,37 +713,82 @@ where
                     return Err(AppendError::Store(self.database(error)));
                 }
             };
-            drop(connection);
             let mut last_position = None;
             for row in &rows {
                 let position: i64 = row.try_get(0).map_err(|e| AppendError::Store(e.into()))?;
                 last_position = last_position.max(Some(position));
             }
-            return match last_position {
-                Some(last_position) => {
-                    self.live.appended(&self.pool);
-                    Ok(AppendResult { last_position })
-                }
-                // The version check on the statement's snapshot failed.
-                None if check => Err(self.conflict(aggregate_kind, &id, expected).await),
-                None => Err(AppendError::Store(Error::Unexpected {
+            if let Some(last_position) = last_position {
+                drop(connection);
+                self.live.appended(&self.pool);
+                return Ok(AppendResult::new(last_position));
+            }
+            if matches!(expected, ExpectedVersion::Any) {
+                return Err(AppendError::Store(Error::Unexpected {
                     detail: "an unchecked append wrote nothing",
-                })),
-            };
+                }));
+            }
+            // The version check on the statement's snapshot failed. A retry
+            // whose first attempt committed sees the stream moved by its own
+            // batch: look for the ids before calling it a conflict.
+            return self
+                .settle(&mut connection, aggregate_kind, &id, event_ids, uuids)
+                .await?
+                .or_conflict(expected);
         }
     }
 
-    /// The conflict of a refused append, with where the stream stands now.
-    async fn conflict(
+    /// Where the stream stands and where the batch's ids are stored, read
+    /// on `connection` in one statement, after an append wrote nothing; and
+    /// what that makes of the append ([`replay_of`]).
+    async fn settle(
         &self,
+        connection: &mut PgConnection,
         aggregate_kind: &str,
-        id: &str,
-        expected: Option<i64>,
-    ) -> AppendError<i64, Error> {
-        match self.version_of(aggregate_kind, id).await {
-            Ok(actual) => AppendError::Conflict(ConcurrencyConflict { expected, actual }),
-            Err(error) => AppendError::Store(error),
+        aggregate_id: &str,
+        event_ids: &[EventId],
+        uuids: &[Uuid],
+    ) -> Result<Settled, AppendError<i64, Error>> {
+        let store = |error: sqlx::Error| AppendError::Store(self.database(error));
+        let rows = sqlx::query(&self.sql.settle)
+            .bind(aggregate_kind)
+            .bind(aggregate_id)
+            .bind(uuids)
+            .fetch_all(connection)
+            .await
+            .map_err(store)?;
+        let mut version = None;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: Option<Uuid> = row.try_get(0).map_err(store)?;
+            let position: Option<i64> = row.try_get(1).map_err(store)?;
+            let here: bool = row.try_get(2).map_err(store)?;
+            match (event_id, position) {
+                (None, position) => version = position,
+                (Some(event_id), Some(position)) => {
+                    let stored = if here {
+                        StoredId::InStream(position)
+                    } else {
+                        StoredId::Elsewhere
+                    };
+                    found.insert(event_id, stored);
+                }
+                (Some(_), None) => {
+                    return Err(AppendError::Store(Error::Unexpected {
+                        detail: "a stored event without a position",
+                    }));
+                }
+            }
         }
+        let stored: Vec<StoredId<i64>> = uuids
+            .iter()
+            .map(|uuid| found.get(uuid).copied().unwrap_or(StoredId::Missing))
+            .collect();
+        Ok(match replay_of(event_ids, &stored) {
+            Ok(Some(last)) => Settled::Stored(Ok(AppendResult::replay(last))),
+            Err(reused) => Settled::Stored(Err(AppendError::IdReused(reused))),
+            Ok(None) => Settled::New { version },
+        })
     }
 
     /// Runs `append` in a transaction that first takes the stream's
@@ -708,21 +812,6 @@ where
         let rows = append.fetch_all(&mut *transaction).await?;
         transaction.commit().await?;
         Ok(rows)
-    }
-
-    /// The stream's version, read on `connection`.
-    async fn version_on(
-        &self,
-        connection: &mut PgConnection,
-        aggregate_kind: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<i64>, Error> {
-        sqlx::query_scalar(&self.sql.stream_version)
-            .bind(aggregate_kind)
-            .bind(aggregate_id)
-            .fetch_optional(connection)
-            .await
-            .map_err(|error| self.database(error))
     }
 
     async fn version_of(&self, aggregate_kind: &str, aggregate_id: &str) -> Result<Option<i64>, Error> {
@@ -786,6 +875,106 @@ where
     }
 }
 
+/// A batch's columns, encoded once for every run of its append.
+struct Columns<'a> {
+    kinds: Vec<&'a str>,
+    data: Vec<&'a [u8]>,
+    metadata: Vec<JsonText>,
+    versions: Vec<i32>,
+    event_ids: Vec<EventId>,
+    uuids: Vec<Uuid>,
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `events`; refuses metadata that does not encode or
+    /// holds NUL, and schema versions the column cannot hold.
+    fn of<M: Serialize>(events: &'a NonEmpty<PersistableEvent<M>>) -> Result<Self, AppendError<i64, Error>> {
+        let mut columns = Self {
+            kinds: Vec::with_capacity(events.len()),
+            data: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            event_ids: Vec::with_capacity(events.len()),
+            uuids: Vec::with_capacity(events.len()),
+        };
+        for (index, event) in events.iter().enumerate() {
+            columns.kinds.push(event.kind.as_str());
+            columns.data.push(event.data.as_slice());
+            let version = schema_version_column(index, event.schema_version).map_err(AppendError::Store)?;
+            columns.versions.push(version);
+            let json = serde_json::to_string(&event.metadata)
+                .map_err(|source| AppendError::Store(Error::EncodeMetadata { index, source }))?;
+            check_metadata_json(index, &json)?;
+            columns.metadata.push(JsonText(json));
+            columns.event_ids.push(event.id);
+            columns.uuids.push(*event.id.as_uuid());
+        }
+        Ok(columns)
+    }
+
+    /// Binds the events to `append` after its first four parameters: five
+    /// per event for the `VALUES` statement (`values`), five arrays
+    /// otherwise.
+    fn bind<'q>(
+        &'q self,
+        mut append: Query<'q, Postgres, PgArguments>,
+        values: bool,
+    ) -> Query<'q, Postgres, PgArguments> {
+        if values {
+            let rows = self.kinds.iter().zip(&self.data).zip(&self.metadata);
+            for (((kind, data), metadata), (version, uuid)) in rows.zip(self.versions.iter().zip(&self.uuids))
+            {
+                append = append
+                    .bind(*kind)
+                    .bind(*data)
+                    .bind(metadata)
+                    .bind(*version)
+                    .bind(*uuid);
+            }
+            append
+        } else {
+            append
+                .bind(&self.kinds)
+                .bind(&self.data)
+                .bind(&self.metadata)
+                .bind(&self.versions)
+                .bind(&self.uuids)
+        }
+    }
+}
+
+/// What an append that wrote nothing learnt from [`Store::settle`].
+enum Settled {
+    /// Ids of the batch are stored: the append's outcome is a replay, or an
+    /// id reuse.
+    Stored(AppendOutcome<i64, Error>),
+    /// None of the batch's ids is stored; the stream is at `version`.
+    New { version: Option<i64> },
+}
+
+impl Settled {
+    /// The outcome of an append refused by its version check: the batch's
+    /// own, if its ids are stored, otherwise the conflict.
+    fn or_conflict(self, expected: ExpectedVersion<i64>) -> AppendOutcome<i64, Error> {
+        match self {
+            Self::Stored(outcome) => outcome,
+            // The check found the stream empty (it has no events to lose).
+            Self::New { .. } if expected == ExpectedVersion::StreamExists => {
+                Err(ConcurrencyConflict::new(expected, None).into())
+            }
+            Self::New { version } => Err(ConcurrencyConflict::new(expected, version).into()),
+        }
+    }
+}
+
+/// Whether the server aborted the statement to break a deadlock.
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| code == DEADLOCK_DETECTED)
+}
+
 /// Whether `error` is a unique violation of the constraint `name`.
 fn violates(error: &sqlx::Error, name: &str) -> bool {
     error
@@ -812,6 +1001,7 @@ fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id
     let data: Vec<u8> = row.try_get(4)?;
     let metadata: &str = row.try_get(5)?;
     let schema_version: i32 = row.try_get(6)?;
+    let event_id: Uuid = row.try_get(7)?;
     let schema_version = match u32::try_from(schema_version) {
         Ok(schema_version) => schema_version,
         Err(source) => {
@@ -847,6 +1037,7 @@ fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id
         }
     };
     Ok(StoredEvent {
+        id: EventId::from_uuid(event_id),
         aggregate_kind,
         aggregate_id,
         kind,
@@ -926,14 +1117,9 @@ where
         expected_version: Option<i64>,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
-        self.append_batch(
-            aggregate_kind,
-            aggregate_id,
-            expected_version.is_some(),
-            expected_version,
-            events,
-        )
-        .await
+        let expected = expected_version.map_or(ExpectedVersion::Any, ExpectedVersion::Exact);
+        self.append_batch(aggregate_kind, aggregate_id, expected, events)
+            .await
     }
 
     async fn append_expecting_new<'a>(
@@ -942,8 +1128,57 @@ where
         aggregate_id: &'a Id,
         events: NonEmpty<PersistableEvent<M>>,
     ) -> AppendOutcome<i64, Error> {
-        self.append_batch(aggregate_kind, aggregate_id, true, None, events)
+        self.append_batch(aggregate_kind, aggregate_id, ExpectedVersion::NoStream, events)
             .await
+    }
+
+    /// One statement, as [`append`](EventStore::append): its version check
+    /// asks only that the stream has events. The batch is checked first;
+    /// a replay is recognised as by `append`.
+    async fn append_expecting_existing<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        events: NonEmpty<PersistableEvent<M>>,
+    ) -> AppendOutcome<i64, Error> {
+        self.append_batch(
+            aggregate_kind,
+            aggregate_id,
+            ExpectedVersion::StreamExists,
+            events,
+        )
+        .await
+    }
+
+    /// One indexed query on the stream and the ids, every committed event
+    /// seen (no frontier).
+    async fn event_positions<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a Id,
+        ids: &'a [EventId],
+    ) -> Result<Vec<Option<i64>>, Error> {
+        let id = aggregate_id.to_text();
+        // No stream holds NUL in its name (appends refuse it), and the
+        // server would refuse it as a parameter.
+        if ids.is_empty() || aggregate_kind.contains('\0') || id.contains('\0') {
+            return Ok(vec![None; ids.len()]);
+        }
+        let uuids: Vec<Uuid> = ids.iter().map(|event_id| *event_id.as_uuid()).collect();
+        let rows = sqlx::query(&self.sql.event_positions)
+            .bind(aggregate_kind)
+            .bind(&id)
+            .bind(&uuids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| self.database(error))?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: Uuid = row.try_get(0)?;
+            let position: i64 = row.try_get(1)?;
+            found.insert(event_id, position);
+        }
+        Ok(uuids.iter().map(|uuid| found.get(uuid).copied()).collect())
     }
 
     /// One statement for all filters, streamed row by row into the result.

@@ -31,7 +31,9 @@ pub struct IdReused {
     pub event_id: EventId,
     /// Its index in the batch, from 0.
     pub index: usize,
-    /// How the batch differs from a replay.
+    /// How the batch differs from a replay. When several reasons hold (ids
+    /// of another stream and new ids in one batch, say), stores may name any
+    /// of them.
     pub reason: IdReuse,
 }
 

@@ -2,7 +2,8 @@
 //! prove the conformance suite catches every one of them.
 //!
 //! [`Mutant`] wraps the in-memory event store and does the store's work
-//! itself — version checks, name handling, selection of events — with a
+//! itself — version checks, the id rule, name handling, selection of
+//! events — with a
 //! [`Defect`] that changes one thing; [`Checkpoints`], [`Snapshots`] and
 //! [`Leases`] do the same for the other stores the suite checks. With no
 //! defect each passes the whole suite (`the_wrapper_without_a_defect_passes`),
@@ -30,8 +31,9 @@ use sourcery_core::snapshot::{
     self, SaveOutcome, Snapshot, SnapshotKey, SnapshotPolicy, SnapshotStore, SnapshotSubject,
 };
 use sourcery_core::store::{
-    AppendError, AppendOutcome, AppendResult, EventFilter, EventStore, GloballyOrdered, InvalidBatch,
-    JsonCodec, NonEmpty, PersistableEvent, StoredEvent, TextField, check_batch, check_metadata, inmemory,
+    AppendError, AppendOutcome, AppendResult, EventFilter, EventId, EventStore, GloballyOrdered, IdReuse,
+    InvalidBatch, JsonCodec, NonEmpty, PersistableEvent, StoredEvent, StoredId, TextField, Transaction,
+    check_batch, check_metadata, inmemory, replay_of,
 };
 use sourcery_core::subscription::{CommitNotifier, CommitSignal, Subscribe};
 use sourcery_core::test::conformance::{LeaseFixture, Outcome, Report, Suite};
@@ -51,6 +53,11 @@ const RIVAL_WAIT: Duration = Duration::from_millis(200);
 
 /// ... and, at most, for one that has called it and waits its turn.
 const RIVAL_PATIENCE: Duration = Duration::from_millis(500);
+
+/// How long a writer whose defect needs a rival waits for one to call the
+/// store at all, when it waits on every batch of a kind the suite writes
+/// often (`IdCheckThenWriteRace`).
+const RIVAL_ENTRY: Duration = Duration::from_millis(25);
 
 /// The kinds of the suite's typed test events, as a store that reads a
 /// whole stream by the kinds it has heard of would know them.
@@ -96,6 +103,54 @@ enum Defect {
     /// The check and the append are two steps: a second writer can pass the
     /// check before the first appends.
     CheckThenAppendRace,
+
+    // Expected versions beyond a version or a new stream.
+    /// "The stream must exist" commits on a stream without events.
+    StreamExistsAsAny,
+    /// "The stream must exist" is checked as "the stream must be new".
+    StreamExistsAsNoStream,
+    /// `append_expecting_existing` reads the stream's version before it
+    /// checks the batch: a batch no store keeps, on a stream without
+    /// events, is reported as a conflict.
+    ExistingVersionBeforeContents,
+    /// `begin_expecting` ignores its mode: the transaction expects a new
+    /// stream.
+    BeginExpectingIgnoresMode,
+
+    // Event ids and replays.
+    /// Loads return an id made up from the event's position, not the one
+    /// appended.
+    IdsNotKept,
+    /// Ids are never looked up: a retry is written again (or conflicts), and
+    /// so is any reuse.
+    NoReplayCheck,
+    /// A replay is reported as a fresh write (`replayed: false`).
+    ReplayReportedAsWritten,
+    /// A replay reports the stream's version, not the position of the
+    /// batch's last event.
+    ReplayReportsStreamVersion,
+    /// A replay writes the retry's data over the stored events (an upsert).
+    ReplayOverwritesData,
+    /// The version is checked before the ids: a replay is recognised only
+    /// while the expected version still holds.
+    ReplayOnlyWhenVersionMatches,
+    /// A batch reusing some stored ids writes its new events.
+    PartialReuseWritesTheNew,
+    /// Ids are unique per stream only: a batch reusing ids of another stream
+    /// is written.
+    IdsUniquePerStream,
+    /// Stored ids sent in another order are a replay.
+    IdOrderNotChecked,
+    /// A batch holding one id twice is written.
+    DuplicateIdsAccepted,
+    /// The ids of a batch are looked up before the writer lock is taken
+    /// (the lookup and the write are two steps; for a new batch of two
+    /// events or more on a stream with events, a writer waits for another
+    /// one in the store to look its ids up too): racing writers of one batch
+    /// all find it new.
+    IdCheckThenWriteRace,
+    /// `event_positions` finds ids in any stream.
+    EventPositionsIgnoreStream,
 
     // What is written.
     /// Every event of a batch gets the first event's metadata.
@@ -203,6 +258,7 @@ enum Defect {
 enum Expect {
     Any,
     New,
+    Exists,
     Version(u64),
 }
 
@@ -223,6 +279,21 @@ struct Selector {
     after: Option<u64>,
 }
 
+/// Where an event id is stored: its stream (names as stored) and position.
+#[derive(Debug, Clone)]
+struct Placed {
+    kind: String,
+    id: String,
+    position: u64,
+}
+
+/// What the id rule makes of a batch: write it, or answer the append
+/// without writing (a replay, or a refusal for reused ids).
+enum Ids {
+    Write(Batch),
+    Answer(AppendOutcome<u64, Infallible>),
+}
+
 /// An event store over the in-memory one, with one [`Defect`].
 #[derive(Debug, Clone)]
 struct Mutant {
@@ -239,11 +310,21 @@ struct State {
     kinds: Mutex<BTreeSet<String>>,
     /// Each batch's first and last position, ascending.
     batches: Mutex<Vec<(u64, u64)>>,
+    /// Where each event id the client chose is stored.
+    ids: Mutex<HashMap<EventId, Placed>>,
+    /// The id the client chose for each id of the inner store: the mutant
+    /// gives the inner store fresh ids, so that it never takes a batch the
+    /// mutant writes for a replay.
+    aliases: Mutex<HashMap<EventId, EventId>>,
+    /// What replays wrote over stored events, by position
+    /// (`ReplayOverwritesData`).
+    overwritten: Mutex<HashMap<u64, PersistableEvent<Value>>>,
     /// Batches loads do not see yet (`LateCommitsHidden`).
     hidden: Mutex<Vec<Hidden>>,
     /// Batches committed.
     commits: AtomicU64,
-    /// Who is writing (`CheckThenAppendRace`, `TornBatch`).
+    /// Who is writing (`CheckThenAppendRace`, `TornBatch`,
+    /// `IdCheckThenWriteRace`).
     traffic: watch::Sender<Traffic>,
     /// A notifier that never notifies (`CommitSignalNeverFires`); kept, so
     /// its signals wait instead of falling back to polling.
@@ -257,6 +338,8 @@ struct Traffic {
     writers: usize,
     /// Writers that passed a version check.
     passes: u64,
+    /// Writers that looked their batch's ids up (`IdCheckThenWriteRace`).
+    lookups: u64,
     /// Appends to the inner store.
     writes: u64,
 }
@@ -294,6 +377,9 @@ impl Mutant {
                 writer: tokio::sync::Mutex::new(()),
                 kinds: Mutex::new(BTreeSet::new()),
                 batches: Mutex::new(Vec::new()),
+                ids: Mutex::new(HashMap::new()),
+                aliases: Mutex::new(HashMap::new()),
+                overwritten: Mutex::new(HashMap::new()),
                 hidden: Mutex::new(Vec::new()),
                 commits: AtomicU64::new(0),
                 traffic: watch::Sender::new(Traffic::default()),
@@ -323,7 +409,8 @@ impl Mutant {
         }
     }
 
-    /// Every event, in position order, hidden ones included.
+    /// Every event, in position order, hidden ones included, with the ids
+    /// the client chose.
     async fn log(&self) -> Vec<Event> {
         let kinds: Vec<Filter> = lock(&self.state.kinds)
             .iter()
@@ -332,10 +419,18 @@ impl Mutant {
         if kinds.is_empty() {
             return Vec::new();
         }
-        self.inner
+        let mut log = self
+            .inner
             .load_events(&kinds)
             .await
-            .unwrap_or_else(|never| match never {})
+            .unwrap_or_else(|never| match never {});
+        let aliases = lock(&self.state.aliases);
+        for event in &mut log {
+            if let Some(&id) = aliases.get(&event.id) {
+                event.id = id;
+            }
+        }
+        log
     }
 
     fn same_stream(&self, lookup: Lookup, kind: &str, id: &str, event: &Event) -> bool {
@@ -388,6 +483,11 @@ impl Mutant {
         let holds = match expect {
             Expect::Any => true,
             Expect::New => actual.is_none(),
+            Expect::Exists => match self.defect {
+                Defect::StreamExistsAsAny => true,
+                Defect::StreamExistsAsNoStream => actual.is_none(),
+                _ => actual.is_some(),
+            },
             Expect::Version(expected) => match self.defect {
                 Defect::AcceptsVersionAhead => actual.is_some_and(|actual| expected >= actual),
                 Defect::AcceptsAnyVersionOnEmptyStream => actual.is_none() || actual == Some(expected),
@@ -401,6 +501,7 @@ impl Mutant {
             Expect::Version(expected) => (ExpectedVersion::Exact(expected), Some(expected)),
             Expect::Any => (ExpectedVersion::Any, None),
             Expect::New => (ExpectedVersion::NoStream, None),
+            Expect::Exists => (ExpectedVersion::StreamExists, None),
         };
         let actual = if self.defect == Defect::ConflictReportsExpectedAsActual {
             reported
@@ -441,8 +542,8 @@ impl Mutant {
         }
     }
 
-    /// Appends to the inner store, unchecked; returns the batch's first and
-    /// last positions.
+    /// Appends to the inner store, unchecked, and records where the batch's
+    /// ids are; returns the batch's first and last positions.
     async fn push(&self, kind: &str, id: &String, events: Batch) -> (u64, u64) {
         {
             let mut kinds = lock(&self.state.kinds);
@@ -452,6 +553,20 @@ impl Mutant {
                 }
             }
         }
+        let mut events = events.into_vec();
+        let chosen: Vec<EventId> = events.iter().map(|event| event.id).collect();
+        {
+            // Before the append: a load that sees the events finds their ids.
+            let mut aliases = lock(&self.state.aliases);
+            for event in &mut events {
+                let inner = EventId::new();
+                aliases.insert(inner, event.id);
+                event.id = inner;
+            }
+        }
+        let Some(events) = NonEmpty::from_vec(events) else {
+            unreachable!("a batch holds at least one event")
+        };
         let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
         let commit = self.state.commits.fetch_add(1, Ordering::SeqCst) + 1;
         if self.defect == Defect::LateCommitsHidden && commit % 3 == 0 {
@@ -473,6 +588,17 @@ impl Mutant {
             Err(error) => panic!("the in-memory store refused an unchecked append: {error}"),
         };
         let first = last + 1 - count;
+        {
+            let mut ids = lock(&self.state.ids);
+            for (position, chosen) in (first..=last).zip(chosen) {
+                let placed = Placed {
+                    kind: kind.to_owned(),
+                    id: id.clone(),
+                    position,
+                };
+                ids.insert(chosen, placed);
+            }
+        }
         lock(&self.state.batches).push((first, last));
         self.state.traffic.send_modify(|traffic| traffic.writes += 1);
         (first, last)
@@ -527,7 +653,8 @@ impl Mutant {
         self.check_contents(kind, id, &events)?;
         let kind = self.name(kind);
         let id = self.id(id);
-        let events = self.shape(events);
+        let ids: Vec<EventId> = events.iter().map(|event| event.id).collect();
+        let mut events = self.shape(events);
         let expect = match (self.defect, expect) {
             (Defect::NoVersionCheck, Expect::Version(_)) | (Defect::ExpectingNewUnchecked, Expect::New) => {
                 Expect::Any
@@ -536,12 +663,32 @@ impl Mutant {
             (_, expect) => expect,
         };
         let _writing = Writing::enter(&self.state.traffic);
+        let looked_up = match self.defect {
+            Defect::IdCheckThenWriteRace if ids.len() > 1 => {
+                Some(self.look_up_racing(&kind, &id, &ids).await)
+            }
+            _ => None,
+        };
         let writer = self.state.writer.lock().await;
+        let stored = looked_up.unwrap_or_else(|| self.stored(&kind, &id, &ids));
+        let ids_first = self.defect != Defect::ReplayOnlyWhenVersionMatches;
+        if ids_first {
+            events = match self.id_rule(&kind, &id, &ids, &stored, events).await {
+                Ids::Write(events) => events,
+                Ids::Answer(outcome) => return outcome,
+            };
+        }
         if let Err(conflict) = self.check(&kind, &id, expect).await {
             if self.defect == Defect::WritesFirstEventOfRefusedBatch {
                 self.push(&kind, &id, NonEmpty::new(events.first().clone())).await;
             }
             return Err(AppendError::Conflict(conflict));
+        }
+        if !ids_first {
+            events = match self.id_rule(&kind, &id, &ids, &stored, events).await {
+                Ids::Write(events) => events,
+                Ids::Answer(outcome) => return outcome,
+            };
         }
         let (first, last) = match self.defect {
             Defect::CheckThenAppendRace if expect != Expect::Any => {
@@ -567,6 +714,118 @@ impl Mutant {
             _ => last,
         };
         Ok(AppendResult::new(last_position))
+    }
+
+    /// Where each of `ids` is stored, seen from the stream `kind` / `id`
+    /// (names as stored).
+    fn stored(&self, kind: &str, id: &str, ids: &[EventId]) -> Vec<StoredId<u64>> {
+        let placed = lock(&self.state.ids);
+        ids.iter()
+            .map(|event_id| match placed.get(event_id) {
+                None => StoredId::Missing,
+                Some(at) if at.kind == kind && at.id == id => StoredId::InStream(at.position),
+                Some(_) if self.defect == Defect::IdsUniquePerStream => StoredId::Missing,
+                Some(_) => StoredId::Elsewhere,
+            })
+            .collect()
+    }
+
+    /// Looks `ids` up before the writer lock (`IdCheckThenWriteRace`) and,
+    /// for a new batch on a stream with events, when another writer is in
+    /// the store or comes in soon, waits for it to look its batch up too
+    /// before going on to write.
+    async fn look_up_racing(&self, kind: &str, id: &str, ids: &[EventId]) -> Vec<StoredId<u64>> {
+        let stored = self.stored(kind, id, ids);
+        let fresh = stored.iter().all(|stored| *stored == StoredId::Missing);
+        if !fresh || self.version(kind, id).await.is_none() {
+            return stored;
+        }
+        let mut mine = 0;
+        self.state.traffic.send_modify(|traffic| {
+            traffic.lookups += 1;
+            mine = traffic.lookups;
+        });
+        let mut traffic = self.state.traffic.subscribe();
+        let rival = tokio::time::timeout(RIVAL_ENTRY, traffic.wait_for(|traffic| traffic.writers > 1))
+            .await
+            .is_ok();
+        if rival {
+            self.wait_for_rival(|traffic| traffic.lookups > mine).await;
+        }
+        stored
+    }
+
+    /// The id rule (invariant 7 of the contract) on a batch whose ids are
+    /// stored as `stored` says, as the defect leaves it.
+    async fn id_rule(
+        &self,
+        kind: &str,
+        id: &str,
+        ids: &[EventId],
+        stored: &[StoredId<u64>],
+        events: Batch,
+    ) -> Ids {
+        if self.defect == Defect::NoReplayCheck {
+            return Ids::Write(events);
+        }
+        let refused = match replay_of(ids, stored) {
+            Ok(None) => return Ids::Write(events),
+            Ok(Some(last)) => return Ids::Answer(Ok(self.replay(kind, id, last, stored, events).await)),
+            Err(refused) => refused,
+        };
+        let positions: Option<Vec<u64>> = stored
+            .iter()
+            .map(|stored| match stored {
+                StoredId::InStream(position) => Some(*position),
+                StoredId::Missing | StoredId::Elsewhere => None,
+            })
+            .collect();
+        match (self.defect, refused.reason, positions) {
+            (Defect::IdOrderNotChecked, IdReuse::Order, Some(positions)) => {
+                let last = positions.into_iter().max().unwrap_or_default();
+                Ids::Answer(Ok(AppendResult::replay(last)))
+            }
+            (Defect::PartialReuseWritesTheNew, IdReuse::Partial, _) => {
+                let new: Vec<PersistableEvent<Value>> = events
+                    .into_iter()
+                    .zip(stored)
+                    .filter(|(_, stored)| **stored == StoredId::Missing)
+                    .map(|(event, _)| event)
+                    .collect();
+                match NonEmpty::from_vec(new) {
+                    Some(new) => Ids::Write(new),
+                    None => Ids::Answer(Err(AppendError::IdReused(refused))),
+                }
+            }
+            _ => Ids::Answer(Err(AppendError::IdReused(refused))),
+        }
+    }
+
+    /// What a replay of a batch stored up to `last` answers.
+    async fn replay(
+        &self,
+        kind: &str,
+        id: &str,
+        last: u64,
+        stored: &[StoredId<u64>],
+        events: Batch,
+    ) -> AppendResult<u64> {
+        match self.defect {
+            Defect::ReplayReportedAsWritten => AppendResult::new(last),
+            Defect::ReplayReportsStreamVersion => {
+                AppendResult::replay(self.version(kind, id).await.unwrap_or(last))
+            }
+            Defect::ReplayOverwritesData => {
+                let mut overwritten = lock(&self.state.overwritten);
+                for (event, stored) in events.into_iter().zip(stored) {
+                    if let StoredId::InStream(position) = stored {
+                        overwritten.insert(*position, event);
+                    }
+                }
+                AppendResult::replay(last)
+            }
+            _ => AppendResult::replay(last),
+        }
     }
 
     /// The contract's checks on a batch's content, before anything is
@@ -596,6 +855,7 @@ impl Mutant {
         match check_batch(kind, id, events) {
             Err(InvalidBatch::SchemaVersionZero { .. })
                 if self.defect == Defect::SchemaVersionZeroAccepted => {}
+            Err(InvalidBatch::DuplicateId { .. }) if self.defect == Defect::DuplicateIdsAccepted => {}
             Err(invalid) => return Err(AppendError::Invalid(invalid)),
             Ok(()) => {}
         }
@@ -749,6 +1009,20 @@ impl Mutant {
 
     fn after_loading(&self, events: &mut [Event]) {
         match self.defect {
+            Defect::IdsNotKept => {
+                for event in events.iter_mut() {
+                    event.id = made_up_id(event.position);
+                }
+            }
+            Defect::ReplayOverwritesData => {
+                let overwritten = lock(&self.state.overwritten);
+                for event in events.iter_mut() {
+                    if let Some(written) = overwritten.get(&event.position) {
+                        event.data.clone_from(&written.data);
+                        event.metadata.clone_from(&written.metadata);
+                    }
+                }
+            }
             Defect::SchemaVersionsForgotten => {
                 for event in events.iter_mut() {
                     event.schema_version = 1;
@@ -778,6 +1052,13 @@ impl Mutant {
             _ => {}
         }
     }
+}
+
+/// The id a store that forgot ids makes up for the event at `position`.
+fn made_up_id(position: u64) -> EventId {
+    let mut bytes = [0; 16];
+    bytes[8..].copy_from_slice(&position.to_be_bytes());
+    EventId::from_bytes(bytes)
 }
 
 /// SQL `LIKE`: `%` matches any run of characters, `_` any one character.
@@ -847,6 +1128,59 @@ impl EventStore for Mutant {
     ) -> AppendOutcome<u64, Infallible> {
         self.write(aggregate_kind, aggregate_id, Expect::New, events)
             .await
+    }
+
+    async fn append_expecting_existing<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a String,
+        events: Batch,
+    ) -> AppendOutcome<u64, Infallible> {
+        if self.defect == Defect::ExistingVersionBeforeContents
+            && self
+                .version(&self.name(aggregate_kind), &self.id(aggregate_id))
+                .await
+                .is_none()
+        {
+            return Err(ConcurrencyConflict::new(ExpectedVersion::StreamExists, None).into());
+        }
+        self.write(aggregate_kind, aggregate_id, Expect::Exists, events)
+            .await
+    }
+
+    async fn event_positions<'a>(
+        &'a self,
+        aggregate_kind: &'a str,
+        aggregate_id: &'a String,
+        ids: &'a [EventId],
+    ) -> Result<Vec<Option<u64>>, Infallible> {
+        let (kind, id) = (self.name(aggregate_kind), self.id(aggregate_id));
+        let placed = lock(&self.state.ids);
+        Ok(ids
+            .iter()
+            .map(|event_id| {
+                placed
+                    .get(event_id)
+                    .filter(|at| {
+                        self.defect == Defect::EventPositionsIgnoreStream || (at.kind == kind && at.id == id)
+                    })
+                    .map(|at| at.position)
+            })
+            .collect())
+    }
+
+    fn begin_expecting(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: String,
+        expected: ExpectedVersion<u64>,
+    ) -> Transaction<'_, Self> {
+        let transaction = Transaction::new(self, aggregate_kind.to_owned(), aggregate_id, None);
+        if self.defect == Defect::BeginExpectingIgnoresMode {
+            transaction
+        } else {
+            transaction.expecting(expected)
+        }
     }
 
     async fn load_events<'a>(&'a self, filters: &'a [Filter]) -> Result<Vec<Event>, Infallible> {
@@ -1345,6 +1679,43 @@ mutants! {
     check_then_append_race: Store(D::CheckThenAppendRace) => [
         "optimistic.race_one_winner", "optimistic.create_race_one_winner",
     ];
+
+    // Expected versions beyond a version or a new stream.
+    stream_exists_as_any: Store(D::StreamExistsAsAny) => [
+        "expected.stream_exists_on_empty_conflicts", "expected.transaction_modes",
+    ];
+    stream_exists_as_no_stream: Store(D::StreamExistsAsNoStream) => [
+        "expected.stream_exists_appends_at_any_version", "expected.transaction_modes",
+    ];
+    existing_version_before_contents: Store(D::ExistingVersionBeforeContents) => [
+        "expected.stream_exists_refuses_invalid_first",
+    ];
+    begin_expecting_ignores_mode: Store(D::BeginExpectingIgnoresMode) => ["expected.transaction_modes"];
+
+    // Event ids and replays.
+    ids_not_kept: Store(D::IdsNotKept) => ["ids.round_trip"];
+    no_replay_check: Store(D::NoReplayCheck) => [
+        "ids.replay_returns_first_outcome", "ids.replay_whatever_expected_version", "ids.replay_of_a_creation",
+        "ids.first_write_wins", "ids.partial_reuse_refused", "ids.other_stream_refused", "ids.other_order_refused",
+        "ids.race_writes_once",
+    ];
+    replay_reported_as_written: Store(D::ReplayReportedAsWritten) => [
+        "ids.replay_returns_first_outcome", "ids.replay_whatever_expected_version", "ids.replay_of_a_creation",
+        "ids.first_write_wins", "ids.race_writes_once",
+    ];
+    replay_reports_stream_version: Store(D::ReplayReportsStreamVersion) => [
+        "ids.replay_whatever_expected_version",
+    ];
+    replay_overwrites_data: Store(D::ReplayOverwritesData) => ["ids.first_write_wins"];
+    replay_only_when_version_matches: Store(D::ReplayOnlyWhenVersionMatches) => [
+        "ids.replay_whatever_expected_version", "ids.replay_of_a_creation", "ids.race_writes_once",
+    ];
+    partial_reuse_writes_the_new: Store(D::PartialReuseWritesTheNew) => ["ids.partial_reuse_refused"];
+    ids_unique_per_stream: Store(D::IdsUniquePerStream) => ["ids.other_stream_refused"];
+    id_order_not_checked: Store(D::IdOrderNotChecked) => ["ids.other_order_refused"];
+    duplicate_ids_accepted: Store(D::DuplicateIdsAccepted) => ["ids.duplicate_in_batch_refused"];
+    id_check_then_write_race: Store(D::IdCheckThenWriteRace) => ["ids.race_writes_once"];
+    event_positions_ignore_stream: Store(D::EventPositionsIgnoreStream) => ["ids.event_positions_found"];
 
     // What is written.
     metadata_of_first_event: Store(D::MetadataOfFirstEvent) => ["append.metadata_round_trip"];

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use sourcery_core::store::{NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventId, NonEmpty, PersistableEvent};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
@@ -29,6 +29,7 @@ pub(crate) fn metadata(n: usize) -> serde_json::Value {
 pub(crate) fn events(from: usize, count: usize) -> NonEmpty<PersistableEvent<serde_json::Value>> {
     let events = (from..from + count)
         .map(|n| PersistableEvent {
+            id: EventId::new(),
             kind: KINDS[n % KINDS.len()].to_owned(),
             schema_version: 1,
             data: payload(n),
@@ -61,22 +62,24 @@ pub(crate) async fn create_baseline(pool: &PgPool, schema: &str) {
 /// stream sequence numbers from `sequence`.
 pub(crate) async fn insert_by_hand(pool: &PgPool, schema: &str, stream: &str, sequence: i64, from: usize) {
     let mut sql = format!(
-        "INSERT INTO {schema}.baseline (aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) VALUES "
+        "INSERT INTO {schema}.baseline \
+         (aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata, event_id) VALUES "
     );
     for row in 0..BATCH {
-        let p = row * 6;
+        let p = row * 7;
         if row > 0 {
             sql.push_str(", ");
         }
         let _ = write!(
             sql,
-            "(${}, ${}, ${}, ${}, ${}, ${})",
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
             p + 1,
             p + 2,
             p + 3,
             p + 4,
             p + 5,
-            p + 6
+            p + 6,
+            p + 7
         );
     }
     let mut query = sqlx::query(&sql);
@@ -87,7 +90,9 @@ pub(crate) async fn insert_by_hand(pool: &PgPool, schema: &str, stream: &str, se
             .bind(sequence + i64::try_from(row).expect("small"))
             .bind(KINDS[n % KINDS.len()])
             .bind(payload(n))
-            .bind(Json(metadata(n)));
+            .bind(Json(metadata(n)))
+            // A client-chosen id, as the store's appends send.
+            .bind(*EventId::new().as_uuid());
     }
     query.execute(pool).await.expect("baseline insert");
 }

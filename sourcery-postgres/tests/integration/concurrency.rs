@@ -6,7 +6,8 @@ use crate::support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sourcery_core::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::concurrency::ExpectedVersion;
+use sourcery_core::store::{AppendError, EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 
 use tokio::sync::Barrier;
 
@@ -15,6 +16,7 @@ const KIND: &str = "race.noted";
 fn batch(writer: u64, round: u64, size: u64) -> NonEmpty<PersistableEvent<serde_json::Value>> {
     let events = (0..size)
         .map(|part| PersistableEvent {
+            id: EventId::new(),
             kind: KIND.to_owned(),
             schema_version: 1,
             data: format!("{writer}/{round}/{part}").into_bytes(),
@@ -70,7 +72,7 @@ async fn of_32_optimistic_writers_exactly_one_wins_each_round() {
         );
         let winner = winners[0];
         for conflict in &conflicts {
-            assert_eq!(conflict.expected, Some(version));
+            assert_eq!(conflict.expected, ExpectedVersion::Exact(version));
             assert_eq!(
                 conflict.actual,
                 Some(winner),
@@ -178,7 +180,7 @@ async fn a_failed_check_draws_no_position_and_holds_no_lock() {
         };
         match support::bounded("a refused append", 30, attempt).await {
             Err(AppendError::Conflict(conflict)) => {
-                assert_eq!(conflict.expected, expected);
+                assert_eq!(conflict.expected, ExpectedVersion::from(expected));
                 assert_eq!(conflict.actual, Some(version));
             }
             other => panic!("expected a conflict for {expected:?}, got {other:?}"),

@@ -12,12 +12,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sourcery_core::store::{
-    AppendError, EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent, TextField, inmemory,
+    AppendError, EventFilter, EventId, EventStore, InvalidBatch, NonEmpty, PersistableEvent, TextField,
+    inmemory,
 };
 use sourcery_postgres::{Error, Store};
 
 fn one<M>(kind: &str, data: &[u8], metadata: M) -> NonEmpty<PersistableEvent<M>> {
     NonEmpty::new(PersistableEvent {
+        id: EventId::new(),
         kind: kind.to_owned(),
         schema_version: 1,
         data: data.to_vec(),
@@ -368,6 +370,7 @@ async fn loads_agree_with_the_in_memory_store_on_random_filters() {
         let size = 1 + next(3);
         let events: Vec<PersistableEvent<()>> = (0..size)
             .map(|part| PersistableEvent {
+                id: EventId::new(),
                 kind: kinds[next(kinds.len())].to_owned(),
                 schema_version: 1,
                 data: format!("{n}.{part}").into_bytes(),
@@ -449,6 +452,7 @@ async fn batches_on_both_sides_of_the_values_limit_round_trip() {
         let stream = format!("batch-of-{size}");
         let events: Vec<PersistableEvent<serde_json::Value>> = (0..size)
             .map(|n| PersistableEvent {
+                id: EventId::new(),
                 kind: format!("kind-{}", n % 3),
                 schema_version: u32::try_from(n % 4).unwrap() * 1000 + 1,
                 data: vec![u8::try_from(n).unwrap(), 0xff, 0, b'\''],
@@ -478,13 +482,30 @@ async fn batches_on_both_sides_of_the_values_limit_round_trip() {
             );
             assert_eq!(event.data, original.data);
             assert_eq!(event.metadata, original.metadata);
+            assert_eq!(event.id, original.id, "batch of {size}: the id of event {index}");
         }
+        // The same batch again (its ids) is a replay, whatever the version.
+        let replayed = store
+            .append(
+                "batch",
+                &stream,
+                Some(written.last_position - 1),
+                NonEmpty::from_vec(events.clone()).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(replayed.replayed, "batch of {size}: {replayed:?}");
+        assert_eq!(replayed.last_position, written.last_position, "batch of {size}");
+        let fresh: Vec<PersistableEvent<serde_json::Value>> = events
+            .into_iter()
+            .map(|event| event.with_id(EventId::new()))
+            .collect();
         let stale = store
             .append(
                 "batch",
                 &stream,
                 Some(written.last_position - 1),
-                NonEmpty::from_vec(events).unwrap(),
+                NonEmpty::from_vec(fresh).unwrap(),
             )
             .await
             .unwrap_err();

@@ -5,7 +5,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use sourcery_core::store::{AppendError, EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{AppendError, EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::{Error, Store};
 
 const KIND: &str = "fault.noted";
@@ -15,6 +15,7 @@ const BATCH: u64 = 10;
 fn batch(commit: u64) -> NonEmpty<PersistableEvent<serde_json::Value>> {
     let events = (0..BATCH)
         .map(|part| PersistableEvent {
+            id: EventId::new(),
             kind: KIND.to_owned(),
             // A version per part: the kills must not separate them from
             // their events.

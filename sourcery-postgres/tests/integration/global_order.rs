@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::Store;
 use sqlx::{Connection, PgConnection};
 use support::Foreign;
@@ -27,6 +27,7 @@ const KIND: &str = "order.noted";
 
 fn event(n: u64) -> PersistableEvent<serde_json::Value> {
     PersistableEvent {
+        id: EventId::new(),
         kind: KIND.to_owned(),
         schema_version: 1,
         data: n.to_string().into_bytes(),
@@ -73,12 +74,13 @@ async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgSto
     let written: i64 = sqlx::query_scalar(store.append_statement())
         .bind("order")
         .bind(stream)
-        .bind(false)
+        .bind("any")
         .bind(None::<i64>)
         .bind(vec![KIND])
         .bind(vec![b"0".to_vec()])
         .bind(vec!["{}"])
         .bind(vec![1_i32])
+        .bind(vec![uuid::Uuid::now_v7()])
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");
@@ -197,12 +199,13 @@ async fn an_append_in_a_transaction_that_already_wrote_is_refused() {
     let refused = sqlx::query(store.append_statement())
         .bind("order")
         .bind("x")
-        .bind(false)
+        .bind("any")
         .bind(None::<i64>)
         .bind(vec!["k"])
         .bind(vec![b"0".to_vec()])
         .bind(vec!["{}"])
         .bind(vec![1_i32])
+        .bind(vec![uuid::Uuid::now_v7()])
         .execute(&mut connection)
         .await
         .expect_err("refused");

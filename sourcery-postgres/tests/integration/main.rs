@@ -5,11 +5,16 @@
 #[path = "../support/database.rs"]
 mod support;
 
+#[path = "../support/proxy.rs"]
+mod proxy;
+
 mod concurrency;
 mod data;
 mod faults;
 mod global_order;
+mod ids;
 mod migrations;
 mod runner;
 mod snapshots;
 mod subscriptions;
+mod unknown_outcome;

@@ -6,7 +6,7 @@ use crate::support;
 use std::sync::Arc;
 
 use sourcery_core::concurrency::Optimistic;
-use sourcery_core::store::{EventFilter, EventStore, InvalidBatch, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventId, EventStore, InvalidBatch, NonEmpty, PersistableEvent};
 use sourcery_postgres::{Error, Store};
 use tokio::sync::Barrier;
 
@@ -33,10 +33,10 @@ async fn a_fresh_schema_gets_every_migration_and_a_second_run_does_nothing() {
         return;
     };
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8]);
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new());
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert!(
         store
             .load_events(&[EventFilter::for_event("x")])
@@ -70,10 +70,10 @@ async fn four_concurrent_migrations_apply_once() {
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![], vec![], vec![1, 2, 3, 4, 5, 6, 7, 8]],
+        [vec![], vec![], vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]],
         "one task applied everything"
     );
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn a_schema_from_a_newer_release_or_with_changed_migrations_is_refused() {
         store.migrate().await,
         Err(Error::SchemaTooNew {
             found: 99,
-            known: 8,
+            known: 9,
             ..
         })
     ));
@@ -184,10 +184,10 @@ async fn a_schema_from_before_schema_versions_upgrades_and_its_events_read_as_ve
 
     assert_eq!(
         store.migrate().await.unwrap(),
-        [8],
-        "only the new migration applies"
+        [8, 9],
+        "only the newer migrations apply"
     );
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let old = store
         .load_events(&[EventFilter::for_stream("account", "old".to_owned())])
         .await
@@ -267,4 +267,134 @@ async fn schema_versions_out_of_range_are_refused_and_write_nothing() {
         None,
         "nothing was written"
     );
+}
+
+/// A schema as the release before event ids left it (migrations 1 to 8),
+/// with events in it, upgrades: an event whose metadata holds a UUID under
+/// `event_id` (as the `EventMetadata` of earlier releases wrote it) keeps it
+/// as its id, unless an earlier event took it; every other event gets a
+/// fresh one; the metadata is left as it was. A retry with a kept id is a
+/// replay of the old event.
+#[tokio::test]
+async fn a_schema_from_before_event_ids_upgrades_and_keeps_the_ids_in_metadata() {
+    let Some(store) = unmigrated().await else {
+        return;
+    };
+    assert_eq!(store.migrate_up_to(8).await.unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
+    let kept = uuid::Uuid::now_v7();
+    let braced = uuid::Uuid::now_v7();
+    let simple = uuid::Uuid::now_v7();
+    let metadata = [
+        serde_json::json!({ "event_id": kept.to_string(), "actor": "alice" }),
+        serde_json::json!({ "event_id": format!("{{{}}}", braced.to_string().to_uppercase()) }),
+        // Taken by the first event: this one gets a fresh id.
+        serde_json::json!({ "event_id": kept.to_string() }),
+        serde_json::json!({ "event_id": "not-a-uuid" }),
+        serde_json::json!({ "event_id": 42 }),
+        serde_json::json!({ "event_id": simple.simple().to_string() }),
+        serde_json::json!({ "nested": { "event_id": uuid::Uuid::now_v7().to_string() } }),
+        serde_json::json!({}),
+        serde_json::json!([1, 2]),
+        serde_json::Value::Null,
+    ];
+    // Rows as that release's append statement wrote them: no event id.
+    insert_without_ids(&store, &metadata).await;
+    let events = format!("\"{}\".sourcery_events", store.schema());
+    let sequence = format!("\"{}\".sourcery_positions", store.schema());
+
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        [9],
+        "only the new migration applies"
+    );
+    let (not_null, constraint): (bool, Option<String>) = sqlx::query_as(
+        "SELECT a.attnotnull, \
+                (SELECT c.conname::text FROM pg_constraint c \
+                 WHERE c.conrelid = a.attrelid AND c.contype = 'u' AND c.conkey = ARRAY[a.attnum]) \
+         FROM pg_attribute a \
+         WHERE a.attrelid = $1::regclass AND a.attname = 'event_id'",
+    )
+    .bind(&events)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(not_null, "event_id is NOT NULL");
+    assert_eq!(constraint.as_deref(), Some("sourcery_events_event_id_key"));
+    // A row as release 8 wrote it, without an id, is refused now.
+    let without_id = sqlx::query(&format!(
+        "INSERT INTO {events} (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, metadata) \
+         VALUES (nextval('{sequence}'), 'account', 'older-release', 1, 'noted', '', '{{}}')"
+    ))
+    .execute(store.pool())
+    .await
+    .expect_err("no event id");
+    let code = without_id
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(std::borrow::Cow::into_owned);
+    assert_eq!(code.as_deref(), Some("23502"), "not_null_violation: {without_id}");
+
+    let old = store
+        .load_events(&[EventFilter::for_stream("account", "old".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(old.len(), metadata.len());
+    let read: Vec<&serde_json::Value> = old.iter().map(|event| &event.metadata).collect();
+    assert_eq!(
+        read,
+        metadata.iter().collect::<Vec<_>>(),
+        "the metadata is untouched"
+    );
+    let ids: Vec<uuid::Uuid> = old.iter().map(|event| *event.id.as_uuid()).collect();
+    assert_eq!(ids[0], kept, "a UUID in the metadata is kept");
+    assert_eq!(ids[1], braced, "in any of PostgreSQL's spellings");
+    assert_eq!(ids[5], simple);
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "ids are unique: {ids:?}");
+
+    // A retry of the first event (its id from the metadata) is a replay.
+    let retry = PersistableEvent::new("noted", b"0".to_vec(), serde_json::json!({}))
+        .with_id(EventId::from_uuid(kept));
+    let replayed = store
+        .append("account", &"old".to_owned(), None, NonEmpty::new(retry.clone()))
+        .await
+        .unwrap();
+    assert!(replayed.replayed);
+    assert_eq!(replayed.last_position, old[0].position);
+    let elsewhere = store
+        .append("account", &"new".to_owned(), None, NonEmpty::new(retry))
+        .await
+        .unwrap_err();
+    assert!(elsewhere.as_id_reused().is_some(), "{elsewhere:?}");
+    // The stream goes on.
+    let written = store
+        .append(
+            "account",
+            &"old".to_owned(),
+            old.last().map(|event| event.position),
+            NonEmpty::new(PersistableEvent::new("noted", Vec::new(), serde_json::json!({}))),
+        )
+        .await
+        .unwrap();
+    assert!(!written.replayed);
+}
+
+/// Appends one event per `metadata` to the stream `account`/`old` as the
+/// append of release 8 did (no event id).
+async fn insert_without_ids(store: &PgStore, metadata: &[serde_json::Value]) {
+    let events = format!("\"{}\".sourcery_events", store.schema());
+    let sequence = format!("\"{}\".sourcery_positions", store.schema());
+    for (index, metadata) in metadata.iter().enumerate() {
+        sqlx::query(&format!(
+            "INSERT INTO {events} (position, aggregate_kind, aggregate_id, stream_sequence, event_kind, data, \
+                                   metadata) \
+             VALUES (nextval('{sequence}'), 'account', 'old', $1, 'noted', $2, $3)"
+        ))
+        .bind(i64::try_from(index).unwrap() + 1)
+        .bind(index.to_string().into_bytes())
+        .bind(metadata)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
 }

@@ -12,7 +12,7 @@ use sourcery_core::checkpoint::CheckpointStore as _;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
 use sourcery_core::runner::{ProjectionRunner, RunnerError, WaitError};
-use sourcery_core::store::{EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::{CheckpointStore, Lease, Store};
 
 type PgStore = Store<String, ()>;
@@ -74,6 +74,7 @@ impl ApplyProjection<Noted> for Tally {
 async fn note(store: &PgStore, numbers: std::ops::RangeInclusive<u64>) -> i64 {
     let events = numbers
         .map(|n| PersistableEvent {
+            id: EventId::new(),
             kind: Noted::KIND.to_owned(),
             schema_version: 1,
             data: serde_json::to_vec(&Noted { n }).unwrap(),

@@ -106,7 +106,7 @@ async fn schemas_keep_their_own_snapshots_and_a_missing_table_is_reported() {
         unmigrated.load(&key).await,
         Err(Error::NotMigrated { .. })
     ));
-    assert_eq!(unmigrated.migrate().await.expect("migrate").last(), Some(&8));
+    assert_eq!(unmigrated.migrate().await.expect("migrate").last(), Some(&9));
     assert_eq!(unmigrated.load(&key).await.expect("load"), None);
     assert!(matches!(
         SnapshotStore::with_schema(a.pool().clone(), "no-dashes", SnapshotPolicy::Never),
@@ -394,12 +394,13 @@ async fn deposit_in_open_transaction(
     let written: i64 = sqlx::query_scalar(store.append_statement())
         .bind("account")
         .bind(stream)
-        .bind(false)
+        .bind("any")
         .bind(None::<i64>)
         .bind(vec![Deposited::KIND])
         .bind(vec![data])
         .bind(vec!["{}"])
         .bind(vec![1_i32])
+        .bind(vec![uuid::Uuid::now_v7()])
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");

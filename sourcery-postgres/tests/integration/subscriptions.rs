@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sourcery_core::event::DomainEvent;
 use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
 use sourcery_core::runner::ProjectionRunner;
-use sourcery_core::store::{EventFilter, EventStore, NonEmpty, PersistableEvent};
+use sourcery_core::store::{EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_core::subscription::{Subscribe, Subscription};
 use sourcery_postgres::{CheckpointStore, Store, SubscriptionOptions};
 use sqlx::{Connection as _, PgConnection};
@@ -34,6 +34,7 @@ impl DomainEvent for Noted {
 
 fn noted(n: u64) -> PersistableEvent<()> {
     PersistableEvent {
+        id: EventId::new(),
         kind: Noted::KIND.to_owned(),
         schema_version: 1,
         data: serde_json::to_vec(&Noted { n }).unwrap(),
@@ -87,12 +88,13 @@ async fn append_in_open_transaction(connection: &mut PgConnection, store: &PgSto
     let written: i64 = sqlx::query_scalar(store.append_statement())
         .bind("noter")
         .bind("open")
-        .bind(false)
+        .bind("any")
         .bind(None::<i64>)
         .bind(vec![Noted::KIND])
         .bind(vec![serde_json::to_vec(&Noted { n }).unwrap()])
         .bind(vec!["null"])
         .bind(vec![1_i32])
+        .bind(vec![uuid::Uuid::now_v7()])
         .fetch_one(&mut *connection)
         .await
         .expect("an append in an open transaction");

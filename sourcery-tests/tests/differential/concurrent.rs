@@ -15,6 +15,9 @@
 //!   version the stream really had, later than the expected one and not
 //!   older than anything the task had already seen of the stream;
 //! - a task sees its own writes (its reads and its commits never go back);
+//! - a batch sent again with the same ids right after it returned (a retry
+//!   after an unknown outcome) is a replay of its commit, at the same last
+//!   position, or a conflict again after a conflict, and writes nothing;
 //! - every stream's version is its last event's position;
 //! - readers that follow the log skip nothing: a load of every event kind
 //!   is a prefix of the log, and a subscription delivers all of it.
@@ -28,8 +31,8 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use proptest::prelude::*;
 use proptest::{collection, sample};
-use sourcery_core::concurrency::Optimistic;
-use sourcery_core::store::{AppendError, EventFilter, StoredEvent};
+use sourcery_core::concurrency::{ExpectedVersion, Optimistic};
+use sourcery_core::store::{AppendError, AppendOutcome, EventFilter, StoredEvent};
 use tokio::sync::Barrier;
 
 use crate::model::{EVENT_KINDS, Event, Kind, Planned, Stream};
@@ -61,12 +64,14 @@ impl fmt::Display for Mode {
     }
 }
 
-/// One generated attempt: a stream, a batch size, a mode.
+/// One generated attempt: a stream, a batch size, a mode, and whether the
+/// batch is sent again once the first call returned.
 #[derive(Clone, Debug)]
 pub(crate) struct Attempt {
     stream: Stream,
     size: usize,
     mode: Mode,
+    again: bool,
 }
 
 /// The streams the tasks share: few, so that they collide.
@@ -81,10 +86,14 @@ fn attempt() -> impl Strategy<Value = Attempt> {
         1 => Just(Mode::ExpectingNew),
         1 => Just(Mode::Unchecked),
     ];
-    (sample::select(shared_streams()), 1..=3_usize, mode).prop_map(|(stream, size, mode)| Attempt {
-        stream,
-        size,
-        mode,
+    let again = prop_oneof![3 => Just(false), 1 => Just(true)];
+    (sample::select(shared_streams()), 1..=3_usize, mode, again).prop_map(|(stream, size, mode, again)| {
+        Attempt {
+            stream,
+            size,
+            mode,
+            again,
+        }
     })
 }
 
@@ -99,6 +108,7 @@ pub(crate) struct PlannedAttempt {
     stream: Stream,
     events: Vec<Planned>,
     mode: Mode,
+    again: bool,
 }
 
 /// Numbers every event of every task, uniquely.
@@ -121,6 +131,7 @@ pub(crate) fn plan(tasks: &[Vec<Attempt>]) -> Vec<Vec<PlannedAttempt>> {
                         })
                         .collect(),
                     mode: attempt.mode,
+                    again: attempt.again,
                 })
                 .collect()
         })
@@ -138,9 +149,10 @@ pub(crate) fn describe_plan(tasks: &[Vec<PlannedAttempt>]) -> String {
                 .iter()
                 .map(|planned| format!("#{}", planned.n))
                 .collect();
+            let again = if attempt.again { ", then again" } else { "" };
             let _ = writeln!(
                 text,
-                "    {} to {}: [{}]",
+                "    {} to {}: [{}]{again}",
                 attempt.mode,
                 attempt.stream,
                 numbers.join(", ")
@@ -154,8 +166,26 @@ pub(crate) fn describe_plan(tasks: &[Vec<PlannedAttempt>]) -> String {
 #[derive(Clone, Debug)]
 enum Result<P> {
     Committed(P),
-    Conflict { expected: Option<P>, actual: Option<P> },
+    /// Nothing written: the batch was stored already, ending here.
+    Replayed(P),
+    Conflict {
+        expected: Option<P>,
+        actual: Option<P>,
+    },
     Failed(String),
+}
+
+impl<P: fmt::Debug> fmt::Display for Result<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Committed(last) => write!(f, "committed, last at {last:?}"),
+            Self::Replayed(last) => write!(f, "replayed, last at {last:?}"),
+            Self::Conflict { expected, actual } => {
+                write!(f, "conflict (expected {expected:?}, actual {actual:?})")
+            }
+            Self::Failed(why) => write!(f, "FAILED {why}"),
+        }
+    }
 }
 
 /// A stream's version as a task read or passed it: the position of its
@@ -179,6 +209,8 @@ struct Record<P> {
     /// The version passed; `None` for an unchecked append.
     expected: Option<Version<P>>,
     result: Result<P>,
+    /// What sending the same batch again got, if it was sent again.
+    retry: Option<Result<P>>,
 }
 
 impl<P: fmt::Debug> fmt::Display for Record<P> {
@@ -203,13 +235,64 @@ impl<P: fmt::Debug> fmt::Display for Record<P> {
         if let Some(expected) = &self.expected {
             write!(f, ", expected {expected:?}")?;
         }
-        match &self.result {
-            Result::Committed(last) => write!(f, ": committed, last at {last:?}"),
-            Result::Conflict { expected, actual } => {
-                write!(f, ": conflict (expected {expected:?}, actual {actual:?})")
-            }
-            Result::Failed(why) => write!(f, ": FAILED {why}"),
+        write!(f, ": {}", self.result)?;
+        match &self.retry {
+            Some(retry) => write!(f, "; again: {retry}"),
+            None => Ok(()),
         }
+    }
+}
+
+/// Sends `attempt`'s batch, expecting `expected` as its mode says.
+async fn send<S: Store>(
+    store: &S,
+    attempt: &PlannedAttempt,
+    expected: Option<Version<S::Position>>,
+) -> std::result::Result<AppendOutcome<S::Position, S::Error>, String> {
+    let (kind, id) = (attempt.stream.kind(), attempt.stream.id());
+    match (attempt.mode, expected) {
+        (Mode::Unchecked, _) | (_, None) => {
+            bounded("append", store.append(kind, &id, None, batch(&attempt.events))).await
+        }
+        (Mode::ExpectingNew, _) => {
+            bounded(
+                "append_expecting_new",
+                store.append_expecting_new(kind, &id, batch(&attempt.events)),
+            )
+            .await
+        }
+        (Mode::ReadThenAppend | Mode::Remembered, Some(Version(expected))) => {
+            let mut transaction = store.begin::<Optimistic>(kind, id.clone(), expected);
+            for &planned in &attempt.events {
+                transaction.append_persistable(persistable(planned));
+            }
+            bounded("commit", transaction.commit())
+                .await
+                .map(|committed| committed.map(|written| written.expect("the batch is not empty")))
+        }
+    }
+}
+
+/// An append's outcome, as the checks read it.
+fn result<P: Copy + fmt::Debug + 'static, E: std::error::Error + 'static>(
+    outcome: std::result::Result<AppendOutcome<P, E>, String>,
+) -> Result<P> {
+    match outcome {
+        Ok(Ok(written)) if written.replayed => Result::Replayed(written.last_position),
+        Ok(Ok(written)) => Result::Committed(written.last_position),
+        Ok(Err(AppendError::Conflict(conflict))) => match conflict.expected {
+            ExpectedVersion::Exact(expected) => Result::Conflict {
+                expected: Some(expected),
+                actual: conflict.actual,
+            },
+            ExpectedVersion::NoStream => Result::Conflict {
+                expected: None,
+                actual: conflict.actual,
+            },
+            other => Result::Failed(format!("a conflict expecting {other}: {conflict}")),
+        },
+        Ok(Err(error)) => Result::Failed(error_text(&error)),
+        Err(timeout) => Result::Failed(timeout),
     }
 }
 
@@ -249,41 +332,21 @@ async fn run_task<S: Store>(
             // Let the other tasks run between the read and the append.
             tokio::task::yield_now().await;
         }
-        let outcome = match (attempt.mode, expected) {
-            (Mode::Unchecked, _) | (_, None) => {
-                bounded("append", store.append(kind, &id, None, batch(&attempt.events))).await
+        let result = result(send(&store, &attempt, expected).await);
+        match &result {
+            Result::Committed(last) => {
+                learnt.insert(attempt.stream, Some(*last));
             }
-            (Mode::ExpectingNew, _) => {
-                bounded(
-                    "append_expecting_new",
-                    store.append_expecting_new(kind, &id, batch(&attempt.events)),
-                )
-                .await
+            Result::Conflict { actual, .. } => {
+                learnt.insert(attempt.stream, *actual);
             }
-            (Mode::ReadThenAppend | Mode::Remembered, Some(Version(expected))) => {
-                let mut transaction = store.begin::<Optimistic>(kind, id.clone(), expected);
-                for &planned in &attempt.events {
-                    transaction.append_persistable(persistable(planned));
-                }
-                bounded("commit", transaction.commit())
-                    .await
-                    .map(|committed| committed.map(|written| written.expect("the batch is not empty")))
-            }
-        };
-        let result = match outcome {
-            Ok(Ok(written)) => {
-                learnt.insert(attempt.stream, Some(written.last_position));
-                Result::Committed(written.last_position)
-            }
-            Ok(Err(AppendError::Conflict(conflict))) => {
-                learnt.insert(attempt.stream, conflict.actual);
-                Result::Conflict {
-                    expected: conflict.expected,
-                    actual: conflict.actual,
-                }
-            }
-            Ok(Err(error)) => Result::Failed(error_text(&error)),
-            Err(timeout) => Result::Failed(timeout),
+            Result::Replayed(_) | Result::Failed(_) => {}
+        }
+        // The same ids, as a client that did not hear the answer sends them.
+        let retry = if attempt.again {
+            Some(self::result(send(&store, &attempt, expected).await))
+        } else {
+            None
         };
         records.push(Record {
             task,
@@ -291,6 +354,7 @@ async fn run_task<S: Store>(
             read,
             expected,
             result,
+            retry,
         });
     }
     records
@@ -303,6 +367,7 @@ fn failed<P>(task: usize, attempt: PlannedAttempt, why: String) -> Record<P> {
         read: None,
         expected: None,
         result: Result::Failed(why),
+        retry: None,
     }
 }
 
@@ -446,11 +511,29 @@ fn explain<P: Copy + Ord + fmt::Debug>(
     log: &Loaded<P>,
     streams: &BTreeMap<Stream, (Loaded<P>, Option<P>)>,
 ) -> std::result::Result<(), String> {
+    if let Some(record) = records.iter().find(|record| {
+        matches!(record.result, Result::Failed(_)) || matches!(record.retry, Some(Result::Failed(_)))
+    }) {
+        return Err(format!("an attempt failed: {record}"));
+    }
     if let Some(record) = records
         .iter()
-        .find(|record| matches!(record.result, Result::Failed(_)))
+        .find(|record| matches!(record.result, Result::Replayed(_)))
     {
-        return Err(format!("an attempt failed: {record}"));
+        return Err(format!("a batch of new ids was reported as a replay: {record}"));
+    }
+    for record in records {
+        let answered = match (&record.result, &record.retry) {
+            (Result::Committed(last), Some(Result::Replayed(again))) => again == last,
+            (_, None) | (Result::Conflict { .. }, Some(Result::Conflict { .. })) => true,
+            _ => false,
+        };
+        if !answered {
+            return Err(format!(
+                "{record}: sent again with the same ids, the batch must be a replay of its commit (the same \
+                 last position) or a conflict again after a conflict"
+            ));
+        }
     }
     if let Some([before, after]) = log.windows(2).find(|pair| pair[0].position >= pair[1].position) {
         return Err(format!(
@@ -648,7 +731,9 @@ fn sequences<P: Copy + Ord + fmt::Debug>(
                     }
                 }
             }
-            Result::Failed(_) => unreachable!("failed attempts were reported above"),
+            Result::Failed(_) | Result::Replayed(_) => {
+                unreachable!("failed attempts and replays of new batches were reported above")
+            }
         }
     }
     Ok(())

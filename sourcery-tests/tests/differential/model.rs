@@ -8,11 +8,18 @@
 //! the same steps, translating `pN` into its own positions, so stores whose
 //! positions differ (`u64` from 1 in memory, `i64` with gaps on PostgreSQL)
 //! are compared in one vocabulary.
+//!
+//! Every event's id is derived from its number ([`event_id`]), so that an
+//! operation can send a batch again with the same ids (a retry after an
+//! unknown outcome) and the model can say what the store must make of it:
+//! a replay of the stored batch, a reuse it refuses, or a batch it writes
+//! now because the first attempt was refused.
 
 use std::fmt;
 
 use proptest::prelude::*;
 use proptest::{collection, option};
+use sourcery_core::store::EventId;
 
 // The alphabet: every name an operation can use, in one place. They are
 // chosen to trip up stores that build SQL by hand (quotes, LIKE
@@ -83,11 +90,21 @@ impl fmt::Display for Kind {
 
 /// What every generated event carries beside its kind: a number unique in
 /// the whole test case, so that an event a store returns is recognised
-/// whatever position it got. The data is `{"n":N}`, the metadata `Meta { n }`.
+/// whatever position it got. The data is `{"n":N}`, the metadata `Meta { n }`,
+/// the id [`event_id`]`(N)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Planned {
     pub(crate) kind: Kind,
     pub(crate) n: u64,
+}
+
+/// The id of the event numbered `n`: the same for every attempt to write
+/// it, as a client retrying a batch sends it.
+pub(crate) fn event_id(n: u64) -> EventId {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(b"diff-evt");
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    EventId::from_bytes(bytes)
 }
 
 /// A choice among the candidates at the time the operation runs (earlier
@@ -120,6 +137,9 @@ pub(crate) enum Op {
     Load { filters: Vec<FilterSpec> },
     /// `stream_version`.
     Version { stream: Stream },
+    /// The events of the last `Append` sent again, with the same ids (a
+    /// retry after an unknown outcome), maybe changed as `resend` says.
+    Retry { resend: Resend, how: How },
     /// `Subscribe::subscribe(filters, from)`: what it delivers up to the
     /// head; then, live, what it delivers of 0-2 unchecked appends made
     /// after it caught up.
@@ -130,6 +150,21 @@ pub(crate) enum Op {
     },
 }
 
+/// What a retry sends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resend {
+    /// The same batch to the same stream.
+    Same,
+    /// The same batch to this stream (maybe the same one).
+    ToStream(Stream),
+    /// The batch and one new event after it.
+    PlusOne(Kind),
+    /// The batch in reverse order.
+    Reversed,
+    /// The batch and its first event again after it: one id twice.
+    Doubled,
+}
+
 /// How an append is checked.
 #[derive(Clone, Debug)]
 pub(crate) enum How {
@@ -137,6 +172,8 @@ pub(crate) enum How {
     Unchecked,
     /// `append_expecting_new`.
     ExpectingNew,
+    /// `append_expecting_existing`.
+    ExpectingExisting,
     /// An optimistic transaction (`begin::<Optimistic>(.., expected)` and
     /// `commit`) with an expected version chosen so.
     Optimistic(Choice),
@@ -209,7 +246,18 @@ fn how() -> impl Strategy<Value = How> {
     prop_oneof![
         2 => Just(How::Unchecked),
         1 => Just(How::ExpectingNew),
+        1 => Just(How::ExpectingExisting),
         4 => choice().prop_map(How::Optimistic),
+    ]
+}
+
+fn resend() -> impl Strategy<Value = Resend> {
+    prop_oneof![
+        4 => Just(Resend::Same),
+        1 => stream().prop_map(Resend::ToStream),
+        1 => kind().prop_map(Resend::PlusOne),
+        1 => Just(Resend::Reversed),
+        1 => Just(Resend::Doubled),
     ]
 }
 
@@ -231,6 +279,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (stream(), batch(), how()).prop_map(|(stream, events, how)| Op::Append { stream, events, how }),
         2 => filters().prop_map(|filters| Op::Load { filters }),
         1 => stream().prop_map(|stream| Op::Version { stream }),
+        2 => (resend(), how()).prop_map(|(resend, how)| Op::Retry { resend, how }),
         2 => (filters(), option::of(pick()), collection::vec((stream(), batch()), 0..=2))
             .prop_map(|(filters, from, live)| Op::Subscribe { filters, from, live }),
     ]
@@ -260,7 +309,32 @@ pub(crate) enum Version {
 pub(crate) enum Check {
     Unchecked,
     ExpectingNew,
+    ExpectingExisting,
     Optimistic(Option<Version>),
+}
+
+/// What a conflict says the append required.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expected {
+    /// A new stream.
+    NoStream,
+    /// A stream with events.
+    StreamExists,
+    /// The stream at this version.
+    Exact(Version),
+    /// Something no append of the test requires.
+    Other(String),
+}
+
+/// How a batch that reuses stored ids differs from a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Some of its ids are stored, some not.
+    Partial,
+    /// Its ids are stored in another stream.
+    OtherStream,
+    /// Its ids are stored in this stream, in another order.
+    Order,
 }
 
 /// A resolved filter: `after` names an event of the log.
@@ -277,6 +351,8 @@ pub(crate) enum Step {
         stream: Stream,
         events: Vec<Planned>,
         check: Check,
+        /// Whether the batch resends events of an earlier one.
+        retry: bool,
     },
     Load {
         filters: Vec<Filter>,
@@ -316,12 +392,27 @@ pub(crate) enum Outcome {
     Committed {
         last: Seen,
     },
+    /// Every id of the batch was stored, in its stream and order: nothing
+    /// written, the first append's last position.
+    Replayed {
+        last: Seen,
+    },
     Conflict {
-        expected: Option<Version>,
+        expected: Expected,
         actual: Option<Seen>,
     },
     /// Refused before anything was written: a name holds a NUL.
     Refused,
+    /// Refused before anything was written: the batch holds an id twice, at
+    /// these indices.
+    DuplicateId {
+        first: usize,
+        second: usize,
+    },
+    /// Refused: the batch reuses stored ids without being a replay, for
+    /// any of these reasons (the contract does not say which a store names
+    /// when several apply).
+    IdReused(Vec<Reuse>),
     Events(Vec<Seen>),
     Version(Option<Seen>),
     Subscribed {
@@ -348,6 +439,8 @@ struct Model {
     log: Vec<Event>,
     /// The `n` of the next event planned, committed or not.
     next: u64,
+    /// The stream and events of the last `Append` step, for a retry.
+    last_batch: Option<(Stream, Vec<Planned>)>,
 }
 
 // ANCHOR: model
@@ -383,22 +476,59 @@ impl Model {
             .collect()
     }
 
-    /// An append: committed exactly when the check holds.
+    /// An append: refused when a name holds a NUL or the batch an id
+    /// twice; then a replay when every id is stored in the stream in this
+    /// order, refused when some are stored otherwise; then committed
+    /// exactly when the check holds.
     fn append(&mut self, stream: Stream, events: &[Planned], check: &Check) -> Outcome {
         if AGGREGATE_IDS[stream.id].contains('\0') {
             return Outcome::Refused;
         }
+        for (second, event) in events.iter().enumerate() {
+            if let Some(first) = events[..second].iter().position(|earlier| earlier.n == event.n) {
+                return Outcome::DuplicateId { first, second };
+            }
+        }
+        // Where each event is stored (an id is its event's number).
+        let stored: Vec<Option<usize>> = events
+            .iter()
+            .map(|planned| self.log.iter().position(|event| event.n == planned.n))
+            .collect();
+        if stored.iter().any(Option::is_some) {
+            let here: Vec<usize> = stored
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|&index| self.log[index].stream == stream)
+                .collect();
+            let mut reasons = Vec::new();
+            if stored.iter().any(Option::is_none) {
+                reasons.push(Reuse::Partial);
+            }
+            if here.len() < stored.iter().flatten().count() {
+                reasons.push(Reuse::OtherStream);
+            }
+            if here.windows(2).any(|pair| pair[0] > pair[1]) {
+                reasons.push(Reuse::Order);
+            }
+            return match here.last() {
+                Some(&last) if reasons.is_empty() => Outcome::Replayed { last: Seen::At(last) },
+                _ => Outcome::IdReused(reasons),
+            };
+        }
         let version = self.version(stream);
         let expected = match check {
             Check::Unchecked => None,
-            Check::ExpectingNew => Some(None),
-            Check::Optimistic(expected) => Some(expected.clone()),
+            Check::ExpectingNew | Check::Optimistic(None) => Some(Expected::NoStream),
+            Check::ExpectingExisting => Some(Expected::StreamExists),
+            Check::Optimistic(Some(version)) => Some(Expected::Exact(version.clone())),
         };
         if let Some(expected) = expected {
             let holds = match &expected {
-                None => version.is_none(),
-                Some(Version::At(at)) => version == Some(*at),
-                Some(Version::OnePast(_) | Version::Stray(_)) => false,
+                Expected::NoStream => version.is_none(),
+                Expected::StreamExists => version.is_some(),
+                Expected::Exact(Version::At(at)) => version == Some(*at),
+                Expected::Exact(Version::OnePast(_) | Version::Stray(_)) | Expected::Other(_) => false,
             };
             if !holds {
                 return Outcome::Conflict {
@@ -456,21 +586,48 @@ impl Model {
         }
     }
 
-    /// Resolves `op` and runs it on the model.
-    fn step(&mut self, op: &Op) -> (Step, Outcome) {
-        match op {
+    fn resolve_how(&self, stream: Stream, how: &How) -> Check {
+        match how {
+            How::Unchecked => Check::Unchecked,
+            How::ExpectingNew => Check::ExpectingNew,
+            How::ExpectingExisting => Check::ExpectingExisting,
+            How::Optimistic(choice) => Check::Optimistic(self.resolve_choice(stream, choice)),
+        }
+    }
+
+    /// Resolves `op` and runs it on the model; `None` for a retry with no
+    /// batch before it.
+    fn step(&mut self, op: &Op) -> Option<(Step, Outcome)> {
+        Some(match op {
             Op::Append { stream, events, how } => {
-                let check = match how {
-                    How::Unchecked => Check::Unchecked,
-                    How::ExpectingNew => Check::ExpectingNew,
-                    How::Optimistic(choice) => Check::Optimistic(self.resolve_choice(*stream, choice)),
-                };
+                let check = self.resolve_how(*stream, how);
                 let events = self.plan_batch(events);
                 let outcome = self.append(*stream, &events, &check);
+                self.last_batch = Some((*stream, events.clone()));
                 let step = Step::Append {
                     stream: *stream,
                     events,
                     check,
+                    retry: false,
+                };
+                (step, outcome)
+            }
+            Op::Retry { resend, how } => {
+                let (mut stream, mut events) = self.last_batch.clone()?;
+                match *resend {
+                    Resend::Same => {}
+                    Resend::ToStream(other) => stream = other,
+                    Resend::PlusOne(kind) => events.extend(self.plan_batch(&[kind])),
+                    Resend::Reversed => events.reverse(),
+                    Resend::Doubled => events.push(events[0]),
+                }
+                let check = self.resolve_how(stream, how);
+                let outcome = self.append(stream, &events, &check);
+                let step = Step::Append {
+                    stream,
+                    events,
+                    check,
+                    retry: true,
                 };
                 (step, outcome)
             }
@@ -518,7 +675,7 @@ impl Model {
                 };
                 (step, outcome)
             }
-        }
+        })
     }
 }
 
@@ -535,7 +692,7 @@ pub(crate) struct Plan {
 impl Plan {
     pub(crate) fn new(ops: &[Op]) -> Self {
         let mut model = Model::default();
-        let (steps, expected) = ops.iter().map(|op| model.step(op)).unzip();
+        let (steps, expected) = ops.iter().filter_map(|op| model.step(op)).unzip();
         Self {
             steps,
             expected,
@@ -571,6 +728,17 @@ fn version(version: Option<&Version>) -> String {
     version.map_or_else(|| "none".to_owned(), ToString::to_string)
 }
 
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStream => f.write_str("a new stream"),
+            Self::StreamExists => f.write_str("an existing stream"),
+            Self::Exact(version) => write!(f, "{version}"),
+            Self::Other(what) => f.write_str(what),
+        }
+    }
+}
+
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.shape {
@@ -601,15 +769,18 @@ impl fmt::Display for Step {
                 stream,
                 events,
                 check,
+                retry,
             } => {
                 let how = match check {
                     Check::Unchecked => "append (unchecked)".to_owned(),
                     Check::ExpectingNew => "append_expecting_new".to_owned(),
+                    Check::ExpectingExisting => "append_expecting_existing".to_owned(),
                     Check::Optimistic(expected) => {
                         format!("append (optimistic, expecting {})", version(expected.as_ref()))
                     }
                 };
-                write!(f, "{how} to {stream}: {}", batch_text(events))
+                let again = if *retry { ", resending ids" } else { "" };
+                write!(f, "{how} to {stream}{again}: {}", batch_text(events))
             }
             Self::Load { filters } => write!(f, "load_events({})", list(filters, ToString::to_string)),
             Self::Version { stream } => write!(f, "stream_version({stream})"),
@@ -654,13 +825,20 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Committed { last } => write!(f, "committed, last position {last}"),
+            Self::Replayed { last } => write!(f, "replayed (nothing written), last position {last}"),
             Self::Conflict { expected, actual } => write!(
                 f,
-                "conflict (expected {}, actual {})",
-                version(expected.as_ref()),
+                "conflict (expected {expected}, actual {})",
                 seen(actual.as_ref())
             ),
             Self::Refused => f.write_str("refused (a NUL in a name)"),
+            Self::DuplicateId { first, second } => {
+                write!(f, "refused (events {first} and {second} have one id)")
+            }
+            Self::IdReused(reasons) => {
+                let reasons: Vec<String> = reasons.iter().map(|reason| format!("{reason:?}")).collect();
+                write!(f, "refused (ids reused: {})", reasons.join(" or "))
+            }
             Self::Events(events) => write!(f, "{}", list(events, ToString::to_string)),
             Self::Version(at) => write!(f, "{}", seen(at.as_ref())),
             Self::Subscribed {

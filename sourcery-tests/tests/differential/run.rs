@@ -9,12 +9,16 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use sourcery_core::concurrency::Optimistic;
-use sourcery_core::store::{AppendError, EventFilter, NonEmpty, PersistableEvent, StoredEvent};
+use sourcery_core::concurrency::{ExpectedVersion, Optimistic};
+use sourcery_core::store::{
+    AppendError, AppendResult, EventFilter, IdReuse, IdReused, InvalidBatch, NonEmpty, PersistableEvent,
+    StoredEvent,
+};
 use sourcery_core::subscription::{Follower, Progress, Subscribe, Subscription};
 
 use crate::model::{
-    Check, Delivery, Event, Filter, Outcome, P, Plan, Planned, Seen, Shape, Step, Stream, Version,
+    Check, Delivery, Event, Expected, Filter, Outcome, P, Plan, Planned, Reuse, Seen, Shape, Step, Stream,
+    Version, event_id,
 };
 
 /// The metadata of every event: its number again, so that metadata is
@@ -83,9 +87,11 @@ pub(crate) fn data(n: u64) -> Vec<u8> {
     format!("{{\"n\":{n}}}").into_bytes()
 }
 
-/// The event numbered `n` of `kind`, as it goes into a store.
+/// The event numbered `n` of `kind`, as it goes into a store, with the id
+/// of its number.
 pub(crate) fn persistable(planned: Planned) -> PersistableEvent<Meta> {
     PersistableEvent::new(planned.kind.name(), data(planned.n), Meta { n: planned.n })
+        .with_id(event_id(planned.n))
 }
 
 /// A batch as it goes into a store.
@@ -97,25 +103,46 @@ pub(crate) fn batch(events: &[Planned]) -> NonEmpty<PersistableEvent<Meta>> {
 /// A stored event, briefly, for messages.
 pub(crate) fn describe<Pos: fmt::Debug>(event: &StoredEvent<String, Pos, Meta>) -> String {
     format!(
-        "{:?}/{:?} {:?} at {:?} (schema version {}, data {:?}, metadata {:?})",
+        "{:?}/{:?} {:?} at {:?} (id {}, schema version {}, data {:?}, metadata {:?})",
         event.aggregate_kind,
         event.aggregate_id,
         event.kind,
         event.position,
+        event.id,
         event.schema_version,
         String::from_utf8_lossy(&event.data),
         event.metadata
     )
 }
 
-/// Whether `event` is the model's `expected`, envelope, data and metadata.
+/// Whether `event` is the model's `expected`, envelope (id included), data
+/// and metadata.
 pub(crate) fn is<Pos>(event: &StoredEvent<String, Pos, Meta>, expected: &Event) -> bool {
-    event.aggregate_kind == expected.stream.kind()
+    event.id == event_id(expected.n)
+        && event.aggregate_kind == expected.stream.kind()
         && event.aggregate_id == expected.stream.id()
         && event.kind == expected.kind.name()
         && event.schema_version == 1
         && event.data == data(expected.n)
         && event.metadata == Meta { n: expected.n }
+}
+
+/// A refusal for reused ids, in the model's terms: it must name an event of
+/// the batch by its index and id.
+fn reuse(reused: &IdReused, events: &[Planned]) -> Outcome {
+    let named = events.get(reused.index).map(|planned| event_id(planned.n));
+    if named != Some(reused.event_id) {
+        return Outcome::Broken(format!(
+            "the refusal names event {} with id {}, which is {named:?} in the batch",
+            reused.index, reused.event_id
+        ));
+    }
+    match reused.reason {
+        IdReuse::Partial => Outcome::IdReused(vec![Reuse::Partial]),
+        IdReuse::OtherStream => Outcome::IdReused(vec![Reuse::OtherStream]),
+        IdReuse::Order => Outcome::IdReused(vec![Reuse::Order]),
+        other => Outcome::Broken(format!("a reuse of a new kind: {other}")),
+    }
 }
 
 /// Runs a plan on one store, keeping the map between the model's commit
@@ -180,7 +207,17 @@ impl<'p, S: Store> Executor<'p, S> {
                 stream,
                 events,
                 check,
-            } => Ok(self.append(*stream, events, check).await),
+                retry: _,
+            } => Ok(match self.append(*stream, events, check).await {
+                // Where several reasons apply, the store may name any.
+                Outcome::IdReused(named) => match expected {
+                    Outcome::IdReused(reasons) if named.iter().all(|reason| reasons.contains(reason)) => {
+                        expected.clone()
+                    }
+                    _ => Outcome::IdReused(named),
+                },
+                actual => actual,
+            }),
             Step::Load { filters } => self.load(filters).await,
             Step::Version { stream } => self.version(*stream).await,
             Step::Subscribe { filters, from, live } => self.subscribe(filters, *from, live, expected).await,
@@ -258,6 +295,13 @@ impl<'p, S: Store> Executor<'p, S> {
                 )
                 .await
             }
+            Check::ExpectingExisting => {
+                bounded(
+                    "append_expecting_existing",
+                    self.store.append_expecting_existing(kind, &id, batch(events)),
+                )
+                .await
+            }
             Check::Optimistic(expected) => {
                 let expected = expected.as_ref().map(|version| self.resolve(version));
                 let mut transaction = self.store.begin::<Optimistic>(kind, id.clone(), expected);
@@ -271,6 +315,12 @@ impl<'p, S: Store> Executor<'p, S> {
         };
         match outcome {
             Err(timeout) => Outcome::Broken(timeout),
+            Ok(Ok(written)) if written.replayed => match self.verify_replay(stream, before, &written).await {
+                Ok(()) => Outcome::Replayed {
+                    last: self.seen_position(written.last_position),
+                },
+                Err(broken) => Outcome::Broken(broken),
+            },
             Ok(Ok(written)) => match self
                 .verify_commit(stream, events, before, written.last_position)
                 .await
@@ -283,21 +333,30 @@ impl<'p, S: Store> Executor<'p, S> {
             Ok(Err(AppendError::Conflict(conflict))) => {
                 let passed = match check {
                     Check::Optimistic(expected) => expected.clone(),
-                    Check::Unchecked | Check::ExpectingNew => None,
+                    Check::Unchecked | Check::ExpectingNew | Check::ExpectingExisting => None,
                 };
-                let expected = conflict.expected.map(|reported| match &passed {
-                    Some(version) if self.resolve(version) == reported => version.clone(),
-                    _ => match self.seen_position(reported) {
-                        Seen::At(index) => Version::At(index),
-                        Seen::Stray(what) => Version::Stray(what),
-                    },
-                });
+                let expected = match conflict.expected {
+                    ExpectedVersion::NoStream => Expected::NoStream,
+                    ExpectedVersion::StreamExists => Expected::StreamExists,
+                    ExpectedVersion::Exact(reported) => Expected::Exact(match &passed {
+                        Some(version) if self.resolve(version) == reported => version.clone(),
+                        _ => match self.seen_position(reported) {
+                            Seen::At(index) => Version::At(index),
+                            Seen::Stray(what) => Version::Stray(what),
+                        },
+                    }),
+                    ExpectedVersion::Any => Expected::Other("any version".to_owned()),
+                };
                 Outcome::Conflict {
                     expected,
                     actual: conflict.actual.map(|actual| self.seen_position(actual)),
                 }
             }
+            Ok(Err(AppendError::Invalid(InvalidBatch::DuplicateId { first, second }))) => {
+                Outcome::DuplicateId { first, second }
+            }
             Ok(Err(AppendError::Invalid(_))) => Outcome::Refused,
+            Ok(Err(AppendError::IdReused(reused))) => reuse(&reused, events),
             Ok(Err(AppendError::Store(error))) => {
                 Outcome::Broken(format!("the store failed: {}", error_text(&error)))
             }
@@ -305,6 +364,31 @@ impl<'p, S: Store> Executor<'p, S> {
                 Outcome::Broken(format!("an append error of a new kind: {}", error_text(&other)))
             }
         }
+    }
+
+    /// After a replay: the stream holds nothing after its previous version.
+    async fn verify_replay(
+        &self,
+        stream: Stream,
+        before: Option<S::Position>,
+        written: &AppendResult<S::Position>,
+    ) -> Result<(), String> {
+        let mut filter = EventFilter::for_stream(stream.kind(), stream.id());
+        if let Some(before) = before {
+            filter = filter.after(before);
+        }
+        let loaded = bounded("load_events", self.store.load_events(&[filter]))
+            .await?
+            .map_err(|error| format!("reading back a replay failed: {}", error_text(&error)))?;
+        if loaded.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = loaded.iter().map(describe).collect();
+        Err(format!(
+            "replayed (last at {:?}), but the stream after {before:?} loads [{}]",
+            written.last_position,
+            shown.join(", ")
+        ))
     }
 
     /// After a commit: the stream, read after its previous version, holds
