@@ -295,7 +295,10 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
             None,
         ),
         (r#"{"event_id":12345}"#.to_owned(), None),
-        (r#"{"event_id":["0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7e"]}"#.to_owned(), None),
+        (
+            r#"{"event_id":["0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7e"]}"#.to_owned(),
+            None,
+        ),
         // Nested, not the top-level key; and metadata that is not JSON at all
         // (written by something else than the store).
         (format!(r#"{{"inner":{{"event_id":"{kept}"}}}}"#), None),
