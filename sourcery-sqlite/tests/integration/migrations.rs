@@ -257,6 +257,18 @@ fn version_4_file<'a>(path: &std::path::Path, metadata: impl IntoIterator<Item =
     }
 }
 
+/// Every event's position and id, read with plain SQL.
+fn stored_ids(connection: &rusqlite::Connection) -> Vec<(i64, EventId)> {
+    let mut statement = connection
+        .prepare("SELECT position, event_id FROM sourcery_events ORDER BY position")
+        .expect("the query prepares");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, EventId::from_bytes(row.get(1)?))))
+        .expect("the query runs")
+        .collect::<Result<_, _>>()
+        .expect("the ids read")
+}
+
 /// A file as the store at schema version 4 (before event ids) left it, its
 /// events' metadata as earlier releases' `EventMetadata` wrote it (an
 /// `event_id` key) or otherwise, migrates forward: an event keeps the id its
@@ -313,16 +325,7 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
     // The metadata that is not JSON fails to decode; read the ids by hand.
     drop(store);
     let connection = rusqlite::Connection::open(&path).expect("the database opens");
-    let ids: Vec<(i64, EventId)> = {
-        let mut statement = connection
-            .prepare("SELECT position, event_id FROM sourcery_events ORDER BY position")
-            .expect("the query prepares");
-        statement
-            .query_map([], |row| Ok((row.get(0)?, EventId::from_bytes(row.get(1)?))))
-            .expect("the query runs")
-            .collect::<Result<_, _>>()
-            .expect("the ids read")
-    };
+    let ids = stored_ids(&connection);
     assert_eq!(ids.len(), metadata.len() + 1);
     let expected = std::iter::once(None).chain(metadata.iter().map(|(_, id)| *id));
     for ((position, stored), expected) in ids.iter().zip(expected) {
