@@ -82,9 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (the first response was lost) sends the same key.
     let key = CommandId::from_key("pay/INV-42/7f3c");
     let options = || {
-        CommandOptions::new()
-            .command_id(key)
-            .retry(RetryPolicy::new().store_errors(3).backoff(Duration::from_millis(10), Duration::from_secs(1)))
+        CommandOptions::new().command_id(key).retry(
+            RetryPolicy::new()
+                .store_errors(3)
+                .backoff(Duration::from_millis(10), Duration::from_secs(1)),
+        )
     };
     let first = repository
         .execute_with::<Invoice, _>(&invoice, &Pay(100), EventMetadata::for_command(key), options())
@@ -106,7 +108,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .execute::<Invoice, _>(&invoice, &Pay(100), EventMetadata::new())
         .await;
     match again {
-        Err(CommandError::Rejected(Overpaid)) => println!("a second payment without the key is refused: nothing is due"),
+        Err(CommandError::Rejected(Overpaid)) => {
+            println!("a second payment without the key is refused: nothing is due")
+        }
         other => return Err(format!("expected a rejection, got {other:?}").into()),
     }
     // ANCHOR_END: fresh

@@ -216,7 +216,10 @@ async fn each_event_of_a_batch_gets_its_own_id_and_shares_the_correlation() {
     let events = all_events(repository.store()).await;
     let deposits: Vec<&EventMetadata> = events[1..].iter().map(|e| &e.metadata).collect();
     assert_eq!(deposits.len(), 2);
-    assert_eq!(*deposits[0], request, "the batch's events share the command's metadata");
+    assert_eq!(
+        *deposits[0], request,
+        "the batch's events share the command's metadata"
+    );
     assert_ne!(events[1].id, events[2].id, "each event has its own id");
     assert!(
         deposits
@@ -506,7 +509,11 @@ async fn an_event_that_no_longer_decodes_is_a_typed_error_naming_it() {
         .create::<Account, _>(&acc, &Open("Ada"), EventMetadata::new())
         .await
         .expect("create");
-    let broken = PersistableEvent::new(Deposited::KIND, br#"{"amount":"a lot"}"#.to_vec(), EventMetadata::new());
+    let broken = PersistableEvent::new(
+        Deposited::KIND,
+        br#"{"amount":"a lot"}"#.to_vec(),
+        EventMetadata::new(),
+    );
     let written = repository
         .store()
         .append("account", &acc, None, NonEmpty::new(broken))
