@@ -109,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
     match again {
         Err(CommandError::Rejected(Overpaid)) => {
-            println!("a second payment without the key is refused: nothing is due")
+            println!("a second payment without the key is refused: nothing is due");
         }
         other => return Err(format!("expected a rejection, got {other:?}").into()),
     }

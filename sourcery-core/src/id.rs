@@ -182,10 +182,27 @@ impl fmt::Display for CommandId {
     }
 }
 
+/// The 74 bits of a v7 UUID after its timestamp (`rand_a` and `rand_b`).
+const TAIL_BITS: u32 = 74;
+const TAIL_MASK: u128 = (1 << TAIL_BITS) - 1;
+
+/// One thread's generator of v7 ids: the millisecond of its last id, that
+/// id's 74-bit tail, and the state of its random bits.
+#[derive(Debug, Clone, Copy)]
+struct Generator {
+    millis: u64,
+    tail: u128,
+    random: u64,
+}
+
 thread_local! {
-    /// The state of this thread's generator of random bits, seeded from
-    /// `std`'s randomly keyed hasher (keys drawn from the operating system).
-    static STATE: Cell<u64> = Cell::new(seed());
+    /// Seeded from `std`'s randomly keyed hasher (keys drawn from the
+    /// operating system, different for every thread).
+    static GENERATOR: Cell<Generator> = Cell::new(Generator {
+        millis: 0,
+        tail: 0,
+        random: seed(),
+    });
 }
 
 fn seed() -> u64 {
@@ -194,36 +211,76 @@ fn seed() -> u64 {
     hasher.finish()
 }
 
-/// The next 64 random bits of this thread (`SplitMix64`).
-fn random_u64() -> u64 {
-    STATE.with(|state| {
-        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        state.set(next);
-        let mut z = next;
+impl Generator {
+    /// The next 64 random bits (`SplitMix64`).
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    })
+    }
+
+    /// A random tail with its top bit clear, so a millisecond's ids have
+    /// room to count up from it.
+    fn random_tail(&mut self) -> u128 {
+        let tail = (u128::from(self.next_random()) << 64) | u128::from(self.next_random());
+        tail & (TAIL_MASK >> 1)
+    }
+
+    /// The next id at `now` (milliseconds since the Unix epoch).
+    ///
+    /// The first id of a millisecond has a random tail; the next ones of
+    /// the same thread count up from it by a random step of up to 2^32
+    /// (RFC 9562, section 6.2, method 2), so one thread's ids ascend — a
+    /// batch's ids land in order at the right edge of a store's index —
+    /// while ids of different threads and processes stay apart by their
+    /// random tails. A clock that goes back, or a millisecond whose tail
+    /// space runs out, borrows the next millisecond: ids never repeat and
+    /// never descend.
+    fn next(&mut self, now: u64) -> Uuid {
+        if now > self.millis {
+            self.millis = now;
+            self.tail = self.random_tail();
+        } else {
+            let step = 1 + u128::from(self.next_random() >> 32);
+            self.tail += step;
+            if self.tail > TAIL_MASK {
+                self.millis += 1;
+                self.tail = self.random_tail();
+            }
+        }
+        let rand_a = (self.tail >> 62) & 0xfff;
+        let rand_b = self.tail & ((1 << 62) - 1);
+        let bits = (u128::from(self.millis & 0xffff_ffff_ffff) << 80)
+            | (0x7 << 76)
+            | (rand_a << 64)
+            | (0b10 << 62)
+            | rand_b;
+        Uuid::from_u128(bits)
+    }
 }
 
-/// A UUID v7 of the current time and 80 random bits (74 of which survive
-/// the version and variant bits).
+/// A UUID v7: the current time in milliseconds, then 74 bits that are
+/// random for a millisecond's first id and count up for the next ones of
+/// the same thread (see `Generator::next`).
 ///
 /// `Uuid::now_v7` asks the operating system for randomness on every call
 /// (about 0.5 µs here, a system call each); an append of ten events would
 /// spend more on its ids than the in-memory store spends on the append.
 /// A generator per thread, seeded once from the operating system, gives
-/// the same uniqueness (74 random bits per millisecond) in nanoseconds.
-/// Ids need to be unique, not unguessable.
+/// the same uniqueness in nanoseconds. Ids need to be unique, not
+/// unguessable.
 pub(crate) fn fresh_v7() -> Uuid {
-    let millis = SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
-    let (high, low) = (random_u64(), random_u64());
-    let mut random = [0_u8; 10];
-    random[..2].copy_from_slice(&high.to_be_bytes()[..2]);
-    random[2..].copy_from_slice(&low.to_be_bytes());
-    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+    GENERATOR.with(|cell| {
+        let mut generator = cell.get();
+        let id = generator.next(now);
+        cell.set(generator);
+        id
+    })
 }
 
 #[cfg(test)]
@@ -249,17 +306,52 @@ mod tests {
     }
 
     #[test]
-    fn fresh_ids_are_v7_unique_and_time_ordered_by_millisecond() {
+    fn one_threads_fresh_ids_are_v7_and_strictly_ascend() {
         let ids: Vec<EventId> = (0..10_000).map(|_| EventId::new()).collect();
         assert!(ids.iter().all(|id| id.as_uuid().get_version_num() == 7));
-        let mut sorted = ids.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), ids.len(), "10,000 fresh ids are distinct");
-        let millis = |id: &EventId| id.as_uuid().as_u128() >> 80;
-        assert!(ids.windows(2).all(|pair| millis(&pair[0]) <= millis(&pair[1])));
+        assert!(
+            ids.iter()
+                .all(|id| id.as_uuid().get_variant() == uuid::Variant::RFC4122)
+        );
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "ascending, hence distinct"
+        );
+        let now = u128::from(
+            u64::try_from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_millis(),
+            )
+            .expect("fits"),
+        );
+        let millis = ids[0].as_uuid().as_u128() >> 80;
+        assert!(
+            millis <= now && now - millis < 60_000,
+            "{millis} is the time, {now} now"
+        );
         let other_thread = std::thread::spawn(EventId::new).join().expect("the thread runs");
         assert!(!ids.contains(&other_thread));
+    }
+
+    #[test]
+    fn a_clock_going_back_or_a_full_millisecond_never_repeats_an_id() {
+        let mut generator = Generator {
+            millis: 0,
+            tail: 0,
+            random: 7,
+        };
+        let first = generator.next(1_000);
+        let back = generator.next(900);
+        assert!(back > first, "a clock that went back still ascends");
+        generator.tail = TAIL_MASK - 1;
+        let full = generator.next(1_000);
+        assert!(full > back);
+        assert_eq!(full.as_u128() >> 80, 1_001, "a full millisecond borrows the next");
+        let fresh = generator.next(5_000);
+        assert_eq!(fresh.as_u128() >> 80, 5_000);
+        assert_eq!(fresh.get_version_num(), 7);
     }
 
     #[test]
