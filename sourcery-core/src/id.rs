@@ -120,7 +120,7 @@ impl FromStr for EventId {
 
 /// An idempotency key for a command: executing the same command id twice,
 /// from two processes or after a crash, applies the command once (see
-/// [`Repository::command`](crate::repository::Repository::command)).
+/// [`Repository::execute_with`](crate::repository::Repository::execute_with)).
 ///
 /// Take it from the request (an `Idempotency-Key` header, a message id) with
 /// [`from_key`](Self::from_key), or from a UUID the caller already has.
