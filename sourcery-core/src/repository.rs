@@ -453,7 +453,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        self.execute_once::<A, Cmd>(id, command, metadata, None, None)
+        self.execute_once::<A, Cmd>(id, command, metadata, Idempotency::NONE, None)
             .await
     }
 
@@ -496,12 +496,10 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         Snap: AggregateSnapshots<A, S::Position>,
     {
         let policy = options.retry_policy().clone();
-        let command_id = options
-            .id()
-            .or_else(|| (policy.store_error_retries() > 0).then(CommandId::new));
+        let idempotency = Idempotency::of(&options);
         let expected = options.expected_version().copied();
-        retrying::<A, S, _, _>(&policy, || {
-            self.execute_once::<A, Cmd>(id, command, metadata.clone(), command_id, expected)
+        retrying::<A, S, _, _>(&policy, idempotency, |idempotency| {
+            self.execute_once::<A, Cmd>(id, command, metadata.clone(), idempotency, expected)
         })
         .await
     }
@@ -512,7 +510,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         id: &A::Id,
         command: &Cmd,
         metadata: S::Metadata,
-        command_id: Option<CommandId>,
+        idempotency: Idempotency,
         expected: Option<ExpectedVersion<S::Position>>,
     ) -> CommandResult<A, S>
     where
@@ -520,7 +518,8 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        if let Some(replay) = self.replay_of::<A>(id, command_id).await? {
+        let (command_id, probe) = (idempotency.command_id, idempotency.probe());
+        if let Some(replay) = self.replay_of::<A>(id, probe).await? {
             return Ok(replay);
         }
         let loaded = self.load_versioned::<A>(id).await?;
@@ -562,7 +561,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
             .begin::<C>(A::KIND, id.clone(), Some(version))
             .expecting(required);
         let mut outcome = match commit::<A, S, C>(tx, events, metadata, command_id).await {
-            Err(error) => return self.replay_after::<A>(id, command_id, error).await,
+            Err(error) => return self.replay_after::<A>(id, probe, error).await,
             Ok(outcome) => outcome,
         };
         if let (true, Some(last_position), false) = (due, outcome.last_position, outcome.replayed) {
@@ -725,7 +724,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        self.create_once::<A, Cmd>(id, command, metadata, None, None)
+        self.create_once::<A, Cmd>(id, command, metadata, Idempotency::NONE, None)
             .await
     }
 
@@ -756,12 +755,10 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         Snap: AggregateSnapshots<A, S::Position>,
     {
         let policy = options.retry_policy().clone();
-        let command_id = options
-            .id()
-            .or_else(|| (policy.store_error_retries() > 0).then(CommandId::new));
+        let idempotency = Idempotency::of(&options);
         let expected = options.expected_version().copied();
-        retrying::<A, S, _, _>(&policy, || {
-            self.create_once::<A, Cmd>(id, command, metadata.clone(), command_id, expected)
+        retrying::<A, S, _, _>(&policy, idempotency, |idempotency| {
+            self.create_once::<A, Cmd>(id, command, metadata.clone(), idempotency, expected)
         })
         .await
     }
@@ -772,7 +769,7 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         id: &A::Id,
         command: &Cmd,
         metadata: S::Metadata,
-        command_id: Option<CommandId>,
+        idempotency: Idempotency,
         expected: Option<ExpectedVersion<S::Position>>,
     ) -> CommandResult<A, S>
     where
@@ -780,7 +777,8 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        if let Some(replay) = self.replay_of::<A>(id, command_id).await? {
+        let (command_id, probe) = (idempotency.command_id, idempotency.probe());
+        if let Some(replay) = self.replay_of::<A>(id, probe).await? {
             return Ok(replay);
         }
         let exists = self
@@ -809,10 +807,10 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         let mut outcome = match commit::<A, S, Optimistic>(tx, events, metadata, command_id).await {
             Err(CommandError::Conflict(_)) => {
                 return self
-                    .replay_after::<A>(id, command_id, already_exists::<A, S>(id))
+                    .replay_after::<A>(id, probe, already_exists::<A, S>(id))
                     .await;
             }
-            Err(error) => return self.replay_after::<A>(id, command_id, error).await,
+            Err(error) => return self.replay_after::<A>(id, probe, error).await,
             Ok(outcome) => outcome,
         };
         if let (Some(state), Some(last_position), false) = (state, outcome.last_position, outcome.replayed) {
@@ -945,18 +943,60 @@ where
     })
 }
 
+/// The command id of one command's attempts, and whether it may have run
+/// before (so the repository looks for its events before deciding).
+#[derive(Debug, Clone, Copy)]
+struct Idempotency {
+    command_id: Option<CommandId>,
+    may_have_run: bool,
+}
+
+impl Idempotency {
+    /// No command id: every event gets a fresh id.
+    const NONE: Self = Self {
+        command_id: None,
+        may_have_run: false,
+    };
+
+    /// The caller's command id, which may have run before; or, when store
+    /// errors are to be retried, one picked for these attempts, which has
+    /// not run until an attempt fails with an unknown outcome.
+    fn of<Pos>(options: &CommandOptions<Pos>) -> Self {
+        match options.id() {
+            Some(command_id) => Self {
+                command_id: Some(command_id),
+                may_have_run: true,
+            },
+            None if options.retry_policy().store_error_retries() > 0 => Self {
+                command_id: Some(CommandId::new()),
+                may_have_run: false,
+            },
+            None => Self::NONE,
+        }
+    }
+
+    /// The command id to look for, if it may have run.
+    fn probe(self) -> Option<CommandId> {
+        self.command_id.filter(|_| self.may_have_run)
+    }
+}
+
 /// Runs `attempt` until it succeeds or fails for good under `policy`:
 /// conflicts retried at once, store errors after a backoff.
-async fn retrying<A, S, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> CommandResult<A, S>
+async fn retrying<A, S, F, Fut>(
+    policy: &RetryPolicy,
+    mut idempotency: Idempotency,
+    mut attempt: F,
+) -> CommandResult<A, S>
 where
     A: Aggregate<Id = S::Id>,
     S: EventStore,
-    F: FnMut() -> Fut,
+    F: FnMut(Idempotency) -> Fut,
     Fut: Future<Output = CommandResult<A, S>>,
 {
     let (mut attempts, mut conflicts, mut failures) = (1_u32, 0_u32, 0_u32);
     loop {
-        match attempt().await {
+        match attempt(idempotency).await {
             Ok(mut outcome) => {
                 outcome.attempts = attempts;
                 return Ok(outcome);
@@ -964,6 +1004,8 @@ where
             Err(error) if error.is_conflict() && conflicts < policy.conflict_retries() => conflicts += 1,
             Err(CommandError::Store(error)) if failures < policy.store_error_retries() => {
                 failures += 1;
+                // The failed attempt may have committed: look for it from now on.
+                idempotency.may_have_run = true;
                 tracing::warn!(
                     aggregate = A::KIND,
                     retry = failures,
