@@ -20,8 +20,9 @@
 //! Event ids cost appends about 45% here (80 ns per event: the id map's
 //! lookup and insert, behind the contract's rule that ids are unique in the
 //! store); loads do not pay for them.
-//! Appends pay for the per-stream and per-kind indexes and the commit
-//! signal; loads for the index walk and the copies a caller owns.
+//!
+//! Appends pay for the per-stream, per-kind and per-id indexes and the
+//! commit signal; loads for the index walk and the copies a caller owns.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
