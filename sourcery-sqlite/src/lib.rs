@@ -73,6 +73,15 @@
 //! and a reader that has seen position `p` never sees an event at or below
 //! `p` appear later: the store is `GloballyOrdered`.
 //!
+//! A position is the row id SQLite gives the new row: the highest position
+//! plus one, found inside the write transaction (the table has no
+//! AUTOINCREMENT, which would write a counter row to `sqlite_sequence` in
+//! every commit). The store never deletes an event, so that is never a
+//! position handed out before. The one way to have a position handed out
+//! again is to delete the newest rows of `sourcery_events` by hand: the
+//! next append would reuse their positions, which checkpoints and
+//! subscriptions may have passed already. Do not.
+//!
 //! Reads run on a pool of reader connections, each on its own thread; in WAL
 //! mode they read a consistent snapshot while the writer writes, so a reader
 //! never sees part of a batch. The async methods only send work to these
@@ -207,11 +216,18 @@
 //! version 1 if they predate 4, and, if they predate 5, each with the id its
 //! metadata names when earlier releases' `EventMetadata` recorded one (the
 //! top-level key `event_id`, a UUID that no event at a lower position
-//! carries too), otherwise with a random version 4 UUID. Migration 5
-//! rewrites every row of the log once (the new column), then builds the
-//! index: a log of a million events (half with such metadata) took 11 s
-//! here, under the write lock. Another process opening the file meanwhile
-//! waits within its [busy timeout](OpenOptions::busy_timeout) (5 s by
+//! carries too), otherwise with a random version 4 UUID.
+//!
+//! Migration 5 rebuilds `sourcery_events` (with the `event_id` column,
+//! without AUTOINCREMENT): it creates the new table, copies every row to it
+//! at its own position, drops the old one, renames the new one and builds
+//! the indexes again under their names. Dropping the old table drops
+//! whatever an application added on it: its triggers and its indexes.
+//! Create them again after the store has opened the file. (Views on the
+//! table are kept: they name it, and it has its name again.) A log of a
+//! million events (half with such metadata, a 370 MB file) took 11 s here,
+//! under the write lock. Another process opening the file meanwhile waits
+//! within its [busy timeout](OpenOptions::busy_timeout) (5 s by
 //! default) and fails with [`Error::Busy`] after it: give it more, or open
 //! an old file once before the others do.
 
