@@ -470,7 +470,11 @@ async fn migration_5_keeps_every_position_and_gives_the_schema_of_a_fresh_file()
 
     let connection = rusqlite::Connection::open(&path).expect("the database opens");
     let after = event_rows(&connection);
-    assert_eq!(after[..before.len()], before[..], "every event as it was, at its position");
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "every event as it was, at its position"
+    );
     let sequence: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_sequence WHERE name = 'sourcery_events'",
@@ -500,7 +504,10 @@ async fn migration_5_keeps_every_position_and_gives_the_schema_of_a_fresh_file()
         .expect("the table's SQL");
     assert!(!table.contains("AUTOINCREMENT"), "{table}");
     assert_eq!(
-        schema.iter().map(|(_, name, _)| name.as_str()).collect::<Vec<_>>(),
+        schema
+            .iter()
+            .map(|(_, name, _)| name.as_str())
+            .collect::<Vec<_>>(),
         [
             "sourcery_events",
             "sourcery_events_event_id",
