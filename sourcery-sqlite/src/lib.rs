@@ -157,8 +157,31 @@
 //! and 94–102 µs when one `SELECT ... WHERE event_id IN (...)` for the
 //! batch's ids ran before the inserts (+28%; a `SELECT` per id, 96–101 µs).
 //! The index is the price of the rule; the lookup would add ~8 µs more, so
-//! the store does without it. What the index costs a whole append is under
-//! "Performance".
+//! the store does without it.
+//!
+//! What the ids cost a whole append: the index adds ~1.9 pages to what a
+//! 10-event commit writes to the log, and the position no longer being
+//! AUTOINCREMENT (see "Schema") saves the page of its `sqlite_sequence`
+//! row, so a commit writes 10.6 pages instead of 9.7 before ids (counted
+//! with raw SQLite, the same rows). `benches/paired.rs` built before ids,
+//! with ids on an AUTOINCREMENT position (the first version of migration
+//! 5) and as it is now, the three run in turn, five passes of
+//! `ROUNDS=15` (1-minute load average 0.9–1.4 before each run: the
+//! benchmark's own threads, nothing else running); the store's time per
+//! append, medians of the passes:
+//!
+//! | synchronous | append | before ids | ids, AUTOINCREMENT | ids (now) | throughput, now ÷ before |
+//! |---|---|---|---|---|---|
+//! | FULL | unchecked | 283.0 µs | 303.1 µs | 296.3 µs | −4.5% |
+//! | FULL | optimistic | 280.6 µs | 312.0 µs | 293.9 µs | −4.5% |
+//! | NORMAL | unchecked | 109.2 µs | 161.8 µs | 138.2 µs | −21% |
+//! | NORMAL | optimistic | 127.5 µs | 155.5 µs | 157.0 µs | −19% |
+//!
+//! Three more passes of the first and the last (load 1.6–2.0) agree: FULL
+//! 281.0 → 294.1 µs unchecked, 275.5 → 297.6 µs optimistic. At `FULL` the
+//! `fsync` of each commit dominates and the ids cost under 5%; at `NORMAL`
+//! they cost 20–30 µs a batch, a fifth, though these runs spread widely
+//! (the latest version's NORMAL unchecked passes ranged 111–166 µs).
 //!
 //! [`EventStore::event_positions`](sourcery_core::store::EventStore::event_positions)
 //! is one statement on a reader connection through the same index, and
@@ -258,17 +281,8 @@
 //! may run while the hand-written block runs, so the NORMAL append pairs
 //! flatter the store a little; criterion's separate runs gave it 0.91–1.06.
 //!
-//! These figures predate event ids (schema version 4). What the ids cost:
-//! the same 10-event appends through this store and through the one before
-//! ids, in one process, in interleaved blocks of 200 (81 rounds; the
-//! machine was shared and loaded, 2–3 runnable threads per core), took
-//! 10–13% longer at `FULL` (the medians of the rounds' ratios, unchecked and
-//! optimistic; quartiles 1.06–1.17) and 6–18% at `NORMAL` (quartiles
-//! 0.73–1.96: too noisy to say more). With the index dropped (the column
-//! kept) the ratios were 0.97–1.05 at `FULL`: the cost is the index's. Each
-//! commit writes ~2 pages more to the log (12.7 instead of 10.6 in the raw
-//! rusqlite harness above), which `FULL` syncs and then checkpoints; the
-//! index's CPU time is ~14 µs a batch (above).
+//! These figures predate event ids (schema version 4); what the ids cost
+//! an append is under "Idempotent appends".
 //!
 //! Where the time goes (timed in a throwaway harness, interleaving store and
 //! baseline): an append does the same SQLite work as the baseline on the
