@@ -9,9 +9,9 @@
 --   default (the store always writes one);
 -- - the position becomes a plain `INTEGER PRIMARY KEY`, without
 --   AUTOINCREMENT. AUTOINCREMENT updates the table's row in
---   `sqlite_sequence` on every commit, one page more written to the log; the
---   id index costs about one page too, so the two together keep a commit's
---   cost where it was before ids. SQLite then gives a new row
+--   `sqlite_sequence` on every commit, one page more written to the log;
+--   without it, a 10-event commit writes 10.6 pages with the id index
+--   instead of 9.7 before ids (11.6 with both). SQLite then gives a new row
 --   `max(position) + 1`, inside the write transaction, and admits one
 --   writer at a time, so positions still rise in commit order. Since the
 --   store never deletes events, that is exactly the position AUTOINCREMENT

@@ -163,25 +163,27 @@
 //! 10-event commit writes to the log, and the position no longer being
 //! AUTOINCREMENT (see "Schema") saves the page of its `sqlite_sequence`
 //! row, so a commit writes 10.6 pages instead of 9.7 before ids (counted
-//! with raw SQLite, the same rows). `benches/paired.rs` built before ids,
-//! with ids on an AUTOINCREMENT position (the first version of migration
-//! 5) and as it is now, the three run in turn, five passes of
-//! `ROUNDS=15` (1-minute load average 0.9–1.4 before each run: the
-//! benchmark's own threads, nothing else running); the store's time per
-//! append, medians of the passes:
+//! with raw SQLite, the same rows). `benches/paired.rs` built before ids
+//! and as it is now, run in turn 16 times (`ROUNDS=15`; 1-minute load
+//! average 0.3–2.0 before each run, mostly the benchmark's own threads,
+//! nothing else running; in 6 of them the order alternated and the disk was
+//! synced before each run): the store's time per append, medians of the
+//! runs:
 //!
-//! | synchronous | append | before ids | ids, AUTOINCREMENT | ids (now) | throughput, now ÷ before |
-//! |---|---|---|---|---|---|
-//! | FULL | unchecked | 283.0 µs | 303.1 µs | 296.3 µs | −4.5% |
-//! | FULL | optimistic | 280.6 µs | 312.0 µs | 293.9 µs | −4.5% |
-//! | NORMAL | unchecked | 109.2 µs | 161.8 µs | 138.2 µs | −21% |
-//! | NORMAL | optimistic | 127.5 µs | 155.5 µs | 157.0 µs | −19% |
+//! | synchronous | append | before ids | now | throughput, now ÷ before |
+//! |---|---|---|---|---|
+//! | FULL | unchecked | 279.3 µs | 295.6 µs | −5.5% |
+//! | FULL | optimistic | 276.5 µs | 295.8 µs | −6.5% |
+//! | NORMAL | unchecked | 125.2 µs | 149.2 µs | −16% |
+//! | NORMAL | optimistic | 128.8 µs | 142.9 µs | −10% |
 //!
-//! Three more passes of the first and the last (load 1.6–2.0) agree: FULL
-//! 281.0 → 294.1 µs unchecked, 275.5 → 297.6 µs optimistic. At `FULL` the
-//! `fsync` of each commit dominates and the ids cost under 5%; at `NORMAL`
-//! they cost 20–30 µs a batch, a fifth, though these runs spread widely
-//! (the latest version's NORMAL unchecked passes ranged 111–166 µs).
+//! In 5 of those passes a third build ran between the two, with ids on an
+//! AUTOINCREMENT position (the first version of migration 5): 303.1 and
+//! 312.0 µs at `FULL`, 161.8 and 155.5 µs at `NORMAL`, where the build
+//! before ids took 283.0, 280.6, 109.2 and 127.5 µs. At `FULL` the `fsync`
+//! of each commit dominates and the ids cost 5–7%; at `NORMAL` 15–25 µs a
+//! batch, 10–16%, though those runs spread widely (111–166 µs for one
+//! variant of one build).
 //!
 //! [`EventStore::event_positions`](sourcery_core::store::EventStore::event_positions)
 //! is one statement on a reader connection through the same index, and
@@ -253,7 +255,7 @@
 //! within its [busy timeout](OpenOptions::busy_timeout) (5 s by
 //! default) and fails with [`Error::Busy`] after it: give it more, or open
 //! an old file once before the others do.
-
+//!
 //! # Performance
 //!
 //! `benches/store.rs` (criterion) measures the store beside hand-written
