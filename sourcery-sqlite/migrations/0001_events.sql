@@ -2,7 +2,8 @@
 -- (aggregate_kind, aggregate_id). The position is the row id: assigned inside
 -- the write transaction, and SQLite admits one writer at a time, so positions
 -- rise in commit order. AUTOINCREMENT: a position is never handed out twice,
--- even if rows were ever removed from the end of the log.
+-- even if rows were ever removed from the end of the log. (Migration 5
+-- rebuilds the table without AUTOINCREMENT; see there.)
 CREATE TABLE sourcery_events (
     position       INTEGER PRIMARY KEY AUTOINCREMENT,
     aggregate_kind TEXT NOT NULL,

@@ -73,6 +73,15 @@
 //! and a reader that has seen position `p` never sees an event at or below
 //! `p` appear later: the store is `GloballyOrdered`.
 //!
+//! A position is the row id SQLite gives the new row: the highest position
+//! plus one, found inside the write transaction (the table has no
+//! AUTOINCREMENT, which would write a counter row to `sqlite_sequence` in
+//! every commit). The store never deletes an event, so that is never a
+//! position handed out before. The one way to have a position handed out
+//! again is to delete the newest rows of `sourcery_events` by hand: the
+//! next append would reuse their positions, which checkpoints and
+//! subscriptions may have passed already. Do not.
+//!
 //! Reads run on a pool of reader connections, each on its own thread; in WAL
 //! mode they read a consistent snapshot while the writer writes, so a reader
 //! never sees part of a batch. The async methods only send work to these
@@ -148,8 +157,33 @@
 //! and 94–102 µs when one `SELECT ... WHERE event_id IN (...)` for the
 //! batch's ids ran before the inserts (+28%; a `SELECT` per id, 96–101 µs).
 //! The index is the price of the rule; the lookup would add ~8 µs more, so
-//! the store does without it. What the index costs a whole append is under
-//! "Performance".
+//! the store does without it.
+//!
+//! What the ids cost a whole append: the index adds ~1.9 pages to what a
+//! 10-event commit writes to the log, and the position no longer being
+//! AUTOINCREMENT (see "Schema") saves the page of its `sqlite_sequence`
+//! row, so a commit writes 10.6 pages instead of 9.7 before ids (counted
+//! with raw SQLite, the same rows). `benches/paired.rs` built before ids
+//! and as it is now, run in turn 16 times (`ROUNDS=15`; 1-minute load
+//! average 0.3–2.0 before each run, mostly the benchmark's own threads,
+//! nothing else running; in 6 of them the order alternated and the disk was
+//! synced before each run): the store's time per append, medians of the
+//! runs:
+//!
+//! | synchronous | append | before ids | now | throughput, now ÷ before |
+//! |---|---|---|---|---|
+//! | FULL | unchecked | 279.3 µs | 295.6 µs | −5.5% |
+//! | FULL | optimistic | 276.5 µs | 295.8 µs | −6.5% |
+//! | NORMAL | unchecked | 125.2 µs | 149.2 µs | −16% |
+//! | NORMAL | optimistic | 128.8 µs | 142.9 µs | −10% |
+//!
+//! In 5 of those passes a third build ran between the two, with ids on an
+//! AUTOINCREMENT position (the first version of migration 5): 303.1 and
+//! 312.0 µs at `FULL`, 161.8 and 155.5 µs at `NORMAL`, where the build
+//! before ids took 283.0, 280.6, 109.2 and 127.5 µs. At `FULL` the `fsync`
+//! of each commit dominates and the ids cost 5–7%; at `NORMAL` 15–25 µs a
+//! batch, 10–16%, though those runs spread widely (111–166 µs for one
+//! variant of one build).
 //!
 //! [`EventStore::event_positions`](sourcery_core::store::EventStore::event_positions)
 //! is one statement on a reader connection through the same index, and
@@ -207,14 +241,21 @@
 //! version 1 if they predate 4, and, if they predate 5, each with the id its
 //! metadata names when earlier releases' `EventMetadata` recorded one (the
 //! top-level key `event_id`, a UUID that no event at a lower position
-//! carries too), otherwise with a random version 4 UUID. Migration 5
-//! rewrites every row of the log once (the new column), then builds the
-//! index: a log of a million events (half with such metadata) took 11 s
-//! here, under the write lock. Another process opening the file meanwhile
-//! waits within its [busy timeout](OpenOptions::busy_timeout) (5 s by
+//! carries too), otherwise with a random version 4 UUID.
+//!
+//! Migration 5 rebuilds `sourcery_events` (with the `event_id` column,
+//! without AUTOINCREMENT): it creates the new table, copies every row to it
+//! at its own position, drops the old one, renames the new one and builds
+//! the indexes again under their names. Dropping the old table drops
+//! whatever an application added on it: its triggers and its indexes.
+//! Create them again after the store has opened the file. (Views on the
+//! table are kept: they name it, and it has its name again.) A log of a
+//! million events (half with such metadata, a 370 MB file) took 11 s here,
+//! under the write lock. Another process opening the file meanwhile waits
+//! within its [busy timeout](OpenOptions::busy_timeout) (5 s by
 //! default) and fails with [`Error::Busy`] after it: give it more, or open
 //! an old file once before the others do.
-
+//!
 //! # Performance
 //!
 //! `benches/store.rs` (criterion) measures the store beside hand-written
@@ -242,17 +283,8 @@
 //! may run while the hand-written block runs, so the NORMAL append pairs
 //! flatter the store a little; criterion's separate runs gave it 0.91–1.06.
 //!
-//! These figures predate event ids (schema version 4). What the ids cost:
-//! the same 10-event appends through this store and through the one before
-//! ids, in one process, in interleaved blocks of 200 (81 rounds; the
-//! machine was shared and loaded, 2–3 runnable threads per core), took
-//! 10–13% longer at `FULL` (the medians of the rounds' ratios, unchecked and
-//! optimistic; quartiles 1.06–1.17) and 6–18% at `NORMAL` (quartiles
-//! 0.73–1.96: too noisy to say more). With the index dropped (the column
-//! kept) the ratios were 0.97–1.05 at `FULL`: the cost is the index's. Each
-//! commit writes ~2 pages more to the log (12.7 instead of 10.6 in the raw
-//! rusqlite harness above), which `FULL` syncs and then checkpoints; the
-//! index's CPU time is ~14 µs a batch (above).
+//! These figures predate event ids (schema version 4); what the ids cost
+//! an append is under "Idempotent appends".
 //!
 //! Where the time goes (timed in a throwaway harness, interleaving store and
 //! baseline): an append does the same SQLite work as the baseline on the

@@ -381,3 +381,138 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
         [Some(first_position), Some(ids[2].0)]
     );
 }
+
+/// Every column of every event, read with plain SQL, in position order.
+type EventRow = (i64, String, String, String, Vec<u8>, String, i64);
+
+fn event_rows(connection: &rusqlite::Connection) -> Vec<EventRow> {
+    let mut statement = connection
+        .prepare(
+            "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version
+             FROM sourcery_events ORDER BY position",
+        )
+        .expect("the query prepares");
+    statement
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })
+        .expect("the query runs")
+        .collect::<Result<_, _>>()
+        .expect("the rows read")
+}
+
+/// The schema objects of `sourcery_events` (the table, its indexes and
+/// triggers), as `sqlite_schema` has them.
+fn events_schema(connection: &rusqlite::Connection) -> Vec<(String, String, Option<String>)> {
+    let mut statement = connection
+        .prepare("SELECT type, name, sql FROM sqlite_schema WHERE tbl_name = 'sourcery_events' ORDER BY name")
+        .expect("the query prepares");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("the query runs")
+        .collect::<Result<_, _>>()
+        .expect("the schema reads")
+}
+
+/// Migration 5 rebuilds the events table (without AUTOINCREMENT): every
+/// event keeps its position and columns, gaps included; the next append
+/// continues after the highest position; the table, its indexes and nothing
+/// else are those of a fresh file, so an application's index and trigger on
+/// the table are gone, while its view still reads the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_5_keeps_every_position_and_gives_the_schema_of_a_fresh_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("v4.db");
+    version_4_file(&path, [r#"{"actor":"a"}"#, "null"]);
+    let connection = rusqlite::Connection::open(&path).expect("the database opens");
+    connection
+        .execute_batch(
+            "INSERT INTO sourcery_events (position, aggregate_kind, aggregate_id, event_kind, data, metadata, schema_version)
+                 VALUES (7, 'account', 'ACC-2', 'account.noted', CAST('{\"n\":7}' AS BLOB), 'null', 3),
+                        (40, 'account', 'ACC-2', 'account.noted', CAST('{\"n\":40}' AS BLOB), 'null', 1);
+             CREATE VIEW app_kinds AS SELECT position, event_kind FROM sourcery_events;
+             CREATE INDEX app_data ON sourcery_events (data);
+             CREATE TRIGGER app_trigger AFTER INSERT ON sourcery_events BEGIN SELECT 1; END;",
+        )
+        .expect("events with gaps, and the application's objects");
+    let before = event_rows(&connection);
+    assert_eq!(
+        before.iter().map(|row| row.0).collect::<Vec<_>>(),
+        [1, 2, 3, 7, 40]
+    );
+    drop(connection);
+
+    let store: Store<String, serde_json::Value> = Store::open(&path).await.expect("the old file opens");
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5]);
+    let appended = store
+        .append(
+            "account",
+            &"ACC-3".to_owned(),
+            None,
+            NonEmpty::new(PersistableEvent::new(
+                "account.noted",
+                b"{}".to_vec(),
+                serde_json::Value::Null,
+            )),
+        )
+        .await
+        .expect("an append after the migration");
+    assert_eq!(appended.last_position, 41, "after the highest position");
+    drop(store);
+
+    let connection = rusqlite::Connection::open(&path).expect("the database opens");
+    let after = event_rows(&connection);
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "every event as it was, at its position"
+    );
+    let sequence: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM sqlite_sequence WHERE name = 'sourcery_events'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("sqlite_sequence reads");
+    assert_eq!(sequence, 0, "no AUTOINCREMENT counter");
+    let viewed: i64 = connection
+        .query_row("SELECT count(*) FROM app_kinds", [], |row| row.get(0))
+        .expect("the application's view still reads the table");
+    assert_eq!(viewed, 6);
+
+    let fresh_path = dir.path().join("fresh.db");
+    drop(
+        Store::<String, serde_json::Value>::open(&fresh_path)
+            .await
+            .expect("a fresh file opens"),
+    );
+    let fresh = rusqlite::Connection::open(&fresh_path).expect("the database opens");
+    let schema = events_schema(&connection);
+    assert_eq!(schema, events_schema(&fresh), "the schema of a fresh file");
+    let table = schema
+        .iter()
+        .find_map(|(kind, _, sql)| (kind == "table").then_some(sql.clone()))
+        .flatten()
+        .expect("the table's SQL");
+    assert!(!table.contains("AUTOINCREMENT"), "{table}");
+    assert_eq!(
+        schema
+            .iter()
+            .map(|(_, name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "sourcery_events",
+            "sourcery_events_event_id",
+            "sourcery_events_kind",
+            "sourcery_events_stream"
+        ]
+    );
+}
