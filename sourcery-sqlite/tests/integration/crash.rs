@@ -8,10 +8,8 @@
 //! `SOURCERY_SQLITE_CRASH_CHILD` set.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -130,15 +128,7 @@ fn run_and_kill(path: &Path, run: u32, synchronous: &str, kill_after: u64) -> Ve
         .spawn()
         .expect("the child starts");
     let stdout = child.stdout.take().expect("the child's stdout");
-    let (lines, received) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (received, reader) = super::lines_of(stdout);
     let mut committed = Vec::new();
     let parse = |line: &str| -> Option<u32> { line.strip_prefix("committed ")?.parse().ok() };
     while (committed.len() as u64) < kill_after {

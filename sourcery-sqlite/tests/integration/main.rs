@@ -15,6 +15,26 @@ macro_rules! test_name {
     }};
 }
 
+/// A child process's output, line by line, read on a thread of its own so
+/// the test can wait for each line with a bound (`recv_timeout`): the
+/// receiver of the lines and the reading thread (which ends with the
+/// child's output).
+fn lines_of(
+    stdout: std::process::ChildStdout,
+) -> (std::sync::mpsc::Receiver<String>, std::thread::JoinHandle<()>) {
+    use std::io::BufRead as _;
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (received, reader)
+}
+
 mod bad_files;
 mod checkpoints;
 mod concurrency;

@@ -23,10 +23,8 @@
 //! `SOURCERY_SQLITE_RETRY_CHILD` set.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -387,15 +385,7 @@ fn run_and_kill(
         .spawn()
         .expect("the child starts");
     let stdout = child.stdout.take().expect("the child's stdout");
-    let (lines, received) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (received, reader) = super::lines_of(stdout);
     let mut records = Vec::new();
     let mut reported = BTreeMap::new();
     // The harness may print the test's name on the line of the first one.
