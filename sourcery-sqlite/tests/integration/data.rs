@@ -366,12 +366,11 @@ async fn schema_versions_round_trip_and_0_writes_nothing() {
     );
 }
 
-/// A stored schema version that is not a `u32` (written past the column's
-/// check) fails the load with the stream and position.
-#[tokio::test]
-async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_position() {
+/// Loads the stream of one `account.opened` event after `sql` changed its
+/// row past the columns' checks: the load's error and the event's position.
+async fn load_after_tampering(sql: &str) -> (Error, i64) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("bad-version.db");
+    let path = dir.path().join("tampered.db");
     let store = Store::<String, ()>::open(&path).await.expect("the store opens");
     let written = store
         .append(
@@ -385,16 +384,21 @@ async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_posi
     {
         let connection = rusqlite::Connection::open(&path).expect("the database opens");
         connection
-            .execute_batch(
-                "PRAGMA ignore_check_constraints = ON;
-                 UPDATE sourcery_events SET schema_version = -1;",
-            )
+            .execute_batch(&format!("PRAGMA ignore_check_constraints = ON; {sql}"))
             .expect("the row is changed by hand");
     }
     let error = store
         .load_events(&[EventFilter::for_stream("account", "ACC-1".to_owned())])
         .await
-        .expect_err("the schema version does not convert");
+        .expect_err("the tampered column does not convert");
+    (error, written.last_position)
+}
+
+/// A stored schema version that is not a `u32` (written past the column's
+/// check) fails the load with the stream and position.
+#[tokio::test]
+async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_position() {
+    let (error, written) = load_after_tampering("UPDATE sourcery_events SET schema_version = -1;").await;
     match &error {
         Error::DecodeSchemaVersion {
             event_kind,
@@ -407,7 +411,7 @@ async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_posi
             assert_eq!(event_kind, "account.opened");
             assert_eq!(aggregate_kind, "account");
             assert_eq!(aggregate_id, "ACC-1");
-            assert_eq!(*position, written.last_position);
+            assert_eq!(*position, written);
             assert_eq!(*found, -1);
         }
         other => panic!("expected DecodeSchemaVersion, got {other:?}"),
@@ -418,31 +422,7 @@ async fn a_stored_schema_version_that_is_not_a_version_names_the_stream_and_posi
 /// check) fails the load with the stream and position.
 #[tokio::test]
 async fn a_stored_event_id_that_is_not_16_bytes_names_the_stream_and_position() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("bad-id.db");
-    let store = Store::<String, ()>::open(&path).await.expect("the store opens");
-    let written = store
-        .append(
-            "account",
-            &"ACC-1".to_owned(),
-            None,
-            event("account.opened", b"{}", ()),
-        )
-        .await
-        .expect("the append");
-    {
-        let connection = rusqlite::Connection::open(&path).expect("the database opens");
-        connection
-            .execute_batch(
-                "PRAGMA ignore_check_constraints = ON;
-                 UPDATE sourcery_events SET event_id = x'0102';",
-            )
-            .expect("the row is changed by hand");
-    }
-    let error = store
-        .load_events(&[EventFilter::for_stream("account", "ACC-1".to_owned())])
-        .await
-        .expect_err("the event id does not convert");
+    let (error, written) = load_after_tampering("UPDATE sourcery_events SET event_id = x'0102';").await;
     match &error {
         Error::DecodeEventId {
             event_kind,
@@ -454,7 +434,7 @@ async fn a_stored_event_id_that_is_not_16_bytes_names_the_stream_and_position() 
             assert_eq!(event_kind, "account.opened");
             assert_eq!(aggregate_kind, "account");
             assert_eq!(aggregate_id, "ACC-1");
-            assert_eq!(*position, written.last_position);
+            assert_eq!(*position, written);
             assert_eq!(*length, 2);
         }
         other => panic!("expected DecodeEventId, got {other:?}"),
