@@ -495,10 +495,8 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        let policy = options.retry_policy().clone();
-        let idempotency = Idempotency::of(&options);
         let expected = options.expected_version().copied();
-        retrying::<A, S, _, _>(&policy, idempotency, |idempotency| {
+        retrying::<A, S, _, _>(&options, |idempotency| {
             self.execute_once::<A, Cmd>(id, command, metadata.clone(), idempotency, expected)
         })
         .await
@@ -754,10 +752,8 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
         S::Metadata: Metadata,
         Snap: AggregateSnapshots<A, S::Position>,
     {
-        let policy = options.retry_policy().clone();
-        let idempotency = Idempotency::of(&options);
         let expected = options.expected_version().copied();
-        retrying::<A, S, _, _>(&policy, idempotency, |idempotency| {
+        retrying::<A, S, _, _>(&options, |idempotency| {
             self.create_once::<A, Cmd>(id, command, metadata.clone(), idempotency, expected)
         })
         .await
@@ -981,19 +977,18 @@ impl Idempotency {
     }
 }
 
-/// Runs `attempt` until it succeeds or fails for good under `policy`:
+/// Runs `attempt` until it succeeds or fails for good under the options'
+/// retry policy, under their command id (or one picked for these attempts):
 /// conflicts retried at once, store errors after a backoff.
-async fn retrying<A, S, F, Fut>(
-    policy: &RetryPolicy,
-    mut idempotency: Idempotency,
-    mut attempt: F,
-) -> CommandResult<A, S>
+async fn retrying<A, S, F, Fut>(options: &CommandOptions<S::Position>, mut attempt: F) -> CommandResult<A, S>
 where
     A: Aggregate<Id = S::Id>,
     S: EventStore,
     F: FnMut(Idempotency) -> Fut,
     Fut: Future<Output = CommandResult<A, S>>,
 {
+    let policy = options.retry_policy();
+    let mut idempotency = Idempotency::of(options);
     let (mut attempts, mut conflicts, mut failures) = (1_u32, 0_u32, 0_u32);
     loop {
         match attempt(idempotency).await {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sourcery_core::concurrency::Unchecked;
@@ -43,29 +43,12 @@ impl DomainEvent for Written {
 
 type TestStore = Store<String, serde_json::Value>;
 
-/// xorshift64: random enough to pick kill moments, and reproducible from
-/// the printed seed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
-}
-
 #[test]
 fn a_killed_writer_leaves_whole_batches_and_a_sound_file() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("crash.db");
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |elapsed| u64::from(elapsed.subsec_nanos()) ^ elapsed.as_secs())
-        | 1;
-    eprintln!("crash test seed: {seed}");
-    let mut random = Random(seed);
+    let mut random = super::Random::from_clock("crash test");
+    let seed = random.seed;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

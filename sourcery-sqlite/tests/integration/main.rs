@@ -35,6 +35,35 @@ fn lines_of(
     (received, reader)
 }
 
+/// xorshift64: random enough to pick kill moments, and reproducible from
+/// the seed it prints.
+struct Random {
+    state: u64,
+    /// The seed, for failure messages.
+    seed: u64,
+}
+
+impl Random {
+    /// Seeded from the clock; the seed is printed under `label`, so a failed
+    /// run can be told apart and reasoned about.
+    fn from_clock(label: &str) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |elapsed| u64::from(elapsed.subsec_nanos()) ^ elapsed.as_secs())
+            | 1;
+        eprintln!("{label} seed: {seed}");
+        Self { state: seed, seed }
+    }
+
+    /// A number below `below`.
+    fn next(&mut self, below: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % below
+    }
+}
+
 mod bad_files;
 mod checkpoints;
 mod concurrency;

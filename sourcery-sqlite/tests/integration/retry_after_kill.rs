@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sourcery_core::event::DomainEvent;
@@ -167,19 +167,6 @@ impl Record {
     }
 }
 
-/// xorshift64: random enough to pick kill moments, and reproducible from
-/// the printed seed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
-}
-
 /// What the kills left in flight.
 #[derive(Debug, Default)]
 struct Tally {
@@ -195,12 +182,8 @@ struct Tally {
 fn a_retry_after_a_kill_is_a_replay_if_the_batch_landed_and_a_write_if_not() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("retry.db");
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |elapsed| u64::from(elapsed.subsec_nanos()) ^ elapsed.as_secs())
-        | 1;
-    eprintln!("retry test seed: {seed}");
-    let mut random = Random(seed);
+    let mut random = super::Random::from_clock("retry test");
+    let seed = random.seed;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
