@@ -11,6 +11,15 @@
 //! applies events, the others wait, and one of them takes over when the
 //! holder's lease is lost.
 //!
+//! A holder that lost its lease without knowing it yet (its process
+//! paused, its thread blocked in `apply`) cannot move the checkpoint: the
+//! runner claims the checkpoint with its lease's [`Fence`] and advances it
+//! with that fence, so the checkpoint store refuses the old holder's saves
+//! ([`RunnerError::Fenced`]) and a checkpoint never moves backwards (see
+//! [fencing](crate::checkpoint#fencing)). The runner also checks
+//! [`LeaseGuard::is_lost`] before each event, so it stops applying as soon
+//! as it can tell.
+//!
 //! ```
 //! # use std::time::Duration;
 //! # use serde::{Deserialize, Serialize};
@@ -65,7 +74,7 @@ use futures::future::{self, Either};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{Advance, CheckpointStore, Claim, Fence};
 use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
 use crate::subscription::{Follower, Progress, Subscribe};
 
@@ -103,6 +112,16 @@ pub trait LeaseGuard: Send + 'static {
     /// an event comes first, so it must be cancel-safe (watch a channel, do
     /// not consume a message).
     fn lost(&mut self) -> impl Future<Output = ()> + Send + '_;
+
+    /// Whether the lease is known to be lost, now: checked before each
+    /// event, so it must not wait.
+    fn is_lost(&self) -> bool;
+
+    /// This holder's fencing token: higher than every earlier holder's of
+    /// the same lease name, so that checkpoint stores can refuse an old
+    /// holder's writes. `None` for no coordination ([`NoLease`]): then
+    /// checkpoints are only kept from moving backwards.
+    fn fence(&self) -> Option<Fence>;
 }
 
 /// No coordination between processes: for a single application server.
@@ -121,6 +140,14 @@ impl Lease for NoLease {
 impl LeaseGuard for NoLease {
     async fn lost(&mut self) {
         future::pending::<()>().await;
+    }
+
+    fn is_lost(&self) -> bool {
+        false
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        None
     }
 }
 
@@ -149,6 +176,16 @@ pub enum RunnerError {
     /// over. Start again to wait for the lease.
     #[error("the lease for `{0}` was lost")]
     LeaseLost(&'static str),
+    /// The checkpoint store refused this runner's claim or save: a newer
+    /// holder of the lease (with the fence given) runs the projection.
+    /// Nothing was written.
+    #[error("the checkpoint of `{0}` is held by a newer runner ({1})")]
+    Fenced(&'static str, Fence),
+    /// The checkpoint store refused to move the checkpoint backwards: it is
+    /// ahead of this runner, so another runner applies the projection too
+    /// (give both a [`Lease`]). Nothing was written.
+    #[error("the saved checkpoint of `{0}` is ahead of this runner: another runner applies it")]
+    CheckpointAhead(&'static str),
     /// The runner's task panicked (in the projection's apply).
     #[error("the runner of `{0}` panicked")]
     Panicked(&'static str),
@@ -285,6 +322,7 @@ where
             state: Arc::clone(&state),
             status,
             saved: None,
+            fence: None,
             unsaved: 0,
             last_save: Instant::now(),
             every_events: self.every_events.get(),
@@ -377,6 +415,8 @@ struct Task<S: Subscribe, K, P> {
     state: Arc<RwLock<P>>,
     status: watch::Sender<RunnerStatus<S::Position>>,
     saved: Option<S::Position>,
+    /// The fence of the lease held, once held.
+    fence: Option<Fence>,
     unsaved: usize,
     last_save: Instant,
     every_events: usize,
@@ -394,7 +434,11 @@ where
         let outcome = self.hold_and_follow(&lease, &mut stop).await;
         // After losing the lease another runner may be ahead already: saving
         // now could move its checkpoint back.
-        let holds_lease = self.status.borrow().active && !matches!(outcome, Err(RunnerError::LeaseLost(_)));
+        let holds_lease = self.status.borrow().active
+            && !matches!(
+                outcome,
+                Err(RunnerError::LeaseLost(_) | RunnerError::Fenced(..) | RunnerError::CheckpointAhead(_))
+            );
         let saved = if holds_lease { self.save().await } else { Ok(()) };
         self.status.send_modify(|status| {
             status.running = false;
@@ -420,11 +464,20 @@ where
         };
         let mut guard = acquired.map_err(|error| RunnerError::Lease(P::KIND, Box::new(error)))?;
         // Read the checkpoint only now: a previous holder may have moved it.
-        let checkpoint = self
-            .checkpoints
-            .load(P::KIND)
-            .await
-            .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?;
+        // Claiming it fences that holder off.
+        self.fence = guard.fence();
+        let checkpoint = match self.fence {
+            Some(fence) => match self.checkpoints.claim(P::KIND, fence).await {
+                Ok(Claim::Claimed(checkpoint)) => checkpoint,
+                Ok(Claim::Fenced(newer)) => return Err(RunnerError::Fenced(P::KIND, newer)),
+                Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),
+            },
+            None => self
+                .checkpoints
+                .load(P::KIND)
+                .await
+                .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?,
+        };
         self.saved = checkpoint;
         self.status.send_modify(|status| {
             status.position = checkpoint;
@@ -450,6 +503,9 @@ where
                     });
                 }
                 Some(Ok(Progress::Event(event))) => {
+                    if guard.is_lost() {
+                        return Err(RunnerError::LeaseLost(P::KIND));
+                    }
                     {
                         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                         self.events
@@ -481,10 +537,16 @@ where
         if let Some(position) = position
             && self.saved != Some(position)
         {
-            self.checkpoints
-                .save(P::KIND, position)
+            let advanced = self
+                .checkpoints
+                .advance(P::KIND, position, self.fence)
                 .await
                 .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?;
+            match advanced {
+                Advance::Saved => {}
+                Advance::Fenced(newer) => return Err(RunnerError::Fenced(P::KIND, newer)),
+                Advance::Behind(_) => return Err(RunnerError::CheckpointAhead(P::KIND)),
+            }
             self.saved = Some(position);
         }
         self.unsaved = 0;

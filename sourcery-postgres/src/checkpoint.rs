@@ -3,16 +3,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-use sourcery_core::checkpoint;
-use sqlx::postgres::PgPool;
+use sourcery_core::checkpoint::{self, Advance, Claim, Fence};
+use sqlx::postgres::{PgConnection, PgPool};
 
 use crate::{Error, Store};
 
 /// Projection checkpoints in PostgreSQL: the table `sourcery_checkpoints`
-/// (`name`, `position`, `updated_at`) in the event store's schema, created by
-/// [`Store::migrate`]. Implements core's
+/// (`name`, `position`, `fence`, `updated_at`) in the event store's schema,
+/// created by [`Store::migrate`]. Implements core's
 /// [`CheckpointStore<i64>`](sourcery_core::checkpoint::CheckpointStore) for
 /// the [`ProjectionRunner`](sourcery_core::runner::ProjectionRunner).
+///
+/// [`claim`](checkpoint::CheckpointStore::claim) and
+/// [`advance`](checkpoint::CheckpointStore::advance) are each one
+/// conditional upsert: the row lock orders them, so a runner fenced off by
+/// a newer [`Lease`](crate::Lease) holder cannot move the checkpoint, even
+/// if its save was already on its way when the new holder claimed.
 ///
 /// Cheap to clone: clones share the pool.
 ///
@@ -35,6 +41,9 @@ pub struct CheckpointStore {
     schema: Arc<str>,
     load: Arc<str>,
     save: Arc<str>,
+    claim: Arc<str>,
+    advance: Arc<str>,
+    saved: Arc<str>,
 }
 
 impl CheckpointStore {
@@ -50,11 +59,112 @@ impl CheckpointStore {
                 "INSERT INTO {table} (name, position) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
             )),
+            claim: Arc::from(format!(
+                "INSERT INTO {table} AS saved (name, position, fence) VALUES ($1, NULL, $2) \
+                 ON CONFLICT (name) DO UPDATE SET fence = EXCLUDED.fence, updated_at = now() \
+                 WHERE saved.fence IS NULL OR saved.fence <= EXCLUDED.fence \
+                 RETURNING position"
+            )),
+            advance: Arc::from(format!(
+                "INSERT INTO {table} AS saved (name, position, fence) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE \
+                 SET position = EXCLUDED.position, fence = GREATEST(saved.fence, EXCLUDED.fence), \
+                     updated_at = now() \
+                 WHERE (saved.fence IS NULL OR EXCLUDED.fence IS NULL OR saved.fence <= EXCLUDED.fence) \
+                   AND (saved.position IS NULL OR saved.position <= EXCLUDED.position) \
+                 RETURNING 1"
+            )),
+            saved: Arc::from(format!("SELECT position, fence FROM {table} WHERE name = $1")),
         }
     }
 
+    /// [`claim`](checkpoint::CheckpointStore::claim) on `connection`, in the
+    /// transaction it may be in.
+    ///
+    /// # Errors
+    ///
+    /// As `claim`.
+    pub async fn claim_on(
+        &self,
+        connection: &mut PgConnection,
+        name: &str,
+        fence: Fence,
+    ) -> Result<Claim<i64>, Error> {
+        let fence = stored_fence(fence)?;
+        for _ in 0..RACES {
+            let claimed: Option<Option<i64>> = sqlx::query_scalar(&self.claim)
+                .bind(name)
+                .bind(fence)
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(|error| self.database(error))?;
+            if let Some(checkpoint) = claimed {
+                return Ok(Claim::Claimed(checkpoint));
+            }
+            // Refused: a higher fence holds the row. Fences only grow, so
+            // the row read now (a newer snapshot) shows one.
+            let (_, recorded) = self.saved_on(connection, name).await?;
+            if let Some(recorded) = recorded.filter(|recorded| recorded.get() > fence.cast_unsigned()) {
+                return Ok(Claim::Fenced(recorded));
+            }
+        }
+        Err(raced())
+    }
+
+    /// [`advance`](checkpoint::CheckpointStore::advance) on `connection`, in
+    /// the transaction it may be in: a transactional projection advances
+    /// its checkpoint in the transaction of its writes, so that a refusal
+    /// rolls them back with it.
+    ///
+    /// # Errors
+    ///
+    /// As `advance`.
+    pub async fn advance_on(
+        &self,
+        connection: &mut PgConnection,
+        name: &str,
+        position: i64,
+        fence: Option<Fence>,
+    ) -> Result<Advance<i64>, Error> {
+        let bound = fence.map(stored_fence).transpose()?;
+        for _ in 0..RACES {
+            let advanced = sqlx::query(&self.advance)
+                .bind(name)
+                .bind(position)
+                .bind(bound)
+                .execute(&mut *connection)
+                .await
+                .map_err(|error| self.database(error))?;
+            if advanced.rows_affected() > 0 {
+                return Ok(Advance::Saved);
+            }
+            let (saved, recorded) = self.saved_on(connection, name).await?;
+            if let Some(refused) = checkpoint::refusal(saved, recorded, position, fence) {
+                return Ok(refused);
+            }
+        }
+        Err(raced())
+    }
+
+    /// The position and fence saved under `name`.
+    async fn saved_on(
+        &self,
+        connection: &mut PgConnection,
+        name: &str,
+    ) -> Result<(Option<i64>, Option<Fence>), Error> {
+        let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(&self.saved)
+            .bind(name)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(|error| self.database(error))?;
+        let (position, fence) = row.unwrap_or_default();
+        Ok((position, fence.map(|fence| Fence::new(fence.cast_unsigned()))))
+    }
+
     /// Deletes the checkpoint saved under `name`, so that the projection is
-    /// rebuilt from the start on its next run. Returns whether there was one.
+    /// rebuilt from the start on its next run. Returns whether there was
+    /// one. The fence that claimed the name stays: a runner fenced off
+    /// before stays fenced off.
     ///
     /// # Errors
     ///
@@ -62,7 +172,8 @@ impl CheckpointStore {
     /// when the table is missing.
     pub async fn reset(&self, name: &str) -> Result<bool, Error> {
         let delete = format!(
-            "DELETE FROM \"{}\".sourcery_checkpoints WHERE name = $1",
+            "UPDATE \"{}\".sourcery_checkpoints SET position = NULL, updated_at = now() \
+             WHERE name = $1 AND position IS NOT NULL",
             self.schema
         );
         let deleted = sqlx::query(&delete)
@@ -78,7 +189,7 @@ impl CheckpointStore {
         let missing = error
             .as_database_error()
             .and_then(sqlx::error::DatabaseError::code)
-            .is_some_and(|code| matches!(code.as_ref(), "42P01" | "3F000"));
+            .is_some_and(|code| matches!(code.as_ref(), "42P01" | "42703" | "3F000"));
         if missing {
             Error::NotMigrated {
                 schema: self.schema.to_string(),
@@ -106,11 +217,12 @@ impl checkpoint::CheckpointStore<i64> for CheckpointStore {
     /// [`Error::Database`] when the database fails, [`Error::NotMigrated`]
     /// when the table is missing.
     async fn load<'a>(&'a self, name: &'a str) -> Result<Option<i64>, Error> {
-        sqlx::query_scalar(&self.load)
+        let saved: Option<Option<i64>> = sqlx::query_scalar(&self.load)
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|error| self.database(error))
+            .map_err(|error| self.database(error))?;
+        Ok(saved.flatten())
     }
 
     /// # Errors
@@ -126,4 +238,44 @@ impl checkpoint::CheckpointStore<i64> for CheckpointStore {
             .map_err(|error| self.database(error))?;
         Ok(())
     }
+
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the database fails, [`Error::NotMigrated`]
+    /// when the table is missing or lacks the fence (migrate).
+    async fn claim<'a>(&'a self, name: &'a str, fence: Fence) -> Result<Claim<i64>, Error> {
+        let mut connection = self.pool.acquire().await?;
+        self.claim_on(&mut connection, name, fence).await
+    }
+
+    /// # Errors
+    ///
+    /// As [`claim`](Self::claim).
+    async fn advance<'a>(
+        &'a self,
+        name: &'a str,
+        position: i64,
+        fence: Option<Fence>,
+    ) -> Result<Advance<i64>, Error> {
+        let mut connection = self.pool.acquire().await?;
+        self.advance_on(&mut connection, name, position, fence).await
+    }
+}
+
+/// How often a refused claim or advance is tried again when the row read
+/// after it allows it (it was deleted in between).
+const RACES: usize = 3;
+
+/// A claim or advance refused `RACES` times by a row that then allowed it.
+fn raced() -> Error {
+    Error::Unexpected {
+        detail: "a checkpoint's conditional upsert was refused by a row that allows it",
+    }
+}
+
+/// A fence as the `bigint` column holds it.
+fn stored_fence(fence: Fence) -> Result<i64, Error> {
+    i64::try_from(fence.get()).map_err(|_| Error::Unexpected {
+        detail: "a fence above i64::MAX (PostgreSQL leases count from 1)",
+    })
 }

@@ -187,6 +187,11 @@ pub enum Error {
         attempts: usize,
     },
 
+    /// The thread that holds a [`Lease`](crate::Lease) (and watches its
+    /// connection, whatever the runtime's workers do) could not start.
+    #[error("the thread holding a lease could not be started")]
+    LeaseThread(#[source] std::io::Error),
+
     /// The database answered in a way the store's own SQL cannot produce.
     #[error("the database returned an unexpected result: {detail}")]
     Unexpected {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sourcery_core::checkpoint::Fence;
 use sourcery_core::runner;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions as _, Connection as _};
@@ -31,12 +32,24 @@ use crate::{Error, Store};
 ///   server released the lock with the session, so a standby takes over
 ///   within its retry interval.
 /// - Dropping the guard unlocks and closes the connection.
+/// - Each holder gets a [`Fence`]: the lease's generation for the name,
+///   counted in the table `sourcery_leases` (created by
+///   [`Store::migrate`]), one more than the previous holder's. The runner
+///   claims its checkpoint with it, and the [`CheckpointStore`](crate::CheckpointStore)
+///   refuses the saves of any lower fence: an old holder that has not
+///   noticed its loss yet (a paused process, a thread blocked in `apply`)
+///   cannot move the checkpoint, nor commit a transactional projection.
+/// - The connection, its retries and its heartbeat live on a thread of
+///   their own (one per lease taken or waited for), so the lease is watched
+///   even when every worker of the application's runtime is blocked.
 ///
-/// **The at-least-once window.** The new holder resumes from the last saved
-/// checkpoint, so events the old holder applied after it are applied again.
-/// If the old holder's connection is killed rather than closed, it may also
-/// go on applying for up to one heartbeat before it notices: size the
-/// heartbeat to what your projection can tolerate, and apply idempotently.
+/// **What is applied twice.** A projection held in memory resumes from the
+/// last saved checkpoint under its new holder, so events the old holder
+/// applied after it are applied again (there): apply idempotently, or use
+/// a transactional projection, whose writes commit with the checkpoint.
+/// An old holder whose connection is killed rather than closed may go on
+/// applying events to its own memory for up to one heartbeat before it
+/// notices; none of its checkpoints land after the takeover.
 ///
 /// The key is derived from the store's schema and the projection name, so
 /// the same projection in two schemas is two leases.
@@ -120,35 +133,40 @@ impl Lease {
         Ok(pid)
     }
 
+    /// Takes the lease `name` on a thread of its own: the lease's
+    /// connection, its retries and its heartbeat run there, on a
+    /// current-thread runtime, so they go on whatever the caller's runtime
+    /// does (an `apply` that blocks its worker thread included).
     async fn take(&self, name: &str) -> Result<LeaseGuard, Error> {
-        let key = self.key(name);
-        let mut connection = self.options.connect().await?;
-        loop {
-            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(key)
-                .fetch_one(&mut connection)
-                .await?;
-            if taken {
-                break;
-            }
-            tokio::time::sleep(self.retry).await;
-        }
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut connection)
-            .await?;
+        let (taken, taking) = oneshot::channel();
         let (lost_sender, lost) = watch::channel(false);
         let (release, released) = oneshot::channel();
-        tokio::spawn(watch_connection(
-            connection,
-            key,
-            self.heartbeat,
-            lost_sender,
-            released,
-            name.to_owned(),
-        ));
+        let holder = Holder {
+            options: Arc::clone(&self.options),
+            generations: format!("\"{}\".sourcery_leases", self.schema),
+            schema: Arc::clone(&self.schema),
+            key: self.key(name),
+            name: name.to_owned(),
+            retry: self.retry,
+            heartbeat: self.heartbeat,
+        };
+        std::thread::Builder::new()
+            .name("sourcery-lease".to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(holder.hold(taken, lost_sender, released)),
+                    Err(error) => drop(taken.send(Err(Error::LeaseThread(error)))),
+                }
+            })
+            .map_err(Error::LeaseThread)?;
+        let (pid, fence) = taking.await.map_err(|_| Error::Unexpected {
+            detail: "the thread holding a lease ended before taking it",
+        })??;
         Ok(LeaseGuard {
             name: name.to_owned(),
             pid,
+            fence,
             lost,
             _release: release,
         })
@@ -183,6 +201,7 @@ impl runner::Lease for Lease {
 pub struct LeaseGuard {
     name: String,
     pid: i32,
+    fence: Fence,
     lost: watch::Receiver<bool>,
     /// Dropped with the guard: the watchdog unlocks and closes.
     _release: oneshot::Sender<()>,
@@ -195,10 +214,18 @@ impl LeaseGuard {
         self.pid
     }
 
-    /// Whether the lease has been lost.
+    /// Whether the lease has been lost: its connection failed a ping, or
+    /// its thread is gone.
     #[must_use]
     pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
+        *self.lost.borrow() || self.lost.has_changed().is_err()
+    }
+
+    /// The fencing token of this holder: the lease's generation, one more
+    /// than the previous holder's.
+    #[must_use]
+    pub fn fence(&self) -> Fence {
+        self.fence
     }
 }
 
@@ -207,6 +234,7 @@ impl fmt::Debug for LeaseGuard {
         f.debug_struct("postgres::LeaseGuard")
             .field("name", &self.name)
             .field("pid", &self.pid)
+            .field("fence", &self.fence)
             .field("lost", &self.is_lost())
             .finish_non_exhaustive()
     }
@@ -219,36 +247,123 @@ impl runner::LeaseGuard for LeaseGuard {
         // An error means the watchdog is gone: the lease is gone with it.
         let _ = self.lost.wait_for(|lost| *lost).await;
     }
+
+    fn is_lost(&self) -> bool {
+        LeaseGuard::is_lost(self)
+    }
+
+    /// The lease's generation, counted in `sourcery_leases`.
+    fn fence(&self) -> Option<Fence> {
+        Some(self.fence)
+    }
 }
 
-/// Owns the lease's connection: pings it every `heartbeat`, reports a
-/// failed ping as lost, unlocks and closes when the guard is dropped.
-async fn watch_connection(
-    mut connection: PgConnection,
+/// What the lease's thread needs to take and hold it.
+struct Holder {
+    options: Arc<PgConnectOptions>,
+    /// The quoted `sourcery_leases` table.
+    generations: String,
+    schema: Arc<str>,
     key: i64,
-    heartbeat: Duration,
-    lost: watch::Sender<bool>,
-    mut released: oneshot::Receiver<()>,
     name: String,
-) {
-    loop {
-        tokio::select! {
-            _ = &mut released => {
-                let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut connection);
-                let _ = tokio::time::timeout(heartbeat, unlock).await;
-                let _ = tokio::time::timeout(heartbeat, connection.close()).await;
+    retry: Duration,
+    heartbeat: Duration,
+}
+
+impl Holder {
+    /// Takes the lock, counts a generation, reports both on `taken`, then
+    /// watches the connection until the guard is dropped or a ping fails.
+    async fn hold(
+        self,
+        mut taken: oneshot::Sender<Result<(i32, Fence), Error>>,
+        lost: watch::Sender<bool>,
+        released: oneshot::Receiver<()>,
+    ) {
+        let connection = tokio::select! {
+            // The caller gave up waiting: dropping the connection releases
+            // anything it took.
+            () = taken.closed() => return,
+            locked = self.lock() => locked,
+        };
+        match connection {
+            Err(error) => drop(taken.send(Err(error))),
+            Ok((connection, pid, fence)) => {
+                if taken.send(Ok((pid, fence))).is_ok() {
+                    self.watch(connection, lost, released).await;
+                }
+            }
+        }
+    }
+
+    /// Connects, waits for the advisory lock and counts the new holder's
+    /// generation.
+    async fn lock(&self) -> Result<(PgConnection, i32, Fence), Error> {
+        let mut connection = self.options.connect().await?;
+        loop {
+            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(self.key)
+                .fetch_one(&mut connection)
+                .await?;
+            if taken {
+                break;
+            }
+            tokio::time::sleep(self.retry).await;
+        }
+        let (pid, generation): (i32, i64) = sqlx::query_as(&format!(
+            "INSERT INTO {} AS lease (name, generation, holder) VALUES ($1, 1, pg_backend_pid()) \
+             ON CONFLICT (name) DO UPDATE \
+             SET generation = lease.generation + 1, holder = EXCLUDED.holder, acquired_at = now() \
+             RETURNING holder, generation",
+            self.generations
+        ))
+        .bind(&self.name)
+        .fetch_one(&mut connection)
+        .await
+        .map_err(|error| {
+            let missing = error
+                .as_database_error()
+                .and_then(sqlx::error::DatabaseError::code)
+                .is_some_and(|code| matches!(code.as_ref(), "42P01" | "3F000"));
+            if missing {
+                Error::NotMigrated {
+                    schema: self.schema.to_string(),
+                    source: error,
+                }
+            } else {
+                Error::Database(error)
+            }
+        })?;
+        Ok((connection, pid, Fence::new(generation.cast_unsigned())))
+    }
+
+    /// Owns the lease's connection: pings it every `heartbeat`, reports a
+    /// failed ping as lost, unlocks and closes when the guard is dropped.
+    async fn watch(
+        &self,
+        mut connection: PgConnection,
+        lost: watch::Sender<bool>,
+        mut released: oneshot::Receiver<()>,
+    ) {
+        let heartbeat = self.heartbeat;
+        loop {
+            tokio::select! {
+                _ = &mut released => {
+                    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.key).execute(&mut connection);
+                    let _ = tokio::time::timeout(heartbeat, unlock).await;
+                    let _ = tokio::time::timeout(heartbeat, connection.close()).await;
+                    return;
+                }
+                () = tokio::time::sleep(heartbeat) => {}
+            }
+            let alive = tokio::time::timeout(heartbeat, connection.ping()).await;
+            if !matches!(alive, Ok(Ok(()))) {
+                tracing::warn!(
+                    lease = %self.name,
+                    "sourcery-postgres: the connection holding the lease failed; the lease is lost"
+                );
+                lost.send_replace(true);
                 return;
             }
-            () = tokio::time::sleep(heartbeat) => {}
-        }
-        let alive = tokio::time::timeout(heartbeat, connection.ping()).await;
-        if !matches!(alive, Ok(Ok(()))) {
-            tracing::warn!(
-                lease = %name,
-                "sourcery-postgres: the connection holding the lease failed; the lease is lost"
-            );
-            lost.send_replace(true);
-            return;
         }
     }
 }

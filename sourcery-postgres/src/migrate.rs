@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0009_event_ids.sql",
         sql: include_str!("../migrations/0009_event_ids.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_fencing.sql",
+        sql: include_str!("../migrations/0010_fencing.sql"),
+    },
 ];
 
 /// The highest migration this release ships.

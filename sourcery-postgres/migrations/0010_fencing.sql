@@ -1,0 +1,24 @@
+-- Fencing of projection runners (see the crate docs, "Leases and fencing").
+--
+-- Each time a process takes the lease of a name, the lease's generation
+-- for that name goes up by one, in `sourcery_leases`: the holder's fencing
+-- token. A runner claims its projection's checkpoint with its token
+-- (`fence`) and advances it with the same token; a checkpoint claimed by a
+-- higher token refuses the lower one, so a runner that lost its lease
+-- without knowing it cannot move the checkpoint, nor commit a
+-- transactional projection's writes.
+--
+-- A claimed checkpoint may hold no position yet: `position` becomes
+-- nullable. Rows written before have no fence (NULL), which every token
+-- may claim.
+ALTER TABLE __SCHEMA__.sourcery_checkpoints
+    ALTER COLUMN position DROP NOT NULL,
+    ADD COLUMN fence bigint;
+
+CREATE TABLE __SCHEMA__.sourcery_leases (
+    name        text        NOT NULL,
+    generation  bigint      NOT NULL,
+    holder      integer     NOT NULL,
+    acquired_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT sourcery_leases_pkey PRIMARY KEY (name)
+);

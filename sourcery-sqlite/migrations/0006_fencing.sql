@@ -1,0 +1,16 @@
+-- Fencing of projection runners: a runner claims its checkpoint with its
+-- lease's fencing token (`fence`) and advances it with the same token; a
+-- checkpoint claimed by a higher token refuses lower ones. A claimed
+-- checkpoint may hold no position yet, so `position` becomes nullable:
+-- SQLite cannot drop a NOT NULL, so the table is rebuilt (rows written
+-- before have no fence, which every token may claim).
+CREATE TABLE sourcery_checkpoints_fenced (
+    name       TEXT PRIMARY KEY,
+    position   INTEGER,
+    fence      INTEGER,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+INSERT INTO sourcery_checkpoints_fenced (name, position, updated_at)
+    SELECT name, position, updated_at FROM sourcery_checkpoints;
+DROP TABLE sourcery_checkpoints;
+ALTER TABLE sourcery_checkpoints_fenced RENAME TO sourcery_checkpoints;
