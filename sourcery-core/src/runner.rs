@@ -78,6 +78,10 @@ use crate::checkpoint::{Advance, CheckpointStore, Claim, Fence};
 use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
 use crate::subscription::{Follower, Progress, Subscribe};
 
+pub mod read_model;
+
+pub use read_model::{ApplyInTransaction, ReadModelRunner, RunningReadModel};
+
 /// Starts [`RunningProjection`]s over one store and one checkpoint store.
 #[derive(Debug, Clone)]
 pub struct ProjectionRunner<S, K, L = NoLease> {
@@ -189,6 +193,11 @@ pub enum RunnerError {
     /// The runner's task panicked (in the projection's apply).
     #[error("the runner of `{0}` panicked")]
     Panicked(&'static str),
+    /// A read model's transaction failed: its database, an event that
+    /// does not decode, or its handler (the source names the event).
+    /// Nothing of the batch was committed.
+    #[error("the read model `{0}` failed to apply a batch")]
+    Projection(&'static str, #[source] Box<dyn StdError + Send + Sync>),
 }
 
 /// Why [`RunningProjection::wait_for`] returned without the position.
@@ -370,13 +379,7 @@ impl<Pos: Copy + Ord + Send + Sync + 'static, P: Projection> RunningProjection<P
     /// [`WaitError::Timeout`] after `timeout`, [`WaitError::Stopped`] when
     /// the runner stopped first.
     pub async fn wait_for(&self, position: Pos, timeout: Duration) -> Result<(), WaitError> {
-        let mut status = self.status.clone();
-        let reached = status.wait_for(|status| status.position >= Some(position) || !status.running);
-        match tokio::time::timeout(timeout, reached).await {
-            Err(_) => Err(WaitError::Timeout(timeout)),
-            Ok(Ok(status)) if status.position >= Some(position) => Ok(()),
-            Ok(_) => Err(WaitError::Stopped),
-        }
+        wait_for_status(&self.status, position, timeout).await
     }
 
     /// Stops the runner, saves its checkpoint and hands back the projection.
@@ -552,6 +555,22 @@ where
         self.unsaved = 0;
         self.last_save = Instant::now();
         Ok(())
+    }
+}
+
+/// Waits until `status` reports `position`, the runner stopped, or
+/// `timeout` passed.
+async fn wait_for_status<Pos: Copy + Ord>(
+    status: &watch::Receiver<RunnerStatus<Pos>>,
+    position: Pos,
+    timeout: Duration,
+) -> Result<(), WaitError> {
+    let mut status = status.clone();
+    let reached = status.wait_for(|status| status.position >= Some(position) || !status.running);
+    match tokio::time::timeout(timeout, reached).await {
+        Err(_) => Err(WaitError::Timeout(timeout)),
+        Ok(Ok(status)) if status.position >= Some(position) => Ok(()),
+        Ok(_) => Err(WaitError::Stopped),
     }
 }
 

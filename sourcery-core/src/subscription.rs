@@ -256,8 +256,25 @@ impl<S: Subscribe> Follower<S> {
         self.cursor
     }
 
+    /// The next event already read, if any: it neither waits nor queries.
+    /// Lets a reader take a batch of what one page brought.
+    pub fn next_buffered(&mut self) -> Option<StoredEvent<S::Id, S::Position, S::Metadata>> {
+        let event = self.buffer.pop_front()?;
+        self.cursor = Some(event.position);
+        Some(event)
+    }
+
+    /// Whether events already read wait to be delivered.
+    pub fn has_buffered(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
     /// The next event or progress report; waits for commits when there is
     /// nothing to report. `None` only after an error was returned.
+    ///
+    /// Cancel-safe: dropped before it resolves, it loses nothing (a page
+    /// read is only kept once complete), so it can be raced against a
+    /// timer.
     pub async fn next(&mut self) -> Option<Result<Progress<S::Id, S::Position, S::Metadata>, S::Error>> {
         if self.failed {
             return None;

@@ -14,6 +14,7 @@ mod faults;
 mod global_order;
 mod ids;
 mod migrations;
+mod read_model;
 mod runner;
 mod snapshots;
 mod subscriptions;

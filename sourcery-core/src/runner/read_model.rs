@@ -1,0 +1,476 @@
+//! Keeping a read model in a database current, exactly once: the
+//! [`ReadModelRunner`].
+//!
+//! A transactional projection writes its read model with plain SQL in the
+//! transaction that also advances its checkpoint. The store crates provide
+//! them (`sourcery_postgres::ReadModel`, `sourcery_sqlite::ReadModel`), as
+//! an [`ApplyInTransaction`]; this runner follows the log, cuts it into
+//! batches and hands each batch to one transaction. A crash at any point
+//! leaves read model and checkpoint consistent: the transaction committed
+//! both, or neither, and the next run resumes after the checkpoint. Every
+//! event's effect is applied exactly once.
+//!
+//! With a [`Lease`](super::Lease), the transaction advances the checkpoint
+//! with the holder's [`Fence`]: a runner that lost its lease without
+//! knowing has its transaction refused by the database
+//! ([`Advance::Fenced`]), its writes rolled back with it.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures::future::{self, Either};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Lease, LeaseGuard, NoLease, RunnerError, RunnerStatus, WaitError, stopped, wait_for_status};
+use crate::checkpoint::{Advance, Claim, Fence};
+use crate::id::EventId;
+use crate::store::{EventFilter, StoredEvent};
+use crate::subscription::{Follower, Progress, Subscribe};
+
+/// The events of store `S` as a read model's batch.
+pub type Batch<S> = Vec<
+    StoredEvent<
+        <S as crate::store::EventStore>::Id,
+        <S as crate::store::EventStore>::Position,
+        <S as crate::store::EventStore>::Metadata,
+    >,
+>;
+
+/// An event as a read model's handler receives it, beside its decoded
+/// value: where it is stored and its envelope.
+#[derive(Debug)]
+pub struct Delivery<'a, Id, Pos, M> {
+    event: &'a StoredEvent<Id, Pos, M>,
+}
+
+impl<Id, Pos, M> Clone for Delivery<'_, Id, Pos, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<Id, Pos, M> Copy for Delivery<'_, Id, Pos, M> {}
+
+impl<'a, Id, Pos: Copy, M> Delivery<'a, Id, Pos, M> {
+    /// The delivery of `event` (for the store crates' read models).
+    #[must_use]
+    pub fn new(event: &'a StoredEvent<Id, Pos, M>) -> Self {
+        Self { event }
+    }
+
+    /// The event's id.
+    #[must_use]
+    pub fn id(&self) -> EventId {
+        self.event.id
+    }
+
+    /// Its position in the log.
+    #[must_use]
+    pub fn position(&self) -> Pos {
+        self.event.position
+    }
+
+    /// Its kind, as stored.
+    #[must_use]
+    pub fn kind(&self) -> &'a str {
+        &self.event.kind
+    }
+
+    /// The aggregate kind of its stream.
+    #[must_use]
+    pub fn aggregate_kind(&self) -> &'a str {
+        &self.event.aggregate_kind
+    }
+
+    /// The aggregate id of its stream.
+    #[must_use]
+    pub fn aggregate_id(&self) -> &'a Id {
+        &self.event.aggregate_id
+    }
+
+    /// Its metadata.
+    #[must_use]
+    pub fn metadata(&self) -> &'a M {
+        &self.event.metadata
+    }
+
+    /// The whole stored event (its bytes included).
+    #[must_use]
+    pub fn stored(&self) -> &'a StoredEvent<Id, Pos, M> {
+        self.event
+    }
+}
+
+/// A read model that applies batches of the events of store `S` in
+/// transactions of its database, each of which also advances its
+/// checkpoint. Implemented by the store crates' read models; the
+/// [`ReadModelRunner`] drives it.
+pub trait ApplyInTransaction<S: Subscribe>: Send + Sync + 'static {
+    /// What goes wrong: the database, an event that does not decode, the
+    /// projection's handler (naming the event).
+    type Error: StdError + Send + Sync + 'static;
+
+    /// The projection's name: its checkpoint and lease are kept under it.
+    fn name(&self) -> &'static str;
+
+    /// The events the read model consumes.
+    fn filters(&self) -> Vec<EventFilter<S::Id, S::Position>>;
+
+    /// Reads the checkpoint, claiming it for `fence` first when given
+    /// (see [`CheckpointStore::claim`](crate::checkpoint::CheckpointStore::claim)).
+    fn claim(
+        &self,
+        fence: Option<Fence>,
+    ) -> impl Future<Output = Result<Claim<S::Position>, Self::Error>> + Send + '_;
+
+    /// In one transaction: applies `events` (in order; possibly none) and
+    /// advances the checkpoint to `through` (at or above the last event's
+    /// position) with `fence`
+    /// ([`CheckpointStore::advance`](crate::checkpoint::CheckpointStore::advance)).
+    /// Commits only when the advance is [`Advance::Saved`]; a refusal
+    /// rolls the writes back and is returned.
+    fn apply(
+        &self,
+        events: Batch<S>,
+        through: S::Position,
+        fence: Option<Fence>,
+    ) -> impl Future<Output = Result<Advance<S::Position>, Self::Error>> + Send + '_;
+}
+
+/// Starts [`RunningReadModel`]s over one store.
+#[derive(Debug, Clone)]
+pub struct ReadModelRunner<S, L = NoLease> {
+    store: S,
+    lease: L,
+    batch_size: NonZeroUsize,
+    linger: Duration,
+    idle_checkpoint: Duration,
+}
+
+impl<S: Subscribe> ReadModelRunner<S> {
+    /// A runner following `store`, with batches of at most 500 events,
+    /// committed as soon as no more events are waiting.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            lease: NoLease,
+            batch_size: NonZeroUsize::new(500).unwrap_or(NonZeroUsize::MIN),
+            linger: Duration::ZERO,
+            idle_checkpoint: Duration::from_secs(1),
+        }
+    }
+}
+
+impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
+    /// Runs only while holding `lease` for the projection; its transactions
+    /// advance the checkpoint with the lease's fence.
+    #[must_use]
+    pub fn with_lease<L2: Lease>(self, lease: L2) -> ReadModelRunner<S, L2> {
+        ReadModelRunner {
+            store: self.store,
+            lease,
+            batch_size: self.batch_size,
+            linger: self.linger,
+            idle_checkpoint: self.idle_checkpoint,
+        }
+    }
+
+    /// At most this many events per transaction (default 500).
+    #[must_use]
+    pub fn batch_size(mut self, events: NonZeroUsize) -> Self {
+        self.batch_size = events;
+        self
+    }
+
+    /// How long a batch may wait for more events after its first one
+    /// before it commits (default zero: commit as soon as the events read
+    /// so far are applied). A longer linger makes fewer, larger
+    /// transactions under a trickle of events, at the cost of latency.
+    #[must_use]
+    pub fn batch_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// How often, at most, the checkpoint is advanced past events the read
+    /// model does not consume (default every second), so that a restart
+    /// does not rescan them.
+    #[must_use]
+    pub fn idle_checkpoint(mut self, interval: Duration) -> Self {
+        self.idle_checkpoint = interval;
+        self
+    }
+
+    /// Starts keeping `read_model` current: once it holds the lease, it
+    /// resumes after the read model's checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::NoEvents`] when the read model consumes no events.
+    /// Later failures stop the runner and come back from
+    /// [`RunningReadModel::stop`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the runner is a Tokio task).
+    pub fn start<T: ApplyInTransaction<S>>(
+        self,
+        read_model: T,
+    ) -> Result<RunningReadModel<S::Position>, RunnerError> {
+        let filters = read_model.filters();
+        if filters.is_empty() {
+            return Err(RunnerError::NoEvents(read_model.name()));
+        }
+        let (status, watch_status) = watch::channel(RunnerStatus {
+            position: None,
+            caught_up: false,
+            active: false,
+            running: true,
+        });
+        let (stop, stop_requested) = watch::channel(false);
+        let task = Task {
+            store: self.store,
+            read_model,
+            filters,
+            status,
+            fence: None,
+            saved: None,
+            batch: Vec::new(),
+            batch_started: Instant::now(),
+            batch_size: self.batch_size.get(),
+            linger: self.linger,
+            idle_checkpoint: self.idle_checkpoint,
+            last_save: Instant::now(),
+        };
+        let name = task.read_model.name();
+        let handle = tokio::spawn(task.run(self.lease, stop_requested));
+        Ok(RunningReadModel {
+            name,
+            status: watch_status,
+            stop,
+            task: handle,
+        })
+    }
+}
+
+/// A read model kept current in the background: query it in its database;
+/// wait for a position with [`wait_for`](Self::wait_for). Dropping it stops
+/// the runner too.
+#[derive(Debug)]
+pub struct RunningReadModel<Pos> {
+    name: &'static str,
+    status: watch::Receiver<RunnerStatus<Pos>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), RunnerError>>,
+}
+
+impl<Pos: Copy + Ord + Send + Sync + 'static> RunningReadModel<Pos> {
+    /// Where the runner is: `position` is the last position whose effects
+    /// have committed.
+    #[must_use]
+    pub fn status(&self) -> RunnerStatus<Pos> {
+        *self.status.borrow()
+    }
+
+    /// Waits until the effects of every consumed event up to `position`
+    /// have committed (read your writes).
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::Timeout`] after `timeout`, [`WaitError::Stopped`] when
+    /// the runner stopped first.
+    pub async fn wait_for(&self, position: Pos, timeout: Duration) -> Result<(), WaitError> {
+        wait_for_status(&self.status, position, timeout).await
+    }
+
+    /// Stops the runner (after committing the batch in hand).
+    ///
+    /// # Errors
+    ///
+    /// The error that stopped the runner earlier, if one did.
+    pub async fn stop(self) -> Result<(), RunnerError> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or(Err(RunnerError::Panicked(self.name)))
+    }
+}
+
+/// The background task of a read-model runner.
+struct Task<S: Subscribe, T> {
+    store: S,
+    read_model: T,
+    filters: Vec<EventFilter<S::Id, S::Position>>,
+    status: watch::Sender<RunnerStatus<S::Position>>,
+    fence: Option<Fence>,
+    /// The checkpoint as last committed.
+    saved: Option<S::Position>,
+    /// Events read and not yet applied.
+    batch: Batch<S>,
+    /// When the first event of the batch in hand came.
+    batch_started: Instant,
+    batch_size: usize,
+    linger: Duration,
+    idle_checkpoint: Duration,
+    last_save: Instant,
+}
+
+/// What ended a wait of the runner's loop.
+enum Woken<P> {
+    Stop,
+    Lost,
+    Linger,
+    Progress(P),
+}
+
+impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
+    async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+        let outcome = self.hold_and_follow(&lease, &mut stop).await;
+        self.status.send_modify(|status| {
+            status.running = false;
+            status.active = false;
+        });
+        outcome
+    }
+
+    async fn hold_and_follow<L: Lease>(
+        &mut self,
+        lease: &L,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        let name = self.read_model.name();
+        let acquired = {
+            let stopped = Box::pin(stopped(stop));
+            let acquire = Box::pin(lease.acquire(name));
+            match future::select(stopped, acquire).await {
+                Either::Left(((), _)) => return Ok(()),
+                Either::Right((acquired, _)) => acquired,
+            }
+        };
+        let mut guard = acquired.map_err(|error| RunnerError::Lease(name, Box::new(error)))?;
+        self.fence = guard.fence();
+        let checkpoint = match self.read_model.claim(self.fence).await {
+            Ok(Claim::Claimed(checkpoint)) => checkpoint,
+            Ok(Claim::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
+            Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),
+        };
+        self.saved = checkpoint;
+        self.status.send_modify(|status| {
+            status.position = checkpoint;
+            status.active = true;
+        });
+        let mut follower = Follower::new(self.store.clone(), self.filters.clone(), checkpoint);
+        loop {
+            let woken = self.wait(&mut follower, stop, &mut guard).await;
+            match woken {
+                Woken::Stop => {
+                    if !guard.is_lost() {
+                        self.flush(follower.position(), guard.is_lost()).await?;
+                    }
+                    return Ok(());
+                }
+                Woken::Lost => return Err(RunnerError::LeaseLost(name)),
+                Woken::Linger => self.flush(follower.position(), guard.is_lost()).await?,
+                Woken::Progress(None) => return Ok(()),
+                Woken::Progress(Some(Err(error))) => {
+                    return Err(match S::into_decode_error(error) {
+                        Ok(decode) => RunnerError::Decode(Box::new(decode)),
+                        Err(error) => RunnerError::Store(Box::new(error)),
+                    });
+                }
+                Woken::Progress(Some(Ok(Progress::Event(event)))) => {
+                    if self.batch.is_empty() {
+                        self.batch_started = Instant::now();
+                    }
+                    self.batch.push(event);
+                    while self.batch.len() < self.batch_size {
+                        match follower.next_buffered() {
+                            Some(event) => self.batch.push(event),
+                            None => break,
+                        }
+                    }
+                    // Commit once the batch is full, or once nothing more is
+                    // waiting and the batch is not to linger.
+                    if self.batch.len() >= self.batch_size
+                        || (self.linger.is_zero() && !follower.has_buffered())
+                    {
+                        self.flush(follower.position(), guard.is_lost()).await?;
+                    }
+                }
+                Woken::Progress(Some(Ok(Progress::CaughtUp(head)))) => {
+                    let lingering = !self.batch.is_empty() && self.batch_started.elapsed() < self.linger;
+                    if lingering {
+                        // The linger's end commits the batch, through the head.
+                        continue;
+                    }
+                    if !self.batch.is_empty() || self.last_save.elapsed() >= self.idle_checkpoint {
+                        self.flush(Some(head), guard.is_lost()).await?;
+                    }
+                    self.status.send_modify(|status| {
+                        // With no batch in hand, every consumed event up to
+                        // the head has committed.
+                        status.position = status.position.max(Some(head));
+                        status.caught_up = true;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits for the next thing to do: a stop, the lease lost, the end of
+    /// a lingering batch, or the follower's next report.
+    async fn wait<G: LeaseGuard>(
+        &self,
+        follower: &mut Follower<S>,
+        stop: &mut watch::Receiver<bool>,
+        guard: &mut G,
+    ) -> Woken<Option<Result<Progress<S::Id, S::Position, S::Metadata>, S::Error>>> {
+        let linger = if self.batch.is_empty() {
+            Either::Left(future::pending::<()>())
+        } else {
+            Either::Right(tokio::time::sleep_until(self.batch_started + self.linger))
+        };
+        let (stopping, losing, lingering) = (pin!(stopped(stop)), pin!(guard.lost()), pin!(linger));
+        let interrupted = pin!(future::select(future::select(stopping, losing), lingering));
+        // Cancel-safe: `Follower::next` loses nothing when dropped.
+        match future::select(interrupted, pin!(follower.next())).await {
+            Either::Left((Either::Left((Either::Left(_), _)), _)) => Woken::Stop,
+            Either::Left((Either::Left((Either::Right(_), _)), _)) => Woken::Lost,
+            Either::Left((Either::Right(_), _)) => Woken::Linger,
+            Either::Right((progress, _)) => Woken::Progress(progress),
+        }
+    }
+
+    /// Applies the batch in hand and advances the checkpoint to `through`
+    /// (the follower's position) in one transaction.
+    /// `lost` is whether the lease is known to be lost: then nothing is
+    /// tried.
+    async fn flush(&mut self, through: Option<S::Position>, lost: bool) -> Result<(), RunnerError> {
+        let name = self.read_model.name();
+        let last = self.batch.last().map(|event| event.position);
+        let Some(through) = through.max(last) else {
+            return Ok(());
+        };
+        if self.batch.is_empty() && self.saved >= Some(through) {
+            return Ok(());
+        }
+        if lost {
+            return Err(RunnerError::LeaseLost(name));
+        }
+        let events = std::mem::take(&mut self.batch);
+        match self.read_model.apply(events, through, self.fence).await {
+            Ok(Advance::Saved) => {}
+            Ok(Advance::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
+            Ok(Advance::Behind(_)) => return Err(RunnerError::CheckpointAhead(name)),
+            Err(error) => return Err(RunnerError::Projection(name, Box::new(error))),
+        }
+        self.saved = Some(through);
+        self.last_save = Instant::now();
+        self.status
+            .send_modify(|status| status.position = status.position.max(Some(through)));
+        Ok(())
+    }
+}

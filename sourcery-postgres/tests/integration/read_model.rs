@@ -1,0 +1,468 @@
+//! Transactional projections ([`ReadModel`]) and fencing on PostgreSQL: the
+//! read model's rows and its checkpoint commit together, and a runner that
+//! lost its lease has its writes refused by the database.
+
+use crate::support;
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sourcery_core::checkpoint::CheckpointStore as _;
+use sourcery_core::event::DomainEvent;
+use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
+use sourcery_core::runner::read_model::Delivery;
+use sourcery_core::runner::{ProjectionRunner, ReadModelRunner, RunnerError};
+use sourcery_core::store::{EventId, EventStore, NonEmpty, PersistableEvent};
+use sourcery_postgres::{
+    ApplySql, CheckpointStore, Lease, ReadModel, ReadModelError, ReadModelTransaction, SqlEvents,
+    SqlProjection, Store,
+};
+use tokio::sync::watch;
+
+type PgStore = Store<String, ()>;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Noted {
+    n: i64,
+}
+
+impl DomainEvent for Noted {
+    const KIND: &'static str = "read-model.noted";
+}
+
+/// Appends `Noted { n }` for each `n`, one event per append (so positions
+/// follow `n`); returns the last position.
+async fn note(store: &PgStore, numbers: std::ops::RangeInclusive<i64>) -> i64 {
+    let mut last = 0;
+    for n in numbers {
+        let event = PersistableEvent {
+            id: EventId::new(),
+            kind: Noted::KIND.to_owned(),
+            schema_version: 1,
+            data: serde_json::to_vec(&Noted { n }).unwrap(),
+            metadata: (),
+        };
+        last = support::bounded(
+            "append",
+            30,
+            store.append("noter", &format!("s{}", n % 3), None, NonEmpty::new(event)),
+        )
+        .await
+        .expect("append")
+        .last_position;
+    }
+    last
+}
+
+/// A read model of one row per applied event, without a key, so that an
+/// event applied twice shows as two rows. It can be told to stop at one
+/// `n`, before writing it, until released.
+struct Rows {
+    table: String,
+    runner: &'static str,
+    gate: Option<Gate>,
+    fail_at: Option<i64>,
+}
+
+/// Holds the handler at `n`: says so on `reached`, waits for `release`.
+struct Gate {
+    n: i64,
+    reached: watch::Sender<bool>,
+    release: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RowsError {
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error("refused to apply {0}")]
+    Refused(i64),
+}
+
+impl SqlProjection for Rows {
+    const KIND: &'static str = "rows";
+    type Id = String;
+    type Metadata = ();
+    type Error = RowsError;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.event::<Noted>()
+    }
+}
+
+impl ApplySql<Noted> for Rows {
+    async fn apply(
+        &self,
+        tx: &mut ReadModelTransaction,
+        event: &Noted,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> Result<(), RowsError> {
+        if let Some(gate) = self.gate.as_ref().filter(|gate| gate.n == event.n) {
+            gate.reached.send_replace(true);
+            let mut release = gate.release.clone();
+            let _ = release.wait_for(|released| *released).await;
+        }
+        if self.fail_at == Some(event.n) {
+            return Err(RowsError::Refused(event.n));
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} (n, position, runner) VALUES ($1, $2, $3)",
+            self.table
+        ))
+        .bind(event.n)
+        .bind(delivery.position())
+        .bind(self.runner)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The read model's table, created in the store's schema.
+async fn rows_table(store: &PgStore) -> String {
+    let table = format!("\"{}\".rows", store.schema());
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (n bigint NOT NULL, position bigint NOT NULL, runner text NOT NULL)"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    table
+}
+
+fn rows(table: &str, runner: &'static str) -> Rows {
+    Rows {
+        table: table.to_owned(),
+        runner,
+        gate: None,
+        fail_at: None,
+    }
+}
+
+/// Every `(n, runner)` row, by `n`.
+async fn applied(store: &PgStore, table: &str) -> Vec<(i64, String)> {
+    sqlx::query_as(&format!("SELECT n, runner FROM {table} ORDER BY n, runner"))
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+}
+
+fn numbers(rows: &[(i64, String)]) -> Vec<i64> {
+    rows.iter().map(|(n, _)| *n).collect()
+}
+
+async fn kill_lease_holder(store: &PgStore, lease: &Lease, name: &str) {
+    let pid = lease.holder(name).await.unwrap().expect("the lease is held");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(killed, "the lease's backend {pid} was terminated");
+}
+
+fn quick_lease(store: &PgStore) -> Lease {
+    Lease::new(store)
+        .retry_interval(Duration::from_millis(50))
+        .heartbeat(Duration::from_millis(50))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_commits_its_rows_with_its_checkpoint_and_resumes_after_it() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let table = rows_table(&store).await;
+    let first_batch = note(&store, 1..=30).await;
+    let runner = ReadModelRunner::new(store.clone())
+        .batch_size(NonZeroUsize::new(7).unwrap())
+        .start(ReadModel::new(&store, rows(&table, "first")))
+        .unwrap();
+    runner.wait_for(first_batch, WAIT).await.expect("caught up");
+    // Read your writes: once `wait_for` returns, the rows are committed.
+    assert_eq!(
+        numbers(&applied(&store, &table).await),
+        (1..=30).collect::<Vec<_>>()
+    );
+    runner.stop().await.expect("stop");
+    let checkpoints = CheckpointStore::new(&store);
+    assert_eq!(checkpoints.load("rows").await.unwrap(), Some(first_batch));
+
+    let missed = note(&store, 31..=40).await;
+    let runner = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, rows(&table, "second")))
+        .unwrap();
+    runner.wait_for(missed, WAIT).await.expect("catch-up");
+    let live = note(&store, 41..=45).await;
+    runner.wait_for(live, WAIT).await.expect("live");
+    runner.stop().await.expect("stop");
+    let all = applied(&store, &table).await;
+    assert_eq!(numbers(&all), (1..=45).collect::<Vec<_>>(), "each event once");
+    assert!(
+        all.iter().all(|(n, runner)| (*n <= 30) == (runner == "first")),
+        "the second runner applied exactly what came after the checkpoint: {all:?}"
+    );
+    assert_eq!(checkpoints.load("rows").await.unwrap(), Some(live));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_rolls_its_batch_back_and_names_the_event() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let table = rows_table(&store).await;
+    let before = note(&store, 1..=4).await;
+    let runner = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, rows(&table, "first")))
+        .unwrap();
+    runner.wait_for(before, WAIT).await.expect("caught up");
+    runner.stop().await.expect("stop");
+
+    // 5 to 9 come in one page, so in one batch; 7 fails.
+    let failing = note(&store, 5..=9).await;
+    let mut projection = rows(&table, "second");
+    projection.fail_at = Some(7);
+    let runner = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, projection))
+        .unwrap();
+    let stopped = runner.wait_for(failing, WAIT).await;
+    assert!(stopped.is_err(), "the runner stops at the failing event");
+    let error = runner.stop().await.expect_err("the handler's error");
+    let RunnerError::Projection("rows", source) = &error else {
+        panic!("expected a projection error, got {error:?}");
+    };
+    let Some(ReadModelError::Handler {
+        kind,
+        aggregate_kind,
+        aggregate_id,
+        position,
+        ..
+    }) = source.downcast_ref::<ReadModelError>()
+    else {
+        panic!("expected a handler error, got {source:?}");
+    };
+    assert_eq!(
+        (kind.as_str(), aggregate_kind.as_str(), aggregate_id.as_str()),
+        (Noted::KIND, "noter", "\"s1\"")
+    );
+    assert_eq!(*position, before + 3, "the position of event 7");
+    assert_eq!(
+        numbers(&applied(&store, &table).await),
+        (1..=4).collect::<Vec<_>>(),
+        "nothing of the failed batch was committed"
+    );
+    assert_eq!(
+        CheckpointStore::new(&store).load("rows").await.unwrap(),
+        Some(before)
+    );
+}
+
+/// The scenario, for a transactional projection: the holder is
+/// held inside `apply` at event 6 while its lease connection is killed; the
+/// standby takes over and applies 6 to 16; the old holder, released,
+/// writes event 6 and tries to commit with its old fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_model_holder_that_lost_its_lease_commits_nothing() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let table = rows_table(&store).await;
+    let lease = quick_lease(&store);
+    let before = note(&store, 1..=5).await;
+
+    let (reached, mut reached_seen) = watch::channel(false);
+    let (release, released) = watch::channel(false);
+    let mut held = rows(&table, "old");
+    held.gate = Some(Gate {
+        n: 6,
+        reached,
+        release: released,
+    });
+    let old = ReadModelRunner::new(store.clone())
+        .with_lease(lease.clone())
+        .batch_size(NonZeroUsize::MIN)
+        .start(ReadModel::new(&store, held))
+        .unwrap();
+    old.wait_for(before, WAIT)
+        .await
+        .expect("the old holder is active");
+    note(&store, 6..=6).await;
+    tokio::time::timeout(WAIT, reached_seen.wait_for(|reached| *reached))
+        .await
+        .expect("the old holder reaches event 6")
+        .unwrap();
+
+    kill_lease_holder(&store, &lease, "rows").await;
+    let standby = ReadModelRunner::new(store.clone())
+        .with_lease(quick_lease(&store))
+        .start(ReadModel::new(&store, rows(&table, "new")))
+        .unwrap();
+    let last = note(&store, 7..=16).await;
+    standby
+        .wait_for(last, WAIT)
+        .await
+        .expect("the standby takes over");
+
+    release.send_replace(true);
+    let old = old.stop().await;
+    assert!(
+        matches!(
+            old,
+            Err(RunnerError::Fenced("rows", _) | RunnerError::LeaseLost("rows"))
+        ),
+        "the old holder is refused: {old:?}"
+    );
+    let all = applied(&store, &table).await;
+    assert_eq!(
+        numbers(&all),
+        (1..=16).collect::<Vec<_>>(),
+        "each event once: {all:?}"
+    );
+    assert!(
+        all.iter().all(|(n, runner)| (*n <= 5) == (runner == "old")),
+        "the old holder's write of 6 did not land: {all:?}"
+    );
+    let checkpoints = CheckpointStore::new(&store);
+    assert_eq!(
+        checkpoints.load("rows").await.unwrap(),
+        Some(last),
+        "the checkpoint stayed"
+    );
+    standby.stop().await.expect("stop");
+    assert_eq!(checkpoints.load("rows").await.unwrap(), Some(last));
+}
+
+/// Records what it applies; blocks its worker thread inside `apply` at one
+/// `n` until released (a paused holder).
+#[derive(Default)]
+struct Blocking {
+    applied: Vec<i64>,
+    block_at: Option<(
+        i64,
+        Arc<Mutex<Option<mpsc::Sender<()>>>>,
+        Arc<Mutex<mpsc::Receiver<()>>>,
+    )>,
+}
+
+impl std::fmt::Debug for Blocking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blocking")
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Projection for Blocking {
+    const KIND: &'static str = "blocking";
+    type Id = String;
+    type Metadata = ();
+
+    fn declare<S: EventStore<Id = String, Metadata = ()>>(
+        events: ProjectionEvents<S, Self>,
+    ) -> ProjectionEvents<S, Self> {
+        events.event::<Noted>()
+    }
+}
+
+impl ApplyProjection<Noted> for Blocking {
+    fn apply_projection(&mut self, _: &String, event: &Noted, (): &()) {
+        if let Some((n, reached, release)) = &self.block_at
+            && *n == event.n
+        {
+            if let Some(reached) = reached.lock().unwrap().take() {
+                let _ = reached.send(());
+            }
+            // Blocks this worker thread, as a long synchronous apply would.
+            let _ = release.lock().unwrap().recv_timeout(WAIT * 2);
+        }
+        self.applied.push(event.n);
+    }
+}
+
+/// The scenario for the runner of a projection held in memory,
+/// with an `apply` that blocks its thread: the old holder runs on a runtime
+/// of one worker (its own "process", with its own pool), which the blocked
+/// `apply` pauses whole. The standby takes over and saves 16; the old
+/// holder, released, applies 6 and saves checkpoint 6: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_holder_that_lost_its_lease_cannot_move_the_checkpoint_back() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let checkpoints = CheckpointStore::new(&store);
+    let before = note(&store, 1..=5).await;
+
+    let paused = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let old_store: PgStore = Store::with_schema(
+        support::pool(4, "sourcery-test-old-holder").await.unwrap(),
+        store.schema(),
+    )
+    .unwrap();
+    let old_lease = quick_lease(&old_store);
+    let (reached, reached_seen) = mpsc::channel();
+    let (release, released) = mpsc::channel();
+    let old = {
+        let _inside = paused.enter();
+        ProjectionRunner::new(old_store.clone(), CheckpointStore::new(&old_store))
+            .with_lease(old_lease.clone())
+            .checkpoint_every(NonZeroUsize::MIN)
+            .start(Blocking {
+                applied: Vec::new(),
+                block_at: Some((
+                    6,
+                    Arc::new(Mutex::new(Some(reached))),
+                    Arc::new(Mutex::new(released)),
+                )),
+            })
+            .unwrap()
+    };
+    old.wait_for(before, WAIT)
+        .await
+        .expect("the old holder is active");
+    note(&store, 6..=6).await;
+    tokio::task::spawn_blocking(move || reached_seen.recv_timeout(WAIT))
+        .await
+        .unwrap()
+        .expect("the old holder blocks at event 6");
+    assert_eq!(checkpoints.load("blocking").await.unwrap(), Some(before));
+
+    kill_lease_holder(&store, &old_lease, "blocking").await;
+    let standby = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .with_lease(quick_lease(&store))
+        .checkpoint_every(NonZeroUsize::MIN)
+        .start(Blocking::default())
+        .unwrap();
+    let last = note(&store, 7..=16).await;
+    standby
+        .wait_for(last, WAIT)
+        .await
+        .expect("the standby takes over");
+    let standby = standby.stop().await.expect("stop");
+    assert_eq!(
+        standby.applied,
+        (6..=16).collect::<Vec<_>>(),
+        "the standby resumed after 5"
+    );
+    assert_eq!(checkpoints.load("blocking").await.unwrap(), Some(last));
+
+    release.send(()).unwrap();
+    let old = old.stop().await;
+    assert!(
+        matches!(old, Err(RunnerError::Fenced("blocking", _))),
+        "the old holder's save is refused: {old:?}"
+    );
+    assert_eq!(
+        checkpoints.load("blocking").await.unwrap(),
+        Some(last),
+        "the checkpoint did not go back"
+    );
+    paused.shutdown_background();
+}
