@@ -322,6 +322,7 @@ mod error;
 mod event_id;
 mod load;
 mod options;
+mod read_model;
 mod schema;
 mod snapshot;
 mod store;
@@ -332,6 +333,7 @@ mod worker;
 pub use checkpoint::CheckpointStore;
 pub use error::{DatabaseError, Error};
 pub use options::{OpenOptions, Synchronous};
+pub use read_model::{ApplySql, ReadModel, ReadModelError, SqlEvents, SqlProjection};
 pub use snapshot::SnapshotStore;
 pub use store::Store;
 

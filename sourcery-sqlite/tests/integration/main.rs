@@ -72,6 +72,7 @@ mod data;
 mod ids;
 mod migrations;
 mod open_together;
+mod read_model;
 mod retry_after_kill;
 mod snapshots;
 mod subscriptions;
