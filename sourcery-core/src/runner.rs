@@ -212,10 +212,12 @@ pub enum WaitError {
     Stopped,
 }
 
-/// Where a runner is.
+/// Where a runner is, and how fast it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunnerStatus<Pos> {
-    /// Every consumed event at or below this position has been applied.
+    /// Every consumed event at or below this position has been applied
+    /// (for a read model: committed).
     pub position: Option<Pos>,
     /// Whether the runner had read the whole log at its last report (no lag
     /// then); `false` while catching up.
@@ -225,6 +227,73 @@ pub struct RunnerStatus<Pos> {
     pub active: bool,
     /// Whether the runner is still running.
     pub running: bool,
+    /// The head of the log at the runner's last look (at each catch-up,
+    /// and about once a second while behind).
+    pub head: Option<Pos>,
+    /// Where the runner started applying, when it got its lease (its
+    /// checkpoint then).
+    pub started_from: Option<Pos>,
+    /// Events applied since it got its lease.
+    pub applied: u64,
+    /// How long it has been active.
+    pub active_for: Duration,
+}
+
+impl<Pos> RunnerStatus<Pos> {
+    fn starting() -> Self {
+        Self {
+            position: None,
+            caught_up: false,
+            active: false,
+            running: true,
+            head: None,
+            started_from: None,
+            applied: 0,
+            active_for: Duration::ZERO,
+        }
+    }
+
+    /// Events applied per second since the runner got its lease.
+    #[must_use]
+    pub fn events_per_second(&self) -> f64 {
+        per_second(self.applied, self.active_for)
+    }
+}
+
+impl RunnerStatus<i64> {
+    /// How many positions of the log are left to read before the head (an
+    /// upper bound on the events left: not every position holds an event
+    /// the runner consumes).
+    #[must_use]
+    pub fn positions_behind(&self) -> Option<u64> {
+        let head = self.head?;
+        let position = self.position.unwrap_or(0);
+        u64::try_from(head.saturating_sub(position)).ok()
+    }
+
+    /// The time left to reach the head at the pace of the positions read
+    /// since the runner started; `None` before it has moved.
+    #[must_use]
+    pub fn estimated_time_left(&self) -> Option<Duration> {
+        let behind = self.positions_behind()?;
+        let moved = u64::try_from(self.position?.saturating_sub(self.started_from.unwrap_or(0))).ok()?;
+        let pace = per_second(moved, self.active_for);
+        #[expect(clippy::cast_precision_loss, reason = "an estimate")]
+        let seconds = behind as f64 / pace;
+        (pace > 0.0 && seconds.is_finite()).then(|| Duration::from_secs_f64(seconds))
+    }
+}
+
+/// `count` per second over `elapsed`.
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        #[expect(clippy::cast_precision_loss, reason = "a rate")]
+        let count = count as f64;
+        count / seconds
+    } else {
+        0.0
+    }
 }
 
 impl<S, K> ProjectionRunner<S, K>
@@ -317,12 +386,7 @@ where
             return Err(RunnerError::NoEvents(P::KIND));
         }
         let state = Arc::new(RwLock::new(projection));
-        let (status, watch_status) = watch::channel(RunnerStatus {
-            position: None,
-            caught_up: false,
-            active: false,
-            running: true,
-        });
+        let (status, watch_status) = watch::channel(RunnerStatus::starting());
         let (stop, stop_requested) = watch::channel(false);
         let task = Task {
             store: self.store,
@@ -334,6 +398,7 @@ where
             fence: None,
             unsaved: 0,
             last_save: Instant::now(),
+            pace: Pace::new(),
             every_events: self.every_events.get(),
             every_interval: self.every_interval,
         };
@@ -421,6 +486,7 @@ struct Task<S: Subscribe, K, P> {
     /// The fence of the lease held, once held.
     fence: Option<Fence>,
     unsaved: usize,
+    pace: Pace,
     last_save: Instant,
     every_events: usize,
     every_interval: Duration,
@@ -482,8 +548,10 @@ where
                 .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?,
         };
         self.saved = checkpoint;
+        self.pace = Pace::new();
         self.status.send_modify(|status| {
             status.position = checkpoint;
+            status.started_from = checkpoint;
             status.active = true;
         });
         let mut follower = Follower::new(self.store.clone(), self.events.filters(), checkpoint);
@@ -516,16 +584,24 @@ where
                             .map_err(|error| RunnerError::Decode(Box::new(error)))?;
                     }
                     self.unsaved += 1;
-                    self.status
-                        .send_modify(|status| status.position = Some(event.position));
+                    let active_for = self.pace.since.elapsed();
+                    self.status.send_modify(|status| {
+                        status.position = Some(event.position);
+                        status.applied += 1;
+                        status.active_for = active_for;
+                    });
+                    self.pace.look_at_head(&self.store, &self.status).await?;
                     if self.unsaved >= self.every_events {
                         self.save().await?;
                     }
                 }
                 Some(Ok(Progress::CaughtUp(head))) => {
+                    let active_for = self.pace.since.elapsed();
                     self.status.send_modify(|status| {
                         status.position = status.position.max(Some(head));
+                        status.head = status.head.max(Some(head));
                         status.caught_up = true;
+                        status.active_for = active_for;
                     });
                     if self.last_save.elapsed() >= self.every_interval || self.unsaved >= self.every_events {
                         self.save().await?;
@@ -554,6 +630,40 @@ where
         }
         self.unsaved = 0;
         self.last_save = Instant::now();
+        Ok(())
+    }
+}
+
+/// When a runner became active, and when it last read the log's head.
+struct Pace {
+    since: Instant,
+    head_read: Instant,
+}
+
+impl Pace {
+    /// How often a runner that is behind reads the head, for its status.
+    const HEAD_EVERY: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        let now = Instant::now();
+        Self { since: now, head_read: now }
+    }
+
+    /// Reads the head into `status` when the last read is a while ago.
+    async fn look_at_head<S: Subscribe>(
+        &mut self,
+        store: &S,
+        status: &watch::Sender<RunnerStatus<S::Position>>,
+    ) -> Result<(), RunnerError> {
+        if self.head_read.elapsed() < Self::HEAD_EVERY {
+            return Ok(());
+        }
+        self.head_read = Instant::now();
+        let head = store
+            .head_position()
+            .await
+            .map_err(|error| RunnerError::Store(Box::new(error)))?;
+        status.send_modify(|status| status.head = status.head.max(head));
         Ok(())
     }
 }

@@ -185,7 +185,7 @@ impl CheckpointStore {
     }
 
     /// Maps a database error, telling a missing table apart.
-    fn database(&self, error: sqlx::Error) -> Error {
+    pub(crate) fn database(&self, error: sqlx::Error) -> Error {
         let missing = error
             .as_database_error()
             .and_then(sqlx::error::DatabaseError::code)

@@ -68,8 +68,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 10,
-        name: "0010_fencing.sql",
-        sql: include_str!("../migrations/0010_fencing.sql"),
+        name: "0010_read_models.sql",
+        sql: include_str!("../migrations/0010_read_models.sql"),
     },
 ];
 

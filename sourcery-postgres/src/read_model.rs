@@ -4,14 +4,15 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 
 use futures::future::BoxFuture;
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
 use sourcery_core::event::{DecodeError, DecodeEvent};
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery};
+use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Tables};
 use sourcery_core::store::{EventFilter, StoredEvent};
 use sqlx::{Postgres, Transaction};
 
@@ -68,8 +69,21 @@ pub type ReadModelTransaction = Transaction<'static, Postgres>;
 /// }
 /// ```
 pub trait SqlProjection: Send + Sync + Sized + 'static {
-    /// A stable name: the checkpoint and the lease are kept under it.
+    /// A stable name: the checkpoint and the lease are kept under it (with
+    /// the version: `<KIND>.v<VERSION>`).
     const KIND: &'static str;
+
+    /// The version of the read model (default 1). Bump it when what the
+    /// handlers write changes: the new version is built from the start of
+    /// the log into tables of its own while the old one keeps serving, and
+    /// readers switch to it once it has caught up (see [`ReadModel`]).
+    const VERSION: u32 = 1;
+
+    /// The tables the read model owns, by the names readers query (plain
+    /// names, in the read model's schema; none by default). Each version
+    /// writes its own (`<table>_v<VERSION>`, named for handlers by
+    /// [`Delivery::table`]); `<table>` is a view of the live version's.
+    const TABLES: &'static [&'static str] = &[];
     /// The aggregate id type of the store it reads.
     type Id: Clone + fmt::Debug + Send + Sync + 'static;
     /// The metadata type of the store it reads.
@@ -80,6 +94,18 @@ pub trait SqlProjection: Send + Sync + Sized + 'static {
     /// The events it consumes.
     #[must_use]
     fn declare(events: SqlEvents<Self>) -> SqlEvents<Self>;
+
+    /// Creates this version's tables (named by `tables`) if they do not
+    /// exist: run in its own transaction before the runner applies
+    /// anything. Does nothing by default.
+    fn setup(
+        &self,
+        tx: &mut ReadModelTransaction,
+        tables: &Tables,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (tx, tables);
+        async { Ok(()) }
+    }
 }
 
 /// How a [`SqlProjection`] writes event `E` (a domain event, or an
@@ -101,9 +127,9 @@ type Handler<P> =
     for<'a> fn(
         &'a P,
         &'a mut ReadModelTransaction,
-        &'a Stored<P>,
-    )
-        -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+    &'a Stored<P>,
+    &'a Tables,
+) -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
@@ -163,6 +189,7 @@ fn handle<'a, P, T>(
     projection: &'a P,
     tx: &'a mut ReadModelTransaction,
     event: &'a Stored<P>,
+    tables: &'a Tables,
 ) -> BoxFuture<'a, Result<(), Failure<P::Id, P::Error>>>
 where
     P: ApplySql<T>,
@@ -171,7 +198,7 @@ where
     Box::pin(async move {
         let decoded: T = event.decode(&JsonCodec).map_err(Failure::Decode)?;
         projection
-            .apply(tx, &decoded, Delivery::new(event))
+            .apply(tx, &decoded, Delivery::new(event, tables))
             .await
             .map_err(Failure::Handler)
     })
@@ -197,6 +224,25 @@ pub enum ReadModelError {
     /// [`DecodeError`] naming it (downcast the source to read it).
     #[error(transparent)]
     Decode(Box<dyn StdError + Send + Sync>),
+    /// The projection's [`setup`](SqlProjection::setup) failed.
+    #[error("the setup of version {version} of the projection `{projection}` failed")]
+    Setup {
+        /// The projection.
+        projection: &'static str,
+        /// The version being set up.
+        version: u32,
+        /// What `setup` returned.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// [`ReadModel::drop_version`] was asked to drop the live version.
+    #[error("version {version} of the projection `{projection}` is live: switch to another before dropping it")]
+    Live {
+        /// The projection.
+        projection: &'static str,
+        /// The live version.
+        version: u32,
+    },
     /// The projection's handler failed on an event.
     #[error(
         "the projection `{projection}` failed on the {kind:?} event at position {position} of stream {aggregate_kind:?}/{aggregate_id}"
@@ -244,7 +290,13 @@ pub struct ReadModel<P: SqlProjection> {
     events: Arc<SqlEvents<P>>,
     pool: sqlx::PgPool,
     checkpoints: CheckpointStore,
-    _types: PhantomData<fn() -> P>,
+    /// The quoted schema the tables and views are in.
+    schema: String,
+    /// `<KIND>.v<VERSION>`.
+    name: String,
+    tables: Tables,
+    /// Whether readers are known to see this version or a later one.
+    switched: AtomicBool,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -253,14 +305,132 @@ impl<P: SqlProjection> ReadModel<P> {
     /// mode.
     #[must_use]
     pub fn new<Id, M>(database: &Store<Id, M>, projection: P) -> Self {
+        let schema = quote(database.schema());
         Self {
             projection: Arc::new(projection),
             events: Arc::new(P::declare(SqlEvents { entries: Vec::new() })),
             pool: database.pool().clone(),
             checkpoints: CheckpointStore::new(database),
-            _types: PhantomData,
+            tables: version_tables::<P>(&schema, P::VERSION),
+            schema,
+            name: checkpoint_name::<P>(P::VERSION),
+            switched: AtomicBool::new(false),
         }
     }
+
+    /// The tables this version writes.
+    #[must_use]
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The version readers see (whose tables the views select from), if
+    /// any has caught up yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when the database fails.
+    pub async fn live_version(&self) -> Result<Option<u32>, ReadModelError> {
+        let live: Option<i32> = sqlx::query_scalar(&format!(
+            "SELECT live_version FROM {}.sourcery_read_models WHERE name = $1",
+            self.schema
+        ))
+        .bind(P::KIND)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| self.checkpoints.database(error))?;
+        Ok(live.map(i32::cast_unsigned))
+    }
+
+    /// Points readers at this version, in one transaction: each declared
+    /// table's view is made to select from this version's table, and this
+    /// version is recorded as live. Does nothing when this version or a
+    /// later one is live already. The runner does it once this version has
+    /// caught up with the log; call it yourself to switch earlier.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when the database fails (a table of the
+    /// declared name that is not a view, for one).
+    pub async fn switch(&self) -> Result<(), ReadModelError> {
+        let registry = format!("{}.sourcery_read_models", self.schema);
+        let fail = |error| ReadModelError::Database(self.checkpoints.database(error));
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query(&format!(
+            "INSERT INTO {registry} (name, live_version) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING"
+        ))
+        .bind(P::KIND)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let live: i32 = sqlx::query_scalar(&format!(
+            "SELECT live_version FROM {registry} WHERE name = $1 FOR UPDATE"
+        ))
+        .bind(P::KIND)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if live.cast_unsigned() < P::VERSION {
+            for (table, version_table) in self.tables.iter() {
+                let view = format!("{}.{}", self.schema, quote(table));
+                sqlx::query(&format!("DROP VIEW IF EXISTS {view}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                sqlx::query(&format!("CREATE VIEW {view} AS SELECT * FROM {version_table}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            }
+            sqlx::query(&format!(
+                "UPDATE {registry} SET live_version = $2, switched_at = now() WHERE name = $1"
+            ))
+            .bind(P::KIND)
+            .bind(P::VERSION.cast_signed())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)?;
+        self.switched.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Drops the tables and the checkpoint of `version` (an older one,
+    /// once readers switched away from it), in one transaction. The tables
+    /// dropped are those this code declares, with that version's suffix.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Live`] when `version` is the live one;
+    /// [`ReadModelError::Database`] when the database fails.
+    pub async fn drop_version(&self, version: u32) -> Result<(), ReadModelError> {
+        if self.live_version().await? == Some(version) {
+            return Err(ReadModelError::Live {
+                projection: P::KIND,
+                version,
+            });
+        }
+        let fail = |error| ReadModelError::Database(self.checkpoints.database(error));
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        for (_, table) in version_tables::<P>(&self.schema, version).iter() {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        sqlx::query(&format!(
+            "DELETE FROM {}.sourcery_checkpoints WHERE name = $1",
+            self.schema
+        ))
+        .bind(checkpoint_name::<P>(version))
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(())
+    }
+
 
     /// The projection.
     #[must_use]
@@ -293,6 +463,8 @@ impl<P: SqlProjection> fmt::Debug for ReadModel<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("postgres::ReadModel")
             .field("projection", &P::KIND)
+            .field("version", &P::VERSION)
+            .field("tables", &self.tables)
             .field("events", &self.events)
             .field("checkpoints", &self.checkpoints)
             .finish_non_exhaustive()
@@ -308,8 +480,12 @@ where
 {
     type Error = ReadModelError;
 
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
         P::KIND
+    }
+
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn filters(&self) -> Vec<EventFilter<P::Id, i64>> {
@@ -321,9 +497,19 @@ where
     }
 
     async fn claim(&self, fence: Option<Fence>) -> Result<Claim<i64>, ReadModelError> {
+        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        self.projection
+            .setup(&mut tx, &self.tables)
+            .await
+            .map_err(|error| ReadModelError::Setup {
+                projection: P::KIND,
+                version: P::VERSION,
+                source: Box::new(error),
+            })?;
+        tx.commit().await.map_err(Error::Database)?;
         Ok(match fence {
-            Some(fence) => self.checkpoints.claim(P::KIND, fence).await?,
-            None => Claim::Claimed(self.checkpoints.load(P::KIND).await?),
+            Some(fence) => self.checkpoints.claim(&self.name, fence).await?,
+            None => Claim::Claimed(self.checkpoints.load(&self.name).await?),
         })
     }
 
@@ -336,15 +522,12 @@ where
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
         for event in &events {
             if let Some(handler) = self.events.handler(event) {
-                handler(&self.projection, &mut tx, event)
+                handler(&self.projection, &mut tx, event, &self.tables)
                     .await
                     .map_err(|failure| Self::failure(event, failure))?;
             }
         }
-        let advanced = self
-            .checkpoints
-            .advance_on(&mut tx, P::KIND, through, fence)
-            .await?;
+        let advanced = self.checkpoints.advance_on(&mut tx, &self.name, through, fence).await?;
         if advanced == Advance::Saved {
             tx.commit().await.map_err(Error::Database)?;
         } else {
@@ -352,4 +535,30 @@ where
         }
         Ok(advanced)
     }
+
+    async fn caught_up(&self, _head: i64) -> Result<(), ReadModelError> {
+        if self.switched.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.switch().await
+    }
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The checkpoint and lease name of `version` of `P`.
+fn checkpoint_name<P: SqlProjection>(version: u32) -> String {
+    format!("{}.v{version}", P::KIND)
+}
+
+/// The tables of `version` of `P`, in the quoted `schema`.
+fn version_tables<P: SqlProjection>(schema: &str, version: u32) -> Tables {
+    Tables::new(
+        P::TABLES
+            .iter()
+            .map(|table| (*table, format!("{schema}.{}", quote(&format!("{table}_v{version}"))))),
+    )
 }

@@ -4,12 +4,14 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::{Transaction, TransactionBehavior};
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
 use sourcery_core::event::{DecodeError, DecodeEvent};
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery};
+use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Tables};
 use sourcery_core::store::{EventFilter, StoredEvent};
 
 use crate::checkpoint::advance_on;
@@ -62,8 +64,21 @@ use crate::{CheckpointStore, Error, Store};
 /// }
 /// ```
 pub trait SqlProjection: Send + Sync + Sized + 'static {
-    /// A stable name: the checkpoint and the lease are kept under it.
+    /// A stable name: the checkpoint and the lease are kept under it (with
+    /// the version: `<KIND>.v<VERSION>`).
     const KIND: &'static str;
+
+    /// The version of the read model (default 1). Bump it when what the
+    /// handlers write changes: the new version is built from the start of
+    /// the log into tables of its own while the old one keeps serving, and
+    /// readers switch to it once it has caught up (see [`ReadModel`]).
+    const VERSION: u32 = 1;
+
+    /// The tables the read model owns, by the names readers query (plain
+    /// names; none by default). Each version writes its own
+    /// (`<table>_v<VERSION>`, named for handlers by [`Delivery::table`]);
+    /// `<table>` is a view of the live version's.
+    const TABLES: &'static [&'static str] = &[];
     /// The aggregate id type of the store it reads.
     type Id: Clone + fmt::Debug + Send + Sync + 'static;
     /// The metadata type of the store it reads.
@@ -74,6 +89,18 @@ pub trait SqlProjection: Send + Sync + Sized + 'static {
     /// The events it consumes.
     #[must_use]
     fn declare(events: SqlEvents<Self>) -> SqlEvents<Self>;
+
+    /// Creates this version's tables (named by `tables`) if they do not
+    /// exist: run in its own transaction before the runner applies
+    /// anything. Does nothing by default.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the projection fails with.
+    fn setup(&self, tx: &Transaction<'_>, tables: &Tables) -> Result<(), Self::Error> {
+        let _ = (tx, tables);
+        Ok(())
+    }
 }
 
 /// How a [`SqlProjection`] writes event `E` (a domain event, or an
@@ -99,6 +126,7 @@ type Handler<P> = fn(
     &P,
     &Transaction<'_>,
     &Stored<P>,
+    &Tables,
 ) -> Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>;
 
 /// Why a handler did not apply an event.
@@ -159,10 +187,11 @@ fn handle<P: ApplySql<T>, T: DecodeEvent>(
     projection: &P,
     tx: &Transaction<'_>,
     event: &Stored<P>,
+    tables: &Tables,
 ) -> Result<(), Failure<P::Id, P::Error>> {
     let decoded: T = event.decode(&JsonCodec).map_err(Failure::Decode)?;
     projection
-        .apply(tx, &decoded, Delivery::new(event))
+        .apply(tx, &decoded, Delivery::new(event, tables))
         .map_err(Failure::Handler)
 }
 
@@ -185,6 +214,25 @@ pub enum ReadModelError {
     /// (downcast the source to read it).
     #[error(transparent)]
     Decode(Box<dyn StdError + Send + Sync>),
+    /// The projection's [`setup`](SqlProjection::setup) failed.
+    #[error("the setup of version {version} of the projection `{projection}` failed")]
+    Setup {
+        /// The projection.
+        projection: &'static str,
+        /// The version being set up.
+        version: u32,
+        /// What `setup` returned.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// [`ReadModel::drop_version`] was asked to drop the live version.
+    #[error("version {version} of the projection `{projection}` is live: switch to another before dropping it")]
+    Live {
+        /// The projection.
+        projection: &'static str,
+        /// The live version.
+        version: u32,
+    },
     /// The projection's handler failed on an event.
     #[error(
         "the projection `{projection}` failed on the {kind:?} event at position {position} of stream {aggregate_kind:?}/{aggregate_id}"
@@ -230,6 +278,11 @@ pub struct ReadModel<P: SqlProjection> {
     events: Arc<SqlEvents<P>>,
     inner: Arc<Inner>,
     checkpoints: CheckpointStore,
+    /// `<KIND>.v<VERSION>`.
+    name: String,
+    tables: Arc<Tables>,
+    /// Whether readers are known to see this version or a later one.
+    switched: AtomicBool,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -242,8 +295,119 @@ impl<P: SqlProjection> ReadModel<P> {
             events: Arc::new(P::declare(SqlEvents { entries: Vec::new() })),
             inner: Arc::clone(database.inner()),
             checkpoints: database.checkpoints(),
+            name: checkpoint_name::<P>(P::VERSION),
+            tables: Arc::new(version_tables::<P>(P::VERSION)),
+            switched: AtomicBool::new(false),
         }
     }
+
+    /// The tables this version writes.
+    #[must_use]
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The version readers see (whose tables the views select from), if
+    /// any has caught up yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when SQLite fails.
+    pub async fn live_version(&self) -> Result<Option<u32>, ReadModelError> {
+        let live = self
+            .inner
+            .readers
+            .run(|connection, path| {
+                connection
+                    .prepare_cached(LIVE_VERSION)
+                    .and_then(|mut statement| statement.query_row([P::KIND], |row| row.get::<_, u32>(0)).optional())
+                    .at(path)
+            })
+            .await??;
+        Ok(live)
+    }
+
+    /// Points readers at this version, in one transaction: each declared
+    /// table's view is made to select from this version's table, and this
+    /// version is recorded as live. Does nothing when this version or a
+    /// later one is live already. The runner does it once this version has
+    /// caught up with the log; call it yourself to switch earlier.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when SQLite fails (a table of the
+    /// declared name that is not a view, for one).
+    pub async fn switch(&self) -> Result<(), ReadModelError> {
+        let tables = Arc::clone(&self.tables);
+        self.inner
+            .writer
+            .run(move |connection, path| -> rusqlite::Result<()> {
+                let _ = path;
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let live: Option<u32> = tx
+                    .prepare_cached(LIVE_VERSION)?
+                    .query_row([P::KIND], |row| row.get(0))
+                    .optional()?;
+                if live.is_none_or(|live| live < P::VERSION) {
+                    for (table, version_table) in tables.iter() {
+                        let view = quote(table);
+                        tx.execute_batch(&format!(
+                            "DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS SELECT * FROM {version_table};"
+                        ))?;
+                    }
+                    tx.execute(
+                        "INSERT INTO sourcery_read_models (name, live_version) VALUES (?1, ?2) \
+                         ON CONFLICT (name) DO UPDATE SET live_version = excluded.live_version, \
+                         switched_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                        (P::KIND, P::VERSION),
+                    )?;
+                }
+                tx.commit()
+            })
+            .await?
+            .map_err(|error| Error::from_sqlite(self.inner.error_path(), error))?;
+        self.switched.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Drops the tables and the checkpoint of `version` (an older one,
+    /// once readers switched away from it), in one transaction. The tables
+    /// dropped are those this code declares, with that version's suffix.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Live`] when `version` is the live one;
+    /// [`ReadModelError::Database`] when SQLite fails.
+    pub async fn drop_version(&self, version: u32) -> Result<(), ReadModelError> {
+        let tables = version_tables::<P>(version);
+        let checkpoint = checkpoint_name::<P>(version);
+        self.inner
+            .writer
+            .run(move |connection, path| -> Result<(), ReadModelError> {
+                let tx = connection
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .at(path)?;
+                let live: Option<u32> = tx
+                    .prepare_cached(LIVE_VERSION)
+                    .and_then(|mut statement| statement.query_row([P::KIND], |row| row.get(0)).optional())
+                    .at(path)?;
+                if live == Some(version) {
+                    return Err(ReadModelError::Live {
+                        projection: P::KIND,
+                        version,
+                    });
+                }
+                for (_, table) in tables.iter() {
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {table};")).at(path)?;
+                }
+                tx.execute("DELETE FROM sourcery_checkpoints WHERE name = ?1", [&checkpoint])
+                    .at(path)?;
+                tx.commit().at(path)?;
+                Ok(())
+            })
+            .await?
+    }
+
 
     /// The projection.
     #[must_use]
@@ -276,6 +440,8 @@ impl<P: SqlProjection> fmt::Debug for ReadModel<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("sqlite::ReadModel")
             .field("projection", &P::KIND)
+            .field("version", &P::VERSION)
+            .field("tables", &self.tables)
             .field("events", &self.events)
             .field("checkpoints", &self.checkpoints)
             .finish_non_exhaustive()
@@ -291,8 +457,12 @@ where
 {
     type Error = ReadModelError;
 
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
         P::KIND
+    }
+
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn filters(&self) -> Vec<EventFilter<P::Id, i64>> {
@@ -304,9 +474,26 @@ where
     }
 
     async fn claim(&self, fence: Option<Fence>) -> Result<Claim<i64>, ReadModelError> {
+        let projection = Arc::clone(&self.projection);
+        let tables = Arc::clone(&self.tables);
+        self.inner
+            .writer
+            .run(move |connection, path| -> Result<(), ReadModelError> {
+                let tx = connection
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .at(path)?;
+                projection.setup(&tx, &tables).map_err(|error| ReadModelError::Setup {
+                    projection: P::KIND,
+                    version: P::VERSION,
+                    source: Box::new(error),
+                })?;
+                tx.commit().at(path)?;
+                Ok(())
+            })
+            .await??;
         Ok(match fence {
-            Some(fence) => self.checkpoints.claim(P::KIND, fence).await?,
-            None => Claim::Claimed(self.checkpoints.load(P::KIND).await?),
+            Some(fence) => self.checkpoints.claim(&self.name, fence).await?,
+            None => Claim::Claimed(self.checkpoints.load(&self.name).await?),
         })
     }
 
@@ -318,6 +505,8 @@ where
     ) -> Result<Advance<i64>, ReadModelError> {
         let projection = Arc::clone(&self.projection);
         let handlers = Arc::clone(&self.events);
+        let tables = Arc::clone(&self.tables);
+        let name = self.name.clone();
         let applied = self
             .inner
             .writer
@@ -327,10 +516,10 @@ where
                     .at(path)?;
                 for event in &events {
                     if let Some(handler) = handlers.handler(event) {
-                        handler(&projection, &tx, event).map_err(|failed| failure::<P>(event, failed))?;
+                        handler(&projection, &tx, event, &tables).map_err(|failed| failure::<P>(event, failed))?;
                     }
                 }
-                let advanced = advance_on(&tx, P::KIND, through, fence).at(path)?;
+                let advanced = advance_on(&tx, &name, through, fence).at(path)?;
                 if advanced == Advance::Saved {
                     tx.commit().at(path)?;
                 }
@@ -340,4 +529,32 @@ where
             .await??;
         Ok(applied)
     }
+
+    async fn caught_up(&self, _head: i64) -> Result<(), ReadModelError> {
+        if self.switched.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.switch().await
+    }
+}
+
+const LIVE_VERSION: &str = "SELECT live_version FROM sourcery_read_models WHERE name = ?1";
+
+/// `name` as a quoted SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The checkpoint and lease name of `version` of `P`.
+fn checkpoint_name<P: SqlProjection>(version: u32) -> String {
+    format!("{}.v{version}", P::KIND)
+}
+
+/// The tables of `version` of `P`.
+fn version_tables<P: SqlProjection>(version: u32) -> Tables {
+    Tables::new(
+        P::TABLES
+            .iter()
+            .map(|table| (*table, quote(&format!("{table}_v{version}")))),
+    )
 }

@@ -11,7 +11,7 @@
 //! `sourcery_checkpoints` (2), `sourcery_snapshots` (3); 4 adds the events'
 //! `schema_version` column, 5 their `event_id` column and its unique index
 //! `sourcery_events_event_id` (ids of older events from their metadata, or
-//! random), 6 the checkpoints' `fence` column (and a nullable `position`). A file at an older version gets the missing migrations when it
+//! random), 6 the checkpoints' `fence` column (and a nullable `position`) and `sourcery_read_models`. A file at an older version gets the missing migrations when it
 //! is opened.
 
 use std::path::Path;
@@ -58,8 +58,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        description: "checkpoint fences",
-        sql: include_str!("../migrations/0006_fencing.sql"),
+        description: "checkpoint fences, read model versions",
+        sql: include_str!("../migrations/0006_read_models.sql"),
     },
 ];
 

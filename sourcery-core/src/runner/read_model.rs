@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Lease, LeaseGuard, NoLease, RunnerError, RunnerStatus, WaitError, stopped, wait_for_status};
+use super::{Lease, LeaseGuard, NoLease, Pace, RunnerError, RunnerStatus, WaitError, stopped, wait_for_status};
 use crate::checkpoint::{Advance, Claim, Fence};
 use crate::id::EventId;
 use crate::store::{EventFilter, StoredEvent};
@@ -41,11 +41,59 @@ pub type Batch<S> = Vec<
     >,
 >;
 
+/// The tables of one version of a read model: each table the projection
+/// declares, by its name, with the name of that version's table, quoted
+/// for SQL. Readers query the declared name (a view of the live version's
+/// table); handlers write the version's table.
+///
+/// ```
+/// use sourcery_core::runner::read_model::Tables;
+///
+/// let tables = Tables::new([("balances", "\"balances_v2\"".to_owned())]);
+/// assert_eq!(tables.name("balances"), "\"balances_v2\"");
+/// assert_eq!(tables.name("audit"), "audit", "an undeclared table is written as named");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tables {
+    entries: Vec<(&'static str, String)>,
+}
+
+impl Tables {
+    /// Tables from `(declared name, version's quoted name)` pairs.
+    pub fn new(entries: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        Self {
+            entries: entries.into_iter().collect(),
+        }
+    }
+
+    /// The version's table for the declared `table`, if declared.
+    #[must_use]
+    pub fn get(&self, table: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(declared, _)| *declared == table)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// The version's table for `table` when declared, `table` itself
+    /// otherwise (a table the projection does not version).
+    #[must_use]
+    pub fn name<'a>(&'a self, table: &'a str) -> &'a str {
+        self.get(table).unwrap_or(table)
+    }
+
+    /// Each declared table with its version's name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.entries.iter().map(|(declared, name)| (*declared, name.as_str()))
+    }
+}
+
 /// An event as a read model's handler receives it, beside its decoded
 /// value: where it is stored and its envelope.
 #[derive(Debug)]
 pub struct Delivery<'a, Id, Pos, M> {
     event: &'a StoredEvent<Id, Pos, M>,
+    tables: &'a Tables,
 }
 
 impl<Id, Pos, M> Clone for Delivery<'_, Id, Pos, M> {
@@ -57,10 +105,25 @@ impl<Id, Pos, M> Clone for Delivery<'_, Id, Pos, M> {
 impl<Id, Pos, M> Copy for Delivery<'_, Id, Pos, M> {}
 
 impl<'a, Id, Pos: Copy, M> Delivery<'a, Id, Pos, M> {
-    /// The delivery of `event` (for the store crates' read models).
+    /// The delivery of `event` to a read model whose tables are `tables`
+    /// (for the store crates' read models).
     #[must_use]
-    pub fn new(event: &'a StoredEvent<Id, Pos, M>) -> Self {
-        Self { event }
+    pub fn new(event: &'a StoredEvent<Id, Pos, M>, tables: &'a Tables) -> Self {
+        Self { event, tables }
+    }
+
+    /// The name to write table `table` of the read model under, ready for
+    /// SQL (quoted): the table of the version being built for a table the
+    /// projection declares, `table` as given otherwise. See [`Tables`].
+    #[must_use]
+    pub fn table(&self, table: &'a str) -> &'a str {
+        self.tables.name(table)
+    }
+
+    /// The read model's tables.
+    #[must_use]
+    pub fn tables(&self) -> &'a Tables {
+        self.tables
     }
 
     /// The event's id.
@@ -115,8 +178,12 @@ pub trait ApplyInTransaction<S: Subscribe>: Send + Sync + 'static {
     /// projection's handler (naming the event).
     type Error: StdError + Send + Sync + 'static;
 
-    /// The projection's name: its checkpoint and lease are kept under it.
-    fn name(&self) -> &'static str;
+    /// The projection's kind, naming it in errors.
+    fn kind(&self) -> &'static str;
+
+    /// The name its checkpoint and lease are kept under (its kind and
+    /// version, for example).
+    fn name(&self) -> &str;
 
     /// The events the read model consumes.
     fn filters(&self) -> Vec<EventFilter<S::Id, S::Position>>;
@@ -140,6 +207,14 @@ pub trait ApplyInTransaction<S: Subscribe>: Send + Sync + 'static {
         through: S::Position,
         fence: Option<Fence>,
     ) -> impl Future<Output = Result<Advance<S::Position>, Self::Error>> + Send + '_;
+
+    /// Called each time the runner has committed everything up to the
+    /// log's `head`: where a versioned read model switches its readers to
+    /// the version just caught up. Does nothing by default.
+    fn caught_up(&self, head: S::Position) -> impl Future<Output = Result<(), Self::Error>> + Send + '_ {
+        let _ = head;
+        future::ready(Ok(()))
+    }
 }
 
 /// Starts [`RunningReadModel`]s over one store.
@@ -224,14 +299,9 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
     ) -> Result<RunningReadModel<S::Position>, RunnerError> {
         let filters = read_model.filters();
         if filters.is_empty() {
-            return Err(RunnerError::NoEvents(read_model.name()));
+            return Err(RunnerError::NoEvents(read_model.kind()));
         }
-        let (status, watch_status) = watch::channel(RunnerStatus {
-            position: None,
-            caught_up: false,
-            active: false,
-            running: true,
-        });
+        let (status, watch_status) = watch::channel(RunnerStatus::starting());
         let (stop, stop_requested) = watch::channel(false);
         let task = Task {
             store: self.store,
@@ -246,8 +316,9 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
             linger: self.linger,
             idle_checkpoint: self.idle_checkpoint,
             last_save: Instant::now(),
+            pace: Pace::new(),
         };
-        let name = task.read_model.name();
+        let name = task.read_model.kind();
         let handle = tokio::spawn(task.run(self.lease, stop_requested));
         Ok(RunningReadModel {
             name,
@@ -316,6 +387,7 @@ struct Task<S: Subscribe, T> {
     linger: Duration,
     idle_checkpoint: Duration,
     last_save: Instant,
+    pace: Pace,
 }
 
 /// What ended a wait of the runner's loop.
@@ -341,10 +413,10 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
         lease: &L,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), RunnerError> {
-        let name = self.read_model.name();
+        let name = self.read_model.kind();
         let acquired = {
             let stopped = Box::pin(stopped(stop));
-            let acquire = Box::pin(lease.acquire(name));
+            let acquire = Box::pin(lease.acquire(self.read_model.name()));
             match future::select(stopped, acquire).await {
                 Either::Left(((), _)) => return Ok(()),
                 Either::Right((acquired, _)) => acquired,
@@ -358,8 +430,10 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
             Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),
         };
         self.saved = checkpoint;
+        self.pace = Pace::new();
         self.status.send_modify(|status| {
             status.position = checkpoint;
+            status.started_from = checkpoint;
             status.active = true;
         });
         let mut follower = Follower::new(self.store.clone(), self.filters.clone(), checkpoint);
@@ -409,12 +483,19 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
                     if !self.batch.is_empty() || self.last_save.elapsed() >= self.idle_checkpoint {
                         self.flush(Some(head), guard.is_lost()).await?;
                     }
+                    let active_for = self.pace.since.elapsed();
                     self.status.send_modify(|status| {
                         // With no batch in hand, every consumed event up to
                         // the head has committed.
                         status.position = status.position.max(Some(head));
+                        status.head = status.head.max(Some(head));
                         status.caught_up = true;
+                        status.active_for = active_for;
                     });
+                    self.read_model
+                        .caught_up(head)
+                        .await
+                        .map_err(|error| RunnerError::Projection(self.read_model.kind(), Box::new(error)))?;
                 }
             }
         }
@@ -449,7 +530,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
     /// `lost` is whether the lease is known to be lost: then nothing is
     /// tried.
     async fn flush(&mut self, through: Option<S::Position>, lost: bool) -> Result<(), RunnerError> {
-        let name = self.read_model.name();
+        let name = self.read_model.kind();
         let last = self.batch.last().map(|event| event.position);
         let Some(through) = through.max(last) else {
             return Ok(());
@@ -461,6 +542,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
             return Err(RunnerError::LeaseLost(name));
         }
         let events = std::mem::take(&mut self.batch);
+        let count = events.len() as u64;
         match self.read_model.apply(events, through, self.fence).await {
             Ok(Advance::Saved) => {}
             Ok(Advance::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
@@ -469,8 +551,12 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
         }
         self.saved = Some(through);
         self.last_save = Instant::now();
-        self.status
-            .send_modify(|status| status.position = status.position.max(Some(through)));
-        Ok(())
+        let active_for = self.pace.since.elapsed();
+        self.status.send_modify(|status| {
+            status.position = status.position.max(Some(through));
+            status.applied += count;
+            status.active_for = active_for;
+        });
+        self.pace.look_at_head(&self.store, &self.status).await
     }
 }

@@ -190,7 +190,7 @@ async fn a_read_model_commits_its_rows_with_its_checkpoint_and_resumes_after_it(
     );
     runner.stop().await.expect("stop");
     let checkpoints = CheckpointStore::new(&store);
-    assert_eq!(checkpoints.load("rows").await.unwrap(), Some(first_batch));
+    assert_eq!(checkpoints.load("rows.v1").await.unwrap(), Some(first_batch));
 
     let missed = note(&store, 31..=40).await;
     let runner = ReadModelRunner::new(store.clone())
@@ -206,7 +206,7 @@ async fn a_read_model_commits_its_rows_with_its_checkpoint_and_resumes_after_it(
         all.iter().all(|(n, runner)| (*n <= 30) == (runner == "first")),
         "the second runner applied exactly what came after the checkpoint: {all:?}"
     );
-    assert_eq!(checkpoints.load("rows").await.unwrap(), Some(live));
+    assert_eq!(checkpoints.load("rows.v1").await.unwrap(), Some(live));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +256,7 @@ async fn a_failing_handler_rolls_its_batch_back_and_names_the_event() {
         "nothing of the failed batch was committed"
     );
     assert_eq!(
-        CheckpointStore::new(&store).load("rows").await.unwrap(),
+        CheckpointStore::new(&store).load("rows.v1").await.unwrap(),
         Some(before)
     );
 }
@@ -296,7 +296,7 @@ async fn a_read_model_holder_that_lost_its_lease_commits_nothing() {
         .expect("the old holder reaches event 6")
         .unwrap();
 
-    kill_lease_holder(&store, &lease, "rows").await;
+    kill_lease_holder(&store, &lease, "rows.v1").await;
     let standby = ReadModelRunner::new(store.clone())
         .with_lease(quick_lease(&store))
         .start(ReadModel::new(&store, rows(&table, "new")))
@@ -328,12 +328,12 @@ async fn a_read_model_holder_that_lost_its_lease_commits_nothing() {
     );
     let checkpoints = CheckpointStore::new(&store);
     assert_eq!(
-        checkpoints.load("rows").await.unwrap(),
+        checkpoints.load("rows.v1").await.unwrap(),
         Some(last),
         "the checkpoint stayed"
     );
     standby.stop().await.expect("stop");
-    assert_eq!(checkpoints.load("rows").await.unwrap(), Some(last));
+    assert_eq!(checkpoints.load("rows.v1").await.unwrap(), Some(last));
 }
 
 /// Records what it applies; blocks its worker thread inside `apply` at one

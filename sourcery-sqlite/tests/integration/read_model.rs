@@ -131,7 +131,7 @@ async fn a_read_model_commits_its_rows_with_its_checkpoint_and_resumes_after_it(
     runner.wait_for(live, WAIT).await.expect("live");
     runner.stop().await.expect("stop");
     assert_eq!(applied(&path), (1..=45).collect::<Vec<_>>(), "each event once");
-    assert_eq!(store.checkpoints().load("rows").await.unwrap(), Some(live));
+    assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), Some(live));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +147,8 @@ async fn a_read_model_in_another_file_keeps_its_checkpoint_there() {
     runner.wait_for(last, WAIT).await.expect("caught up");
     runner.stop().await.expect("stop");
     assert_eq!(applied(&read_path), (1..=12).collect::<Vec<_>>());
-    assert_eq!(read.checkpoints().load("rows").await.unwrap(), Some(last));
-    assert_eq!(events.checkpoints().load("rows").await.unwrap(), None);
+    assert_eq!(read.checkpoints().load("rows.v1").await.unwrap(), Some(last));
+    assert_eq!(events.checkpoints().load("rows.v1").await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +182,7 @@ async fn a_failing_handler_rolls_its_batch_back_and_names_the_event() {
         (1..=4).collect::<Vec<_>>(),
         "nothing of the batch"
     );
-    assert_eq!(store.checkpoints().load("rows").await.unwrap(), Some(before));
+    assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), Some(before));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +200,7 @@ async fn a_batch_under_an_old_fence_commits_nothing() {
     assert_eq!(read_model.claim(Some(old)).await.unwrap(), Claim::Claimed(None));
     // A newer holder claims the checkpoint.
     assert_eq!(
-        store.checkpoints().claim("rows", new).await.unwrap(),
+        store.checkpoints().claim("rows.v1", new).await.unwrap(),
         Claim::Claimed(None)
     );
     let refused = read_model.apply(events.clone(), last, Some(old)).await.unwrap();
@@ -209,12 +209,12 @@ async fn a_batch_under_an_old_fence_commits_nothing() {
         applied(&path).is_empty(),
         "the old holder's rows were rolled back"
     );
-    assert_eq!(store.checkpoints().load("rows").await.unwrap(), None);
+    assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), None);
 
     assert_eq!(
         read_model.apply(events, last, Some(new)).await.unwrap(),
         Advance::Saved
     );
     assert_eq!(applied(&path), vec![1, 2, 3]);
-    assert_eq!(store.checkpoints().load("rows").await.unwrap(), Some(last));
+    assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), Some(last));
 }

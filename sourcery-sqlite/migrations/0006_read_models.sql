@@ -14,3 +14,13 @@ INSERT INTO sourcery_checkpoints_fenced (name, position, updated_at)
     SELECT name, position, updated_at FROM sourcery_checkpoints;
 DROP TABLE sourcery_checkpoints;
 ALTER TABLE sourcery_checkpoints_fenced RENAME TO sourcery_checkpoints;
+
+-- Versioned read models (`ReadModel`): which version of each projection
+-- readers see. A version's tables are `<table>_v<version>`; the view
+-- `<table>` selects from the live version's, and switching the view and
+-- this row is one transaction.
+CREATE TABLE sourcery_read_models (
+    name         TEXT PRIMARY KEY,
+    live_version INTEGER NOT NULL,
+    switched_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;

@@ -1,4 +1,5 @@
--- Fencing of projection runners (see the crate docs, "Leases and fencing").
+-- Fencing of projection runners and versioned read models (see the crate
+-- docs, "Leases and fencing" and "Read models").
 --
 -- Each time a process takes the lease of a name, the lease's generation
 -- for that name goes up by one, in `sourcery_leases`: the holder's fencing
@@ -21,4 +22,15 @@ CREATE TABLE __SCHEMA__.sourcery_leases (
     holder      integer     NOT NULL,
     acquired_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT sourcery_leases_pkey PRIMARY KEY (name)
+);
+
+-- Versioned read models (`ReadModel`): which version of each projection
+-- readers see. A version's tables are `<table>_v<version>`; the view
+-- `<table>` selects from the live version's, and switching the view and
+-- this row is one transaction.
+CREATE TABLE __SCHEMA__.sourcery_read_models (
+    name         text        NOT NULL,
+    live_version integer     NOT NULL,
+    switched_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT sourcery_read_models_pkey PRIMARY KEY (name)
 );
