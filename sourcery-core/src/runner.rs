@@ -646,7 +646,10 @@ impl Pace {
 
     fn new() -> Self {
         let now = Instant::now();
-        Self { since: now, head_read: now }
+        Self {
+            since: now,
+            head_read: now,
+        }
     }
 
     /// Reads the head into `status` when the last read is a while ago.

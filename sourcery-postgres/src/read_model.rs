@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-
 use futures::future::BoxFuture;
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
@@ -127,9 +126,10 @@ type Handler<P> =
     for<'a> fn(
         &'a P,
         &'a mut ReadModelTransaction,
-    &'a Stored<P>,
-    &'a Tables,
-) -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+        &'a Stored<P>,
+        &'a Tables,
+    )
+        -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
@@ -236,7 +236,9 @@ pub enum ReadModelError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// [`ReadModel::drop_version`] was asked to drop the live version.
-    #[error("version {version} of the projection `{projection}` is live: switch to another before dropping it")]
+    #[error(
+        "version {version} of the projection `{projection}` is live: switch to another before dropping it"
+    )]
     Live {
         /// The projection.
         projection: &'static str,
@@ -345,8 +347,10 @@ impl<P: SqlProjection> ReadModel<P> {
     /// Points readers at this version, in one transaction: each declared
     /// table's view is made to select from this version's table, and this
     /// version is recorded as live. Does nothing when this version or a
-    /// later one is live already. The runner does it once this version has
-    /// caught up with the log; call it yourself to switch earlier.
+    /// later one is live already. The runner does it when it starts the
+    /// first version of a projection (no version is live yet), and for a
+    /// later version once it has caught up with the log; call it yourself
+    /// to switch earlier.
     ///
     /// # Errors
     ///
@@ -431,7 +435,6 @@ impl<P: SqlProjection> ReadModel<P> {
         Ok(())
     }
 
-
     /// The projection.
     #[must_use]
     pub fn projection(&self) -> &P {
@@ -507,6 +510,10 @@ where
                 source: Box::new(error),
             })?;
         tx.commit().await.map_err(Error::Database)?;
+        if self.live_version().await?.is_none() {
+            // The first version of a projection is live from the start.
+            self.switch().await?;
+        }
         Ok(match fence {
             Some(fence) => self.checkpoints.claim(&self.name, fence).await?,
             None => Claim::Claimed(self.checkpoints.load(&self.name).await?),
@@ -527,7 +534,10 @@ where
                     .map_err(|failure| Self::failure(event, failure))?;
             }
         }
-        let advanced = self.checkpoints.advance_on(&mut tx, &self.name, through, fence).await?;
+        let advanced = self
+            .checkpoints
+            .advance_on(&mut tx, &self.name, through, fence)
+            .await?;
         if advanced == Advance::Saved {
             tx.commit().await.map_err(Error::Database)?;
         } else {
@@ -556,9 +566,10 @@ fn checkpoint_name<P: SqlProjection>(version: u32) -> String {
 
 /// The tables of `version` of `P`, in the quoted `schema`.
 fn version_tables<P: SqlProjection>(schema: &str, version: u32) -> Tables {
-    Tables::new(
-        P::TABLES
-            .iter()
-            .map(|table| (*table, format!("{schema}.{}", quote(&format!("{table}_v{version}"))))),
-    )
+    Tables::new(P::TABLES.iter().map(|table| {
+        (
+            *table,
+            format!("{schema}.{}", quote(&format!("{table}_v{version}"))),
+        )
+    }))
 }

@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
@@ -226,7 +225,9 @@ pub enum ReadModelError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// [`ReadModel::drop_version`] was asked to drop the live version.
-    #[error("version {version} of the projection `{projection}` is live: switch to another before dropping it")]
+    #[error(
+        "version {version} of the projection `{projection}` is live: switch to another before dropping it"
+    )]
     Live {
         /// The projection.
         projection: &'static str,
@@ -320,7 +321,11 @@ impl<P: SqlProjection> ReadModel<P> {
             .run(|connection, path| {
                 connection
                     .prepare_cached(LIVE_VERSION)
-                    .and_then(|mut statement| statement.query_row([P::KIND], |row| row.get::<_, u32>(0)).optional())
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row([P::KIND], |row| row.get::<_, u32>(0))
+                            .optional()
+                    })
                     .at(path)
             })
             .await??;
@@ -330,8 +335,10 @@ impl<P: SqlProjection> ReadModel<P> {
     /// Points readers at this version, in one transaction: each declared
     /// table's view is made to select from this version's table, and this
     /// version is recorded as live. Does nothing when this version or a
-    /// later one is live already. The runner does it once this version has
-    /// caught up with the log; call it yourself to switch earlier.
+    /// later one is live already. The runner does it when it starts the
+    /// first version of a projection (no version is live yet), and for a
+    /// later version once it has caught up with the log; call it yourself
+    /// to switch earlier.
     ///
     /// # Errors
     ///
@@ -398,7 +405,8 @@ impl<P: SqlProjection> ReadModel<P> {
                     });
                 }
                 for (_, table) in tables.iter() {
-                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {table};")).at(path)?;
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))
+                        .at(path)?;
                 }
                 tx.execute("DELETE FROM sourcery_checkpoints WHERE name = ?1", [&checkpoint])
                     .at(path)?;
@@ -407,7 +415,6 @@ impl<P: SqlProjection> ReadModel<P> {
             })
             .await?
     }
-
 
     /// The projection.
     #[must_use]
@@ -482,15 +489,21 @@ where
                 let tx = connection
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .at(path)?;
-                projection.setup(&tx, &tables).map_err(|error| ReadModelError::Setup {
-                    projection: P::KIND,
-                    version: P::VERSION,
-                    source: Box::new(error),
-                })?;
+                projection
+                    .setup(&tx, &tables)
+                    .map_err(|error| ReadModelError::Setup {
+                        projection: P::KIND,
+                        version: P::VERSION,
+                        source: Box::new(error),
+                    })?;
                 tx.commit().at(path)?;
                 Ok(())
             })
             .await??;
+        if self.live_version().await?.is_none() {
+            // The first version of a projection is live from the start.
+            self.switch().await?;
+        }
         Ok(match fence {
             Some(fence) => self.checkpoints.claim(&self.name, fence).await?,
             None => Claim::Claimed(self.checkpoints.load(&self.name).await?),
@@ -516,7 +529,8 @@ where
                     .at(path)?;
                 for event in &events {
                     if let Some(handler) = handlers.handler(event) {
-                        handler(&projection, &tx, event, &tables).map_err(|failed| failure::<P>(event, failed))?;
+                        handler(&projection, &tx, event, &tables)
+                            .map_err(|failed| failure::<P>(event, failed))?;
                     }
                 }
                 let advanced = advance_on(&tx, &name, through, fence).at(path)?;

@@ -26,7 +26,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Lease, LeaseGuard, NoLease, Pace, RunnerError, RunnerStatus, WaitError, stopped, wait_for_status};
+use super::{
+    Lease, LeaseGuard, NoLease, Pace, RunnerError, RunnerStatus, WaitError, stopped, wait_for_status,
+};
 use crate::checkpoint::{Advance, Claim, Fence};
 use crate::id::EventId;
 use crate::store::{EventFilter, StoredEvent};
@@ -84,7 +86,9 @@ impl Tables {
 
     /// Each declared table with its version's name.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.entries.iter().map(|(declared, name)| (*declared, name.as_str()))
+        self.entries
+            .iter()
+            .map(|(declared, name)| (*declared, name.as_str()))
     }
 }
 

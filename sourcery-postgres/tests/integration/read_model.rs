@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sourcery_core::checkpoint::CheckpointStore as _;
 use sourcery_core::event::DomainEvent;
 use sourcery_core::projection::{ApplyProjection, Projection, ProjectionEvents};
-use sourcery_core::runner::read_model::Delivery;
+use sourcery_core::runner::read_model::{Delivery, Tables};
 use sourcery_core::runner::{ProjectionRunner, ReadModelRunner, RunnerError};
 use sourcery_core::store::{EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::{
@@ -465,4 +465,247 @@ async fn a_blocked_holder_that_lost_its_lease_cannot_move_the_checkpoint_back() 
         "the checkpoint did not go back"
     );
     paused.shutdown_background();
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Deposited {
+    amount: i64,
+}
+
+impl DomainEvent for Deposited {
+    const KIND: &'static str = "read-model.deposited";
+}
+
+/// Version 1: `balances (account, balance)`.
+struct Balances;
+
+impl SqlProjection for Balances {
+    const KIND: &'static str = "balances";
+    const TABLES: &'static [&'static str] = &["balances"];
+    type Id = String;
+    type Metadata = ();
+    type Error = sqlx::Error;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.event::<Deposited>()
+    }
+
+    async fn setup(&self, tx: &mut ReadModelTransaction, tables: &Tables) -> Result<(), sqlx::Error> {
+        let table = tables.name("balances");
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (account text PRIMARY KEY, balance bigint NOT NULL)"
+        ))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl ApplySql<Deposited> for Balances {
+    async fn apply(
+        &self,
+        tx: &mut ReadModelTransaction,
+        event: &Deposited,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> Result<(), sqlx::Error> {
+        let table = delivery.table("balances");
+        sqlx::query(&format!(
+            "INSERT INTO {table} AS b (account, balance) VALUES ($1, $2) \
+             ON CONFLICT (account) DO UPDATE SET balance = b.balance + EXCLUDED.balance"
+        ))
+        .bind(delivery.aggregate_id())
+        .bind(event.amount)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Version 2: also counts the deposits, `balances (account, balance, deposits)`.
+struct BalancesV2;
+
+impl SqlProjection for BalancesV2 {
+    const KIND: &'static str = "balances";
+    const VERSION: u32 = 2;
+    const TABLES: &'static [&'static str] = &["balances"];
+    type Id = String;
+    type Metadata = ();
+    type Error = sqlx::Error;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.event::<Deposited>()
+    }
+
+    async fn setup(&self, tx: &mut ReadModelTransaction, tables: &Tables) -> Result<(), sqlx::Error> {
+        let table = tables.name("balances");
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} \
+             (account text PRIMARY KEY, balance bigint NOT NULL, deposits bigint NOT NULL)"
+        ))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl ApplySql<Deposited> for BalancesV2 {
+    async fn apply(
+        &self,
+        tx: &mut ReadModelTransaction,
+        event: &Deposited,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> Result<(), sqlx::Error> {
+        let table = delivery.table("balances");
+        sqlx::query(&format!(
+            "INSERT INTO {table} AS b (account, balance, deposits) VALUES ($1, $2, 1) \
+             ON CONFLICT (account) DO UPDATE \
+             SET balance = b.balance + EXCLUDED.balance, deposits = b.deposits + 1"
+        ))
+        .bind(delivery.aggregate_id())
+        .bind(event.amount)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Deposits 1 to each of five accounts in turn, `count` times, one commit
+/// each.
+async fn deposit(store: &PgStore, from: i64, count: i64) -> i64 {
+    let mut last = 0;
+    for n in from..from + count {
+        let event = PersistableEvent {
+            id: EventId::new(),
+            kind: Deposited::KIND.to_owned(),
+            schema_version: 1,
+            data: serde_json::to_vec(&Deposited { amount: n }).unwrap(),
+            metadata: (),
+        };
+        last = store
+            .append("account", &format!("a{}", n % 5), None, NonEmpty::new(event))
+            .await
+            .expect("append")
+            .last_position;
+    }
+    last
+}
+
+/// `(account, balance, deposits)` as a replay of the log computes them.
+async fn replayed_balances(store: &PgStore) -> Vec<(String, i64, i64)> {
+    let events = store
+        .load_events(&[sourcery_core::store::EventFilter::for_event(Deposited::KIND)])
+        .await
+        .unwrap();
+    let mut balances = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for event in events {
+        let deposited: Deposited = serde_json::from_slice(&event.data).unwrap();
+        let entry = balances.entry(event.aggregate_id).or_default();
+        entry.0 += deposited.amount;
+        entry.1 += 1;
+    }
+    balances
+        .into_iter()
+        .map(|(account, (balance, deposits))| (account, balance, deposits))
+        .collect()
+}
+
+/// Version 2 is rebuilt beside version 1 while writers append and readers
+/// query the `balances` view; once caught up the view switches in one
+/// transaction; nothing is lost or applied twice; version 1 is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_is_rebuilt_beside_the_live_one_and_switched_to() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let view = format!("\"{}\".balances", store.schema());
+    let history = deposit(&store, 1, 200).await;
+    let v1 = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, Balances))
+        .unwrap();
+    v1.wait_for(history, WAIT).await.expect("version 1 caught up");
+    let live = ReadModel::new(&store, Balances);
+    assert_eq!(live.live_version().await.unwrap(), Some(1));
+
+    // Readers query the view all along; writers append all along.
+    let (stop_reading, reading) = watch::channel(false);
+    let reader = {
+        let (pool, view) = (store.pool().clone(), view.clone());
+        tokio::spawn(async move {
+            let mut columns_seen = Vec::new();
+            while !*reading.borrow() {
+                // The simple protocol: PostgreSQL refuses to execute a
+                // statement prepared before the view's columns changed
+                // ("cached plan must not change result type"), which is
+                // what the switch to version 2 does.
+                let row: sqlx::postgres::PgRow = sqlx::raw_sql(&format!("SELECT * FROM {view} LIMIT 1"))
+                    .fetch_one(&pool)
+                    .await
+                    .expect("the view answers throughout");
+                let columns = sqlx::Row::len(&row);
+                if columns_seen.last() != Some(&columns) {
+                    columns_seen.push(columns);
+                }
+                tokio::task::yield_now().await;
+            }
+            columns_seen
+        })
+    };
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { deposit(&store, 201, 300).await })
+    };
+    let v2 = ReadModelRunner::new(store.clone())
+        .batch_size(NonZeroUsize::new(25).unwrap())
+        .start(ReadModel::new(&store, BalancesV2))
+        .unwrap();
+    let last = writer.await.unwrap();
+    v2.wait_for(last, WAIT).await.expect("version 2 caught up");
+    v1.wait_for(last, WAIT).await.expect("version 1 kept up");
+    stop_reading.send_replace(true);
+    let columns_seen = reader.await.unwrap();
+    assert_eq!(
+        columns_seen,
+        vec![2, 3],
+        "readers saw version 1, then version 2, never an error"
+    );
+    assert_eq!(live.live_version().await.unwrap(), Some(2));
+
+    let expected = replayed_balances(&store).await;
+    let through_view: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT account, balance, deposits FROM {view} ORDER BY account"
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        through_view, expected,
+        "version 2 equals a replay: nothing lost, nothing twice"
+    );
+    let v1_rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT account, balance FROM \"{}\".balances_v1 ORDER BY account",
+        store.schema()
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected_v1: Vec<(String, i64)> = expected.iter().map(|(a, b, _)| (a.clone(), *b)).collect();
+    assert_eq!(v1_rows, expected_v1, "version 1 kept serving, exactly once too");
+
+    v1.stop().await.expect("stop version 1");
+    let current = ReadModel::new(&store, BalancesV2);
+    assert!(matches!(
+        current.drop_version(2).await,
+        Err(ReadModelError::Live { version: 2, .. })
+    ));
+    current.drop_version(1).await.expect("version 1 dropped");
+    let left: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("\"{}\".balances_v1", store.schema()))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, None, "the old table is gone");
+    let checkpoints = CheckpointStore::new(&store);
+    assert_eq!(checkpoints.load("balances.v1").await.unwrap(), None);
+    assert_eq!(checkpoints.load("balances.v2").await.unwrap(), Some(last));
+    v2.stop().await.expect("stop version 2");
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::concurrency::Unchecked;
 use sourcery_core::event::DomainEvent;
-use sourcery_core::runner::read_model::{ApplyInTransaction as _, Delivery};
+use sourcery_core::runner::read_model::{ApplyInTransaction as _, Delivery, Tables};
 use sourcery_core::runner::{ReadModelRunner, RunnerError};
 use sourcery_core::store::EventStore;
 use sourcery_sqlite::{ApplySql, ReadModel, ReadModelError, SqlEvents, SqlProjection, Store};
@@ -217,4 +217,218 @@ async fn a_batch_under_an_old_fence_commits_nothing() {
     );
     assert_eq!(applied(&path), vec![1, 2, 3]);
     assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), Some(last));
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Deposited {
+    amount: i64,
+}
+
+impl DomainEvent for Deposited {
+    const KIND: &'static str = "read-model.deposited";
+}
+
+/// Version 1: `balances (account, balance)`.
+struct Balances;
+
+impl SqlProjection for Balances {
+    const KIND: &'static str = "balances";
+    const TABLES: &'static [&'static str] = &["balances"];
+    type Id = String;
+    type Metadata = ();
+    type Error = rusqlite::Error;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.event::<Deposited>()
+    }
+
+    fn setup(&self, tx: &rusqlite::Transaction<'_>, tables: &Tables) -> rusqlite::Result<()> {
+        let table = tables.name("balances");
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (account TEXT PRIMARY KEY, balance INTEGER NOT NULL)"
+        ))
+    }
+}
+
+impl ApplySql<Deposited> for Balances {
+    fn apply(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        event: &Deposited,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> rusqlite::Result<()> {
+        let table = delivery.table("balances");
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} (account, balance) VALUES (?1, ?2) \
+             ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance"
+        ))?
+        .execute((delivery.aggregate_id(), event.amount))?;
+        Ok(())
+    }
+}
+
+/// Version 2: also counts the deposits.
+struct BalancesV2;
+
+impl SqlProjection for BalancesV2 {
+    const KIND: &'static str = "balances";
+    const VERSION: u32 = 2;
+    const TABLES: &'static [&'static str] = &["balances"];
+    type Id = String;
+    type Metadata = ();
+    type Error = rusqlite::Error;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.event::<Deposited>()
+    }
+
+    fn setup(&self, tx: &rusqlite::Transaction<'_>, tables: &Tables) -> rusqlite::Result<()> {
+        let table = tables.name("balances");
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} \
+             (account TEXT PRIMARY KEY, balance INTEGER NOT NULL, deposits INTEGER NOT NULL)"
+        ))
+    }
+}
+
+impl ApplySql<Deposited> for BalancesV2 {
+    fn apply(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        event: &Deposited,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> rusqlite::Result<()> {
+        let table = delivery.table("balances");
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} (account, balance, deposits) VALUES (?1, ?2, 1) \
+             ON CONFLICT (account) DO UPDATE \
+             SET balance = balance + excluded.balance, deposits = deposits + 1"
+        ))?
+        .execute((delivery.aggregate_id(), event.amount))?;
+        Ok(())
+    }
+}
+
+async fn deposit(store: &Store<String, ()>, from: i64, count: i64) -> i64 {
+    let mut last = 0;
+    for n in from..from + count {
+        let mut tx = store.begin::<Unchecked>("account", format!("a{}", n % 5), None);
+        tx.append(Deposited { amount: n }, ()).unwrap();
+        last = tx.commit().await.unwrap().expect("one event").last_position;
+    }
+    last
+}
+
+/// Version 2 is rebuilt beside version 1 while writers append and readers
+/// query the `balances` view; once caught up the view switches in one
+/// transaction; nothing is lost or applied twice; version 1 is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_is_rebuilt_beside_the_live_one_and_switched_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let store = open(&path).await;
+    let history = deposit(&store, 1, 200).await;
+    let v1 = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, Balances))
+        .unwrap();
+    v1.wait_for(history, WAIT).await.expect("version 1 caught up");
+    let live = ReadModel::new(&store, Balances);
+    assert_eq!(live.live_version().await.unwrap(), Some(1));
+
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (path, reading) = (path.clone(), std::sync::Arc::clone(&reading));
+        std::thread::spawn(move || {
+            let connection = rusqlite::Connection::open(path).unwrap();
+            connection.busy_timeout(WAIT).unwrap();
+            let mut columns_seen = Vec::new();
+            while reading.load(std::sync::atomic::Ordering::Acquire) {
+                // Stepped, so that it reads the schema as of now.
+                let mut statement = connection
+                    .prepare("SELECT * FROM balances LIMIT 1")
+                    .expect("the view answers");
+                let mut rows = statement.query([]).expect("the view answers throughout");
+                let columns = rows
+                    .next()
+                    .expect("a row")
+                    .map_or(0, |row| row.as_ref().column_count());
+                if columns_seen.last() != Some(&columns) {
+                    columns_seen.push(columns);
+                }
+            }
+            columns_seen
+        })
+    };
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { deposit(&store, 201, 300).await })
+    };
+    let v2 = ReadModelRunner::new(store.clone())
+        .batch_size(NonZeroUsize::new(25).unwrap())
+        .start(ReadModel::new(&store, BalancesV2))
+        .unwrap();
+    let last = writer.await.unwrap();
+    v2.wait_for(last, WAIT).await.expect("version 2 caught up");
+    v1.wait_for(last, WAIT).await.expect("version 1 kept up");
+    reading.store(false, std::sync::atomic::Ordering::Release);
+    let columns_seen = reader.join().unwrap();
+    assert_eq!(
+        columns_seen,
+        vec![2, 3],
+        "readers saw version 1, then version 2, never an error"
+    );
+    assert_eq!(live.live_version().await.unwrap(), Some(2));
+
+    let events = store
+        .load_events(&[sourcery_core::store::EventFilter::for_event(Deposited::KIND)])
+        .await
+        .unwrap();
+    let mut expected = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for event in events {
+        let deposited: Deposited = serde_json::from_slice(&event.data).unwrap();
+        let entry = expected.entry(event.aggregate_id).or_default();
+        entry.0 += deposited.amount;
+        entry.1 += 1;
+    }
+    let expected: Vec<(String, i64, i64)> = expected.into_iter().map(|(a, (b, d))| (a, b, d)).collect();
+    let read = |sql: &str| -> Vec<(String, i64, i64)> {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let mut statement = connection.prepare(sql).unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        read("SELECT account, balance, deposits FROM balances ORDER BY account"),
+        expected,
+        "version 2 equals a replay: nothing lost, nothing twice"
+    );
+    let expected_v1: Vec<(String, i64, i64)> = expected.iter().map(|(a, b, _)| (a.clone(), *b, 0)).collect();
+    assert_eq!(
+        read("SELECT account, balance, 0 FROM balances_v1 ORDER BY account"),
+        expected_v1,
+        "version 1 kept serving, exactly once too"
+    );
+
+    v1.stop().await.expect("stop version 1");
+    let current = ReadModel::new(&store, BalancesV2);
+    assert!(matches!(
+        current.drop_version(2).await,
+        Err(ReadModelError::Live { version: 2, .. })
+    ));
+    current.drop_version(1).await.expect("version 1 dropped");
+    let left: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'balances_v1'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "the old table is gone");
+    assert_eq!(store.checkpoints().load("balances.v1").await.unwrap(), None);
+    assert_eq!(store.checkpoints().load("balances.v2").await.unwrap(), Some(last));
+    v2.stop().await.expect("stop version 2");
 }
