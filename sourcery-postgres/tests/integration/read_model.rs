@@ -434,7 +434,8 @@ async fn a_blocked_holder_that_lost_its_lease_cannot_move_the_checkpoint_back() 
         .expect("the old holder blocks at event 6");
     assert_eq!(checkpoints.load("blocking").await.unwrap(), Some(before));
 
-    kill_lease_holder(&store, &old_lease, "blocking").await;
+    // Looked up through this runtime's pool: the old holder's pool is paused with it.
+    kill_lease_holder(&store, &quick_lease(&store), "blocking").await;
     let standby = ProjectionRunner::new(store.clone(), checkpoints.clone())
         .with_lease(quick_lease(&store))
         .checkpoint_every(NonZeroUsize::MIN)
