@@ -40,8 +40,10 @@ pub enum Error {
         #[source]
         reason: Corruption,
     },
-    /// A checkpoint file does not hold a position.
-    #[error("the checkpoint file {} does not hold a position", path.display())]
+    /// A checkpoint file is not in the format the
+    /// [`CheckpointStore`](crate::CheckpointStore) writes (nor a bare
+    /// position, as older versions wrote).
+    #[error("the checkpoint file {} does not hold a checkpoint", path.display())]
     CorruptCheckpoint {
         /// The checkpoint file.
         path: PathBuf,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sourcery::checkpoint::CheckpointStore as _;
+use sourcery::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery::concurrency::Unchecked;
 use sourcery::runner::ProjectionRunner;
 use sourcery::store::EventStore;
@@ -79,6 +79,46 @@ async fn a_file_without_a_position_is_an_error() -> Result {
         .err()
         .ok_or("the load succeeded")?;
     assert!(matches!(error, Error::CorruptCheckpoint { .. }), "got {error:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_of_an_older_version_is_claimed_and_the_fence_survives_a_reopen() -> Result {
+    let directory = tempfile::tempdir()?;
+    let checkpoints = CheckpointStore::open(directory.path()).await?;
+    // Older versions wrote the bare position.
+    std::fs::write(checkpoints.file("totals"), "42\n")?;
+    assert_eq!(checkpoints.load("totals").await?, Some(42));
+    assert_eq!(
+        checkpoints.claim("totals", Fence::new(7)).await?,
+        Claim::Claimed(Some(42))
+    );
+    assert_eq!(
+        std::fs::read_to_string(checkpoints.file("totals"))?,
+        "position 42\nfence 7\n"
+    );
+    // A claimed name without a position holds the fence alone.
+    assert_eq!(
+        checkpoints.claim("fresh", Fence::new(3)).await?,
+        Claim::Claimed(None)
+    );
+    assert_eq!(std::fs::read_to_string(checkpoints.file("fresh"))?, "fence 3\n");
+    assert_eq!(checkpoints.load("fresh").await?, None);
+
+    let reopened = CheckpointStore::open(directory.path()).await?;
+    assert_eq!(
+        reopened.advance("totals", 50, Some(Fence::new(6))).await?,
+        Advance::Fenced(Fence::new(7))
+    );
+    assert_eq!(
+        reopened.claim("fresh", Fence::new(2)).await?,
+        Claim::Fenced(Fence::new(3))
+    );
+    assert_eq!(
+        reopened.advance("totals", 50, Some(Fence::new(7))).await?,
+        Advance::Saved
+    );
+    assert_eq!(reopened.load("totals").await?, Some(50));
     Ok(())
 }
 

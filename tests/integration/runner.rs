@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sourcery::checkpoint::{CheckpointStore, inmemory::CheckpointStore as Checkpoints};
+use sourcery::checkpoint::{CheckpointStore, Claim, Fence, inmemory::CheckpointStore as Checkpoints};
 use sourcery::concurrency::Unchecked;
 use sourcery::event::DecodeError;
 use sourcery::runner::{ProjectionRunner, RunnerError, WaitError};
@@ -177,17 +177,21 @@ async fn waiting_is_bounded_and_nothing_to_run_is_an_error() {
 }
 
 // ANCHOR: lease_impl
-/// A lease shared in process: one holder at a time; the test can make the
-/// holder lose it, as a dead database connection would.
+/// A lease shared in process: one holder at a time, each with a fence one
+/// above the previous holder's; the test can make the holder lose it, as a
+/// dead database connection would.
 #[derive(Debug, Clone, Default)]
 struct TestLease {
     mutex: std::sync::Arc<tokio::sync::Mutex<()>>,
     revoke: std::sync::Arc<tokio::sync::Notify>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct TestGuard {
     _held: tokio::sync::OwnedMutexGuard<()>,
     revoke: std::sync::Arc<tokio::sync::Notify>,
+    revoked: bool,
+    fence: Fence,
 }
 
 impl sourcery::runner::Lease for TestLease {
@@ -196,9 +200,12 @@ impl sourcery::runner::Lease for TestLease {
 
     async fn acquire<'a>(&'a self, _: &'a str) -> Result<TestGuard, Self::Error> {
         let held = std::sync::Arc::clone(&self.mutex).lock_owned().await;
+        let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         Ok(TestGuard {
             _held: held,
             revoke: std::sync::Arc::clone(&self.revoke),
+            revoked: false,
+            fence: Fence::new(generation),
         })
     }
 }
@@ -206,6 +213,15 @@ impl sourcery::runner::Lease for TestLease {
 impl sourcery::runner::LeaseGuard for TestGuard {
     async fn lost(&mut self) {
         self.revoke.notified().await;
+        self.revoked = true;
+    }
+
+    fn is_lost(&self) -> bool {
+        self.revoked
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        Some(self.fence)
     }
 }
 // ANCHOR_END: lease_impl
@@ -256,3 +272,25 @@ async fn with_a_lease_one_runner_applies_and_a_standby_takes_over_when_it_is_los
     assert_eq!(checkpoints.load("revenue").await.ok().flatten(), Some(third_sale));
 }
 // ANCHOR_END: lease
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_checkpoint_a_newer_holder_claimed_stops_fenced_before_applying() {
+    let store = Store::new();
+    let checkpoints = Checkpoints::new();
+    let sale = sell(&store, 1).await;
+    // A newer holder claimed the checkpoint: its fence is above the first
+    // one this lease hands out.
+    let claimed = checkpoints.claim("revenue", Fence::new(10)).await;
+    assert_eq!(claimed, Ok(Claim::Claimed(None)));
+    let runner = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .with_lease(TestLease::default())
+        .start(Revenue::default())
+        .expect("start");
+    assert_eq!(runner.wait_for(sale, WAIT).await, Err(WaitError::Stopped));
+    let fenced = runner.stop().await;
+    assert!(
+        matches!(fenced, Err(RunnerError::Fenced("revenue", fence)) if fence == Fence::new(10)),
+        "{fenced:?}"
+    );
+    assert_eq!(checkpoints.load("revenue").await.ok().flatten(), None);
+}

@@ -57,10 +57,10 @@
 //! |---|---|---|
 //! | *(always)* | `version`, `append`, `optimistic`, `unchecked`, `expected`, `ids`, `order`, `filter`, `stream`, `schema`, `batch`, `names`, `size`, `text` | [`EventStore`] |
 //! | `ordered` | `read`: concurrent readers see prefixes of the log and never skip a late commit | [`GloballyOrdered`](crate::store::GloballyOrdered) |
-//! | `subscribe` | `subscribe`, `runner`: catch-up then live, resume, several subscribers; the projection runner over the store | [`Subscribe`](crate::subscription::Subscribe) |
-//! | `checkpoints` | `checkpoint` | a [`CheckpointStore`](crate::checkpoint::CheckpointStore) |
+//! | `subscribe` | `subscribe`, `runner`: catch-up then live, resume, several subscribers; the projection runner over the store, stopped by a newer lease holder's claim | [`Subscribe`](crate::subscription::Subscribe) |
+//! | `checkpoints` | `checkpoint`: saves; claims and advances with [fences](crate::checkpoint#fencing) | a [`CheckpointStore`](crate::checkpoint::CheckpointStore) |
 //! | `snapshots` | `snapshot` | a [`SnapshotStore`](crate::snapshot::SnapshotStore) |
-//! | `leases` | `lease`: one holder, release, takeover after the holder's connection dies | a [`LeaseFixture`] |
+//! | `leases` | `lease`: one holder, release, takeover after the holder's connection dies, a fence that grows with each holder | a [`LeaseFixture`] |
 //!
 //! The store's `Id` must be buildable from a `String` (rules use ids such as
 //! `""`, `"it's"` and `"клиент-🦀"`) and its metadata must implement

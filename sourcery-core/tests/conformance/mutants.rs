@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sourcery_core::checkpoint::{self, CheckpointStore};
+use sourcery_core::checkpoint::{self, Advance, CheckpointStore, Claim, Fence};
 use sourcery_core::concurrency::{ConcurrencyConflict, ExpectedVersion};
 use sourcery_core::runner::{Lease, LeaseGuard};
 use sourcery_core::snapshot::{
@@ -1245,19 +1245,65 @@ enum CheckpointDefect {
     MissingIsZero,
     /// The position saved is one ahead of the one given.
     SavedAhead,
+
+    // Claims.
+    /// A claim records its fence and succeeds whatever fence claimed the
+    /// name before.
+    ClaimIgnoresHigherFence,
+    /// A claim returns no checkpoint, whatever is saved.
+    ClaimForgetsCheckpoint,
+    /// A claim of a name without a checkpoint saves position 0 (a column
+    /// that cannot be NULL).
+    ClaimSavesZero,
+
+    // Advances.
+    /// An advance never checks the fence.
+    AdvanceIgnoresFences,
+    /// An advance never checks the saved position.
+    AdvanceMovesBackwards,
+    /// An advance to the saved position is refused as behind.
+    AdvanceToSavedIsBehind,
+    /// An advance keeps the recorded fence, even when its own is higher.
+    AdvanceKeepsRecordedFence,
+    /// An advance without a fence is checked as the lowest fence: refused
+    /// once any fence claimed the name.
+    UnfencedAdvanceRefused,
+    /// An advance without a fence records none: the fence that claimed the
+    /// name is forgotten.
+    UnfencedAdvanceClearsFence,
+    /// An advance only updates a checkpoint that is there (an `UPDATE`
+    /// without an insert): one of a new name reports `Saved` and writes
+    /// nothing.
+    AdvanceOnlyUpdates,
+
+    // Fences.
+    /// A save forgets the fence that claimed the name.
+    SaveDropsFence,
+    /// One fence is recorded for every name.
+    OneFenceForAllNames,
 }
 
-/// A checkpoint store over the in-memory one, with one defect.
+/// What the mutant keeps: positions and fences, apart so that each can be
+/// keyed wrongly on its own.
+#[derive(Debug, Default)]
+struct Kept {
+    positions: HashMap<String, u64>,
+    fences: HashMap<String, Fence>,
+}
+
+/// A checkpoint store in memory that does the in-memory store's work
+/// itself (so that a defect can change any part of it: the refusal rule is
+/// core's `checkpoint::refusal`, as for the real stores), with one defect.
 #[derive(Debug, Clone)]
 struct Checkpoints {
-    inner: checkpoint::inmemory::CheckpointStore<u64>,
+    kept: Arc<Mutex<Kept>>,
     defect: CheckpointDefect,
 }
 
 impl Checkpoints {
     fn new(defect: CheckpointDefect) -> Self {
         Self {
-            inner: checkpoint::inmemory::CheckpointStore::new(),
+            kept: Arc::new(Mutex::new(Kept::default())),
             defect,
         }
     }
@@ -1269,13 +1315,20 @@ impl Checkpoints {
             _ => name.to_owned(),
         }
     }
+
+    fn fence_key(&self, name: &str) -> String {
+        match self.defect {
+            CheckpointDefect::OneFenceForAllNames => String::new(),
+            _ => self.key(name),
+        }
+    }
 }
 
 impl CheckpointStore<u64> for Checkpoints {
     type Error = Infallible;
 
     async fn load<'a>(&'a self, name: &'a str) -> Result<Option<u64>, Infallible> {
-        let found = self.inner.load(&self.key(name)).await?;
+        let found = lock(&self.kept).positions.get(&self.key(name)).copied();
         Ok(match self.defect {
             CheckpointDefect::MissingIsZero => found.or(Some(0)),
             _ => found,
@@ -1284,12 +1337,86 @@ impl CheckpointStore<u64> for Checkpoints {
 
     async fn save<'a>(&'a self, name: &'a str, position: u64) -> Result<(), Infallible> {
         let key = self.key(name);
+        let mut kept = lock(&self.kept);
         match self.defect {
-            CheckpointDefect::SavesNothing => Ok(()),
-            CheckpointDefect::KeepsFirst if self.inner.load(&key).await?.is_some() => Ok(()),
-            CheckpointDefect::SavedAhead => self.inner.save(&key, position + 1).await,
-            _ => self.inner.save(&key, position).await,
+            CheckpointDefect::SavesNothing => {}
+            CheckpointDefect::KeepsFirst if kept.positions.contains_key(&key) => {}
+            CheckpointDefect::SavedAhead => {
+                kept.positions.insert(key, position + 1);
+            }
+            _ => {
+                kept.positions.insert(key, position);
+            }
         }
+        if self.defect == CheckpointDefect::SaveDropsFence {
+            kept.fences.remove(&self.fence_key(name));
+        }
+        Ok(())
+    }
+
+    async fn claim<'a>(&'a self, name: &'a str, fence: Fence) -> Result<Claim<u64>, Infallible> {
+        let (key, fence_key) = (self.key(name), self.fence_key(name));
+        let mut kept = lock(&self.kept);
+        if let Some(&recorded) = kept.fences.get(&fence_key)
+            && recorded > fence
+            && self.defect != CheckpointDefect::ClaimIgnoresHigherFence
+        {
+            return Ok(Claim::Fenced(recorded));
+        }
+        kept.fences.insert(fence_key, fence);
+        let saved = kept.positions.get(&key).copied();
+        Ok(match self.defect {
+            CheckpointDefect::ClaimForgetsCheckpoint => Claim::Claimed(None),
+            CheckpointDefect::ClaimSavesZero if saved.is_none() => {
+                kept.positions.insert(key, 0);
+                Claim::Claimed(None)
+            }
+            _ => Claim::Claimed(saved),
+        })
+    }
+
+    async fn advance<'a>(
+        &'a self,
+        name: &'a str,
+        position: u64,
+        fence: Option<Fence>,
+    ) -> Result<Advance<u64>, Infallible> {
+        let (key, fence_key) = (self.key(name), self.fence_key(name));
+        let mut kept = lock(&self.kept);
+        let saved = kept.positions.get(&key).copied();
+        let recorded = kept.fences.get(&fence_key).copied();
+        let checked_saved = match self.defect {
+            CheckpointDefect::AdvanceMovesBackwards => None,
+            _ => saved,
+        };
+        let checked_fence = match self.defect {
+            CheckpointDefect::AdvanceIgnoresFences => None,
+            CheckpointDefect::UnfencedAdvanceRefused => fence.or(Some(Fence::new(0))),
+            _ => fence,
+        };
+        if let Some(refused) = checkpoint::refusal(checked_saved, recorded, position, checked_fence) {
+            return Ok(refused);
+        }
+        match self.defect {
+            CheckpointDefect::AdvanceToSavedIsBehind if saved == Some(position) => {
+                return Ok(Advance::Behind(position));
+            }
+            CheckpointDefect::AdvanceOnlyUpdates if saved.is_none() && recorded.is_none() => {
+                return Ok(Advance::Saved);
+            }
+            _ => {}
+        }
+        kept.positions.insert(key, position);
+        let fence = match self.defect {
+            CheckpointDefect::AdvanceKeepsRecordedFence => recorded,
+            CheckpointDefect::UnfencedAdvanceClearsFence => fence,
+            _ => recorded.max(fence),
+        };
+        match fence {
+            Some(fence) => kept.fences.insert(fence_key, fence),
+            None => kept.fences.remove(&fence_key),
+        };
+        Ok(Advance::Saved)
     }
 }
 
@@ -1415,17 +1542,29 @@ enum LeaseDefect {
     SeverKeepsLock,
     /// Every name shares one lock.
     OneLockForAllNames,
+    /// Every holder gets the same fence.
+    FenceNeverGrows,
+    /// Holders get no fence.
+    NoFence,
+    /// Each contender counts its own generations, so a new holder's fence
+    /// may be below the previous holder's (a counter in the process, not
+    /// the database).
+    FencePerContender,
 }
 
-/// Leases in memory — a lock per name, shared by every contender as a
-/// database would be — with one defect. Also the fixture: severing a guard
-/// marks it lost and releases its lock, as a dead connection would.
+/// Leases in memory — a lock per name and a count of generations, shared
+/// by every contender as a database would be — with one defect. Also the
+/// fixture: severing a guard marks it lost and releases its lock, as a
+/// dead connection would.
 #[derive(Debug, Clone)]
 struct Leases {
     defect: LeaseDefect,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Locks dropped guards keep (`NeverReleasedOnDrop`).
     leaked: Arc<Mutex<Vec<OwnedMutexGuard<()>>>>,
+    /// The last generation handed out, for every name: each holder's fence
+    /// is one more.
+    generations: Arc<AtomicU64>,
 }
 
 impl Leases {
@@ -1434,6 +1573,16 @@ impl Leases {
             defect,
             locks: Arc::new(Mutex::new(HashMap::new())),
             leaked: Arc::new(Mutex::new(Vec::new())),
+            generations: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The fence of a new holder.
+    fn next_fence(&self) -> Option<Fence> {
+        match self.defect {
+            LeaseDefect::NoFence => None,
+            LeaseDefect::FenceNeverGrows => Some(Fence::new(1)),
+            _ => Some(Fence::new(self.generations.fetch_add(1, Ordering::Relaxed) + 1)),
         }
     }
 }
@@ -1444,6 +1593,7 @@ struct Held {
     lock: Option<OwnedMutexGuard<()>>,
     lost: watch::Receiver<bool>,
     severed: watch::Sender<bool>,
+    fence: Option<Fence>,
     leases: Leases,
 }
 
@@ -1468,6 +1618,7 @@ impl Lease for Leases {
             lock,
             lost,
             severed,
+            fence: self.next_fence(),
             leases: self.clone(),
         })
     }
@@ -1477,6 +1628,14 @@ impl LeaseGuard for Held {
     async fn lost(&mut self) {
         // The sender lives in `self`: this only ends when the flag is set.
         let _ = self.lost.wait_for(|lost| *lost).await;
+    }
+
+    fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        self.fence
     }
 }
 
@@ -1494,7 +1653,11 @@ impl LeaseFixture for Leases {
     type Lease = Leases;
 
     async fn contender(&self) -> Leases {
-        self.clone()
+        let mut contender = self.clone();
+        if self.defect == LeaseDefect::FencePerContender {
+            contender.generations = Arc::new(AtomicU64::new(0));
+        }
+        contender
     }
 
     async fn sever<'a>(&'a self, guard: &'a mut Held) {
@@ -1803,7 +1966,7 @@ mutants! {
     load_page_empty: Store(D::LoadPageEmpty) => [
         "subscribe.load_page_is_a_prefix", "subscribe.catch_up_then_live",
         "subscribe.concurrent_writers_and_subscribers", "subscribe.subscribers_share_one_order",
-        "runner.applies_each_event_once_in_order",
+        "runner.applies_each_event_once_in_order", "runner.fenced_off_writes_nothing",
     ];
     load_page_ignores_after: Store(D::LoadPageIgnoresAfter) => [
         "subscribe.filter_after_is_kept", "subscribe.resumes_after_position", "runner.resumes_after_checkpoint",
@@ -1820,6 +1983,27 @@ mutants! {
     checkpoint_names_folded: Cp(C::NamesFolded) => ["checkpoint.names_apart", "checkpoint.awkward_names"];
     missing_checkpoint_is_zero: Cp(C::MissingIsZero) => ["checkpoint.missing_is_none"];
     checkpoint_saved_ahead: Cp(C::SavedAhead) => ["checkpoint.round_trip", "checkpoint.replaces_the_previous"];
+    claim_ignores_higher_fence: Cp(C::ClaimIgnoresHigherFence) => ["checkpoint.claim_refuses_lower_fence"];
+    claim_forgets_checkpoint: Cp(C::ClaimForgetsCheckpoint) => [
+        "checkpoint.claim_returns_checkpoint", "checkpoint.advance_refuses_lower_fence",
+    ];
+    claim_saves_zero: Cp(C::ClaimSavesZero) => ["checkpoint.claim_returns_checkpoint"];
+    advance_ignores_fences: Cp(C::AdvanceIgnoresFences) => [
+        "checkpoint.claim_refuses_lower_fence", "checkpoint.advance_refuses_lower_fence",
+        "checkpoint.save_keeps_fence",
+    ];
+    advance_moves_backwards: Cp(C::AdvanceMovesBackwards) => [
+        "checkpoint.advance_never_backwards", "checkpoint.advance_unfenced_checks_only_order",
+    ];
+    advance_to_saved_is_behind: Cp(C::AdvanceToSavedIsBehind) => ["checkpoint.advance_never_backwards"];
+    advance_keeps_recorded_fence: Cp(C::AdvanceKeepsRecordedFence) => ["checkpoint.advance_records_higher_fence"];
+    unfenced_advance_refused: Cp(C::UnfencedAdvanceRefused) => ["checkpoint.advance_unfenced_checks_only_order"];
+    unfenced_advance_clears_fence: Cp(C::UnfencedAdvanceClearsFence) => [
+        "checkpoint.advance_unfenced_checks_only_order",
+    ];
+    advance_only_updates: Cp(C::AdvanceOnlyUpdates) => ["checkpoint.advance_records_higher_fence"];
+    save_drops_fence: Cp(C::SaveDropsFence) => ["checkpoint.save_keeps_fence"];
+    one_fence_for_all_names: Cp(C::OneFenceForAllNames) => ["checkpoint.fences_names_apart"];
 
     // Snapshots.
     snapshots_accept_older: Sn(N::AcceptsOlder) => ["snapshot.declines_older_or_equal"];
@@ -1834,6 +2018,9 @@ mutants! {
     lease_lost_never_fires: Ls(L::LostNeverFires) => ["lease.lost_when_severed"];
     lease_sever_keeps_lock: Ls(L::SeverKeepsLock) => ["lease.takeover_after_holder_dies"];
     leases_share_one_lock: Ls(L::OneLockForAllNames) => ["lease.names_apart"];
+    lease_fence_never_grows: Ls(L::FenceNeverGrows) => ["lease.fence_grows"];
+    lease_without_fence: Ls(L::NoFence) => ["lease.fence_grows"];
+    lease_fence_per_contender: Ls(L::FencePerContender) => ["lease.fence_grows"];
 }
 
 /// The wrapper without a defect — event store, checkpoints, snapshots and

@@ -1,12 +1,14 @@
 //! `lease`, for a [`Lease`]: one holder at a time per name, released when
-//! the holder drops it, taken over when the holder's connection dies, and
-//! the old holder told it lost the lease.
+//! the holder drops it, taken over when the holder's connection dies, the
+//! old holder told it lost the lease, and each new holder fenced above the
+//! previous one.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::support::{Check, call_timeout};
+use crate::checkpoint::Fence;
 use crate::runner::{Lease, LeaseGuard};
 
 /// What the lease rules need to play several processes: a lease handle as a
@@ -48,6 +50,14 @@ fn unique(prefix: &str) -> String {
 
 async fn acquire<L: Lease>(rule: Check, lease: &L, name: &str, what: &str) -> L::Guard {
     rule.ok(what, lease.acquire(name)).await
+}
+
+/// The fence of `guard`, which a lease coordinating processes must give.
+fn fence_of<G: LeaseGuard>(rule: Check, guard: &G, holder: &str) -> Fence {
+    match guard.fence() {
+        Some(fence) => fence,
+        None => rule.fail(format_args!("{holder} to have a fence"), "None"),
+    }
 }
 
 /// While one contender holds a lease, another does not get it.
@@ -154,4 +164,49 @@ pub async fn names_apart<F: LeaseFixture>(fixture: F) {
     )
     .await;
     drop((held, also));
+}
+
+/// Each new holder of a name gets a fence above the previous holder's,
+/// after a release and after a takeover.
+///
+/// # Panics
+///
+/// When the lease breaks the rule.
+pub async fn fence_grows<F: LeaseFixture>(fixture: F) {
+    let rule = Check("lease.fence_grows");
+    let name = unique("fence");
+    let first = fixture.contender().await;
+    let second = fixture.contender().await;
+    let held = acquire(rule, &first, &name, "a contender to acquire a free lease").await;
+    let fence = fence_of(rule, &held, "the first holder of a lease");
+    drop(held);
+    let mut held = acquire(
+        rule,
+        &second,
+        &name,
+        "another contender to acquire the lease its holder dropped",
+    )
+    .await;
+    let fence = grown(rule, fence, &held, "after a release");
+    fixture.sever(&mut held).await;
+    let taken = acquire(
+        rule,
+        &first,
+        &name,
+        "a contender to acquire the lease after its holder's connection died",
+    )
+    .await;
+    grown(rule, fence, &taken, "after a takeover");
+    drop((held, taken));
+}
+
+/// The fence of `guard`, the holder `when`, which must be above `previous`.
+fn grown<G: LeaseGuard>(rule: Check, previous: Fence, guard: &G, when: &str) -> Fence {
+    let fence = fence_of(rule, guard, &format!("the holder {when}"));
+    rule.ensure(
+        fence > previous,
+        format_args!("the fence of the holder {when} to be above the previous holder's ({previous})"),
+        || fence.to_string(),
+    );
+    fence
 }

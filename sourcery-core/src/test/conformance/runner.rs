@@ -1,18 +1,21 @@
 //! `runner`: the projection runner over the store applies each event once,
-//! in order, resumes exactly after its checkpoint, and lets a reader wait
-//! for a position its projection skips.
+//! in order, resumes exactly after its checkpoint, lets a reader wait for a
+//! position its projection skips, and stops without writing once a newer
+//! lease holder claimed its checkpoint.
 
+use std::convert::Infallible;
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use super::ConformanceStore;
 use super::support::{ACCOUNT, Check, Noted, Opened, call_timeout, id};
-use crate::checkpoint::CheckpointStore as _;
 use crate::checkpoint::inmemory::CheckpointStore;
+use crate::checkpoint::{CheckpointStore as _, Claim, Fence};
 use crate::event::DomainEvent as _;
 use crate::projection::{ApplyProjection, Projection, ProjectionEvents};
-use crate::runner::{ProjectionRunner, RunningProjection};
+use crate::runner::{Lease, LeaseGuard, ProjectionRunner, RunnerError, RunningProjection, WaitError};
 use crate::store::EventStore;
 use crate::subscription::Subscribe;
 
@@ -190,5 +193,103 @@ pub async fn wait_for_filtered_position<S: ConformanceStore + Subscribe>(store: 
         "the events a projection of Opened only applied",
         vec![1],
         stop::<S>(rule, running).await,
+    );
+}
+
+/// A lease that is always free and never lost, whose holders all get one
+/// fence: a runner holding it stands for a lease holder that has not
+/// noticed a newer holder yet.
+#[derive(Debug, Clone, Copy)]
+struct Unaware(Fence);
+
+impl Lease for Unaware {
+    type Guard = Self;
+    type Error = Infallible;
+
+    async fn acquire<'a>(&'a self, _: &'a str) -> Result<Self, Infallible> {
+        Ok(*self)
+    }
+}
+
+impl LeaseGuard for Unaware {
+    async fn lost(&mut self) {
+        std::future::pending::<()>().await;
+    }
+
+    fn is_lost(&self) -> bool {
+        false
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        Some(self.0)
+    }
+}
+
+/// A runner whose checkpoint a newer lease holder claimed (with a higher
+/// fence) while it ran stops with [`RunnerError::Fenced`] at its next save
+/// and leaves the checkpoint as the claim found it.
+///
+/// # Panics
+///
+/// When the store breaks the rule.
+pub async fn fenced_off_writes_nothing<S: ConformanceStore + Subscribe>(store: S) {
+    let rule = Check("runner.fenced_off_writes_nothing");
+    let kind = <Tally<S::Id, S::Metadata> as Projection>::KIND;
+    let stream = id::<S>("runner-fenced");
+    let first = rule.notes(&store, ACCOUNT, &stream, &[1]).await;
+    let checkpoints = CheckpointStore::new();
+    let started = ProjectionRunner::new(store.clone(), checkpoints.clone())
+        .with_lease(Unaware(Fence::new(1)))
+        .checkpoint_every(NonZeroUsize::MIN)
+        .start(Tally::default());
+    let running = match started {
+        Ok(running) => running,
+        Err(error) => rule.fail("the projection runner to start", format_args!("{error}")),
+    };
+    wait_for::<S>(rule, &running, first, "the first event").await;
+    rule.same(
+        "the events the runner applied before a newer holder claimed its checkpoint",
+        vec![1],
+        running.read(|tally| tally.applied.clone()),
+    );
+    let claimed = rule
+        .ok(
+            "claiming the runner's checkpoint with a higher fence",
+            checkpoints.claim(kind, Fence::new(2)),
+        )
+        .await;
+    let Claim::Claimed(at_claim) = claimed else {
+        rule.fail(
+            "the claim with fence 2 of a checkpoint the runner advances with fence 1 to succeed",
+            format_args!("{claimed:?}"),
+        )
+    };
+    let second = rule.notes(&store, ACCOUNT, &stream, &[2]).await;
+    // The runner applies event 2 (it does not know it lost its lease) and
+    // is refused when it saves, or it was refused saving event 1 already.
+    match running.wait_for(second, call_timeout()).await {
+        Ok(()) | Err(WaitError::Stopped) => {}
+        Err(error) => rule.fail(
+            format_args!("the runner to reach {second:?} or stop"),
+            format_args!("{error} (status {:?})", running.status()),
+        ),
+    }
+    let stopped = rule.bounded("the runner to stop", running.stop()).await;
+    match stopped {
+        Err(RunnerError::Fenced(_, fence)) if fence == Fence::new(2) => {}
+        Err(error) => rule.fail(
+            "the runner fenced off to stop with RunnerError::Fenced (fence 2)",
+            format_args!("the error: {error}"),
+        ),
+        Ok(tally) => rule.fail(
+            "the runner fenced off to stop with RunnerError::Fenced (fence 2)",
+            format_args!("a clean stop, having applied {:?}", tally.applied),
+        ),
+    }
+    let saved = rule.ok("loading a checkpoint", checkpoints.load(kind)).await;
+    rule.same(
+        "the checkpoint after the fenced-off runner stopped (as the claim found it)",
+        at_claim,
+        saved,
     );
 }

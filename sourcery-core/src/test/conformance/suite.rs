@@ -89,16 +89,27 @@ macro_rules! __sourcery_conformance_catalogue {
                     progress_past_filtered_events concurrent_writers_and_subscribers
                     subscribers_share_one_order head_position_is_last_visible load_page_is_a_prefix
                 ]
-                runner [applies_each_event_once_in_order resumes_after_checkpoint wait_for_filtered_position]
+                runner [
+                    applies_each_event_once_in_order resumes_after_checkpoint wait_for_filtered_position
+                    fenced_off_writes_nothing
+                ]
             }
             checkpoints {
-                checkpoint [missing_is_none round_trip replaces_the_previous names_apart awkward_names]
+                checkpoint [
+                    missing_is_none round_trip replaces_the_previous names_apart awkward_names
+                    claim_returns_checkpoint claim_refuses_lower_fence advance_refuses_lower_fence
+                    advance_records_higher_fence advance_never_backwards advance_unfenced_checks_only_order
+                    save_keeps_fence fences_names_apart
+                ]
             }
             snapshots {
                 snapshot [keeps_the_newest declines_older_or_equal keys_stay_apart round_trip]
             }
             leases {
-                lease [one_holder released_on_drop takeover_after_holder_dies lost_when_severed names_apart]
+                lease [
+                    one_holder released_on_drop takeover_after_holder_dies lost_when_severed names_apart
+                    fence_grows
+                ]
             }
         }
     };
