@@ -198,7 +198,7 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
             .and_then(|value| u8::try_from(value).ok())
     };
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -618,10 +618,11 @@ impl<S: EventStore, C: ConcurrencyStrategy, Snap> Repository<S, C, Snap> {
             error,
             CommandError::Conflict(_) | CommandError::IdReused(_) | CommandError::AlreadyExists { .. }
         );
-        if command_id.is_some() && raced {
-            if let Some(replay) = self.replay_of::<A>(id, command_id).await? {
-                return Ok(replay);
-            }
+        if command_id.is_some()
+            && raced
+            && let Some(replay) = self.replay_of::<A>(id, command_id).await?
+        {
+            return Ok(replay);
         }
         Err(error)
     }

@@ -131,6 +131,12 @@ type Handler<P> =
     )
         -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
+/// What a handler's future resolves to.
+type Handled<'a, P> = BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+
+/// A filter with the handler of the events it selects.
+type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>);
+
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
     Decode(DecodeError<Id, i64>),
@@ -139,7 +145,7 @@ enum Failure<Id: fmt::Debug, E> {
 
 /// The events a [`SqlProjection`] consumes, each kind with its handler.
 pub struct SqlEvents<P: SqlProjection> {
-    entries: Vec<(EventFilter<P::Id, i64>, Handler<P>)>,
+    entries: Vec<Route<P>>,
 }
 
 impl<P: SqlProjection> SqlEvents<P> {
@@ -190,7 +196,7 @@ fn handle<'a, P, T>(
     tx: &'a mut ReadModelTransaction,
     event: &'a Stored<P>,
     tables: &'a Tables,
-) -> BoxFuture<'a, Result<(), Failure<P::Id, P::Error>>>
+) -> Handled<'a, P>
 where
     P: ApplySql<T>,
     T: DecodeEvent + Send + Sync,

@@ -128,6 +128,9 @@ type Handler<P> = fn(
     &Tables,
 ) -> Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>;
 
+/// A filter with the handler of the events it selects.
+type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>);
+
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
     Decode(DecodeError<Id, i64>),
@@ -136,7 +139,7 @@ enum Failure<Id: fmt::Debug, E> {
 
 /// The events a [`SqlProjection`] consumes, each kind with its handler.
 pub struct SqlEvents<P: SqlProjection> {
-    entries: Vec<(EventFilter<P::Id, i64>, Handler<P>)>,
+    entries: Vec<Route<P>>,
 }
 
 impl<P: SqlProjection> SqlEvents<P> {

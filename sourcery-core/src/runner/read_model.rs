@@ -535,8 +535,8 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
     /// tried.
     async fn flush(&mut self, through: Option<S::Position>, lost: bool) -> Result<(), RunnerError> {
         let name = self.read_model.kind();
-        let last = self.batch.last().map(|event| event.position);
-        let Some(through) = through.max(last) else {
+        let newest = self.batch.last().map(|event| event.position);
+        let Some(through) = through.max(newest) else {
             return Ok(());
         };
         if self.batch.is_empty() && self.saved >= Some(through) {

@@ -587,15 +587,14 @@ fn contents<P: Copy + Ord + fmt::Debug>(
         }
     }
     for record in records {
-        if matches!(record.result, Result::Committed(_)) {
-            if let Some(lost) = record
+        if matches!(record.result, Result::Committed(_))
+            && let Some(lost) = record
                 .attempt
                 .events
                 .iter()
                 .find(|planned| !found.contains_key(&planned.n))
-            {
-                return Err(format!("#{} of a committed batch is lost: {record}", lost.n));
-            }
+        {
+            return Err(format!("#{} of a committed batch is lost: {record}", lost.n));
         }
     }
     Ok(written.into_iter().map(|(n, (number, _))| (n, number)).collect())
@@ -697,10 +696,10 @@ fn sequences<P: Copy + Ord + fmt::Debug>(
         }
         match record.result {
             Result::Committed(last) => {
-                if let Some(earlier) = last_commit.insert(record.task, last) {
-                    if earlier >= last {
-                        return Err(format!("{record}: after the task's commit at {earlier:?}"));
-                    }
+                if let Some(earlier) = last_commit.insert(record.task, last)
+                    && earlier >= last
+                {
+                    return Err(format!("{record}: after the task's commit at {earlier:?}"));
                 }
                 learnt.insert(
                     (record.task, stream),
