@@ -132,7 +132,8 @@ type Handler<P> =
         -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
 /// What a handler's future resolves to.
-type Handled<'a, P> = BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+type Handled<'a, P> =
+    BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
 /// A filter with the handler of the events it selects.
 type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>);

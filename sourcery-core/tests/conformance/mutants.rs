@@ -569,7 +569,7 @@ impl Mutant {
         };
         let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
         let commit = self.state.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.defect == Defect::LateCommitsHidden && commit % 3 == 0 {
+        if self.defect == Defect::LateCommitsHidden && commit.is_multiple_of(3) {
             // Under the writer lock: the batch lands right after the head.
             let head = self
                 .inner
@@ -1641,10 +1641,10 @@ impl LeaseGuard for Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.leases.defect == LeaseDefect::NeverReleasedOnDrop {
-            if let Some(held) = self.lock.take() {
-                lock(&self.leases.leaked).push(held);
-            }
+        if self.leases.defect == LeaseDefect::NeverReleasedOnDrop
+            && let Some(held) = self.lock.take()
+        {
+            lock(&self.leases.leaked).push(held);
         }
     }
 }

@@ -336,16 +336,20 @@ async fn a_read_model_holder_that_lost_its_lease_commits_nothing() {
     assert_eq!(checkpoints.load("rows.v1").await.unwrap(), Some(last));
 }
 
+/// Where a [`Blocking`] projection blocks: the `n`, who to tell it got
+/// there, and what releases it.
+type BlockAt = (
+    i64,
+    Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    Arc<Mutex<mpsc::Receiver<()>>>,
+);
+
 /// Records what it applies; blocks its worker thread inside `apply` at one
 /// `n` until released (a paused holder).
 #[derive(Default)]
 struct Blocking {
     applied: Vec<i64>,
-    block_at: Option<(
-        i64,
-        Arc<Mutex<Option<mpsc::Sender<()>>>>,
-        Arc<Mutex<mpsc::Receiver<()>>>,
-    )>,
+    block_at: Option<BlockAt>,
 }
 
 impl std::fmt::Debug for Blocking {

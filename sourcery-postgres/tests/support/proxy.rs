@@ -438,10 +438,10 @@ impl Relay {
                         self.bind_append(explicit);
                     }
                     Some(Statement::Commit) => {
-                        if let Some(exchange) = &mut self.exchange {
-                            if exchange.progress == (Progress::Bound { explicit: true }) {
-                                exchange.progress = Progress::CommitBound;
-                            }
+                        if let Some(exchange) = &mut self.exchange
+                            && exchange.progress == (Progress::Bound { explicit: true })
+                        {
+                            exchange.progress = Progress::CommitBound;
                         }
                     }
                     Some(Statement::Other) | None => {}
@@ -511,10 +511,10 @@ impl Relay {
     }
 
     fn bind_append(&mut self, explicit: bool) {
-        if let Some(exchange) = &mut self.exchange {
-            if exchange.progress == Progress::Started {
-                exchange.progress = Progress::Bound { explicit };
-            }
+        if let Some(exchange) = &mut self.exchange
+            && exchange.progress == Progress::Started
+        {
+            exchange.progress = Progress::Bound { explicit };
         }
     }
 
@@ -658,10 +658,10 @@ fn server_bytes(
         }
     }
     while let Some((tag, body)) = take_message(buffer) {
-        if tag == b'Z' {
-            if let Some(&status) = body.first() {
-                state.status = status;
-            }
+        if tag == b'Z'
+            && let Some(&status) = body.first()
+        {
+            state.status = status;
         }
         if !state.answering() {
             out.extend_from_slice(&message(tag, &body));

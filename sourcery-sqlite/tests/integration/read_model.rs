@@ -319,6 +319,22 @@ async fn deposit(store: &Store<String, ()>, from: i64, count: i64) -> i64 {
     last
 }
 
+/// `(account, balance, deposits)` as a replay of the log computes them.
+async fn replayed_balances(store: &Store<String, ()>) -> Vec<(String, i64, i64)> {
+    let events = store
+        .load_events(&[sourcery_core::store::EventFilter::for_event(Deposited::KIND)])
+        .await
+        .unwrap();
+    let mut balances = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for event in events {
+        let deposited: Deposited = serde_json::from_slice(&event.data).unwrap();
+        let entry = balances.entry(event.aggregate_id).or_default();
+        entry.0 += deposited.amount;
+        entry.1 += 1;
+    }
+    balances.into_iter().map(|(a, (b, d))| (a, b, d)).collect()
+}
+
 /// Version 2 is rebuilt beside version 1 while writers append and readers
 /// query the `balances` view; once caught up the view switches in one
 /// transaction; nothing is lost or applied twice; version 1 is dropped.
@@ -379,18 +395,7 @@ async fn a_new_version_is_rebuilt_beside_the_live_one_and_switched_to() {
     );
     assert_eq!(live.live_version().await.unwrap(), Some(2));
 
-    let events = store
-        .load_events(&[sourcery_core::store::EventFilter::for_event(Deposited::KIND)])
-        .await
-        .unwrap();
-    let mut expected = std::collections::BTreeMap::<String, (i64, i64)>::new();
-    for event in events {
-        let deposited: Deposited = serde_json::from_slice(&event.data).unwrap();
-        let entry = expected.entry(event.aggregate_id).or_default();
-        entry.0 += deposited.amount;
-        entry.1 += 1;
-    }
-    let expected: Vec<(String, i64, i64)> = expected.into_iter().map(|(a, (b, d))| (a, b, d)).collect();
+    let expected = replayed_balances(&store).await;
     let read = |sql: &str| -> Vec<(String, i64, i64)> {
         let connection = rusqlite::Connection::open(&path).unwrap();
         let mut statement = connection.prepare(sql).unwrap();
