@@ -346,7 +346,32 @@
 //! [`CheckpointStore`] keeps runner checkpoints in `sourcery_checkpoints`;
 //! [`Lease`] lets one [`ProjectionRunner`](sourcery_core::runner::ProjectionRunner)
 //! per projection run across servers (a session advisory lock on a connection
-//! of its own; a standby takes over when the holder's connection dies).
+//! of its own, watched from a thread of its own; a standby takes over when
+//! the holder's connection dies).
+//!
+//! # Leases and fencing
+//!
+//! Each holder of a [`Lease`] gets a fence (the lease's generation, counted
+//! in `sourcery_leases`). The runner claims its checkpoint with it and
+//! advances it with it; [`CheckpointStore`] refuses a lower fence and a
+//! position below the saved one, each in one conditional upsert. A holder
+//! that lost its lease without noticing (paused, cut off, blocked in
+//! `apply`) cannot move the checkpoint once the new holder has claimed it:
+//! its runner stops with
+//! [`RunnerError::Fenced`](sourcery_core::runner::RunnerError::Fenced). See
+//! `docs/adr/0010-fencing-and-read-models.md`.
+//!
+//! # Read models
+//!
+//! A [`ReadModel`] is a [`SqlProjection`] whose [`ApplySql`] handlers write
+//! tables with plain SQL in the transaction that advances its checkpoint
+//! (with the lease's fence), one transaction per batch of events: every
+//! event's effect is applied exactly once, whatever crashes when. Run it
+//! with a [`ReadModelRunner`](sourcery_core::runner::ReadModelRunner). Each
+//! version of a projection writes its own tables (`<table>_v<n>`); readers
+//! query the view `<table>`, switched to a new version in one transaction
+//! once it has caught up. The guide's "Read models in your database"
+//! chapter has the whole story.
 //!
 //! `benches/subscriptions.rs`, two runs on the 2-core box, quiet (nothing
 //! else running), PostgreSQL on loopback:

@@ -213,6 +213,21 @@
 //! writer, in transactions of their own). A snapshot save is one upsert that
 //! only replaces an older position, so racing saves keep the newest.
 //!
+//! # Read models
+//!
+//! A [`ReadModel`] is a [`SqlProjection`] whose [`ApplySql`] handlers write
+//! tables with plain SQL in the write transaction that also advances its
+//! checkpoint (with the lease's fence, when the runner has one), one
+//! `IMMEDIATE` transaction per batch of events, on the store's writer
+//! thread: every event's effect is applied exactly once, whatever crashes
+//! when. Run it with a
+//! [`ReadModelRunner`](sourcery_core::runner::ReadModelRunner). Each
+//! version of a projection writes its own tables (`<table>_v<n>`); readers
+//! query the view `<table>`, switched to a new version in one transaction
+//! once it has caught up. In the events' file a batch holds the write lock
+//! as an append does; a read model in another file (built from a store
+//! opened on it) does not delay appends.
+//!
 //! # Schema
 //!
 //! Tables are named `sourcery_*` (so the file can hold the application's
