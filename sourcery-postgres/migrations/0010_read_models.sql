@@ -12,9 +12,14 @@
 -- A claimed checkpoint may hold no position yet: `position` becomes
 -- nullable. Rows written before have no fence (NULL), which every token
 -- may claim.
+--
+-- `replay_until` is the head of the log when a read model's version was
+-- first claimed: the events at or below it are history replayed into it
+-- (`Delivery::is_replay`), those above it happened while it was live.
 ALTER TABLE __SCHEMA__.sourcery_checkpoints
     ALTER COLUMN position DROP NOT NULL,
-    ADD COLUMN fence bigint;
+    ADD COLUMN fence bigint,
+    ADD COLUMN replay_until bigint;
 
 CREATE TABLE __SCHEMA__.sourcery_leases (
     name        text        NOT NULL,

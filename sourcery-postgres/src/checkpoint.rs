@@ -146,6 +146,31 @@ impl CheckpointStore {
         Err(raced())
     }
 
+    /// Records `head` as where the replay of `name`'s history ends, unless
+    /// the name has applied something or has one recorded already; returns
+    /// the one recorded (`None` for a name that applied events before
+    /// replays were recorded).
+    pub(crate) async fn replay_until(&self, name: &str, head: i64) -> Result<Option<i64>, Error> {
+        let table = format!("\"{}\".sourcery_checkpoints", self.schema);
+        sqlx::query(&format!(
+            "INSERT INTO {table} AS saved (name, position, replay_until) VALUES ($1, NULL, $2) \
+             ON CONFLICT (name) DO UPDATE SET replay_until = EXCLUDED.replay_until \
+             WHERE saved.replay_until IS NULL AND saved.position IS NULL"
+        ))
+        .bind(name)
+        .bind(head)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| self.database(error))?;
+        let recorded: Option<Option<i64>> =
+            sqlx::query_scalar(&format!("SELECT replay_until FROM {table} WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|error| self.database(error))?;
+        Ok(recorded.flatten())
+    }
+
     /// The position and fence saved under `name`.
     async fn saved_on(
         &self,

@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use futures::future::BoxFuture;
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
@@ -128,6 +128,7 @@ type Handler<P> =
         &'a mut ReadModelTransaction,
         &'a Stored<P>,
         &'a Tables,
+        bool,
     )
         -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
@@ -197,6 +198,7 @@ fn handle<'a, P, T>(
     tx: &'a mut ReadModelTransaction,
     event: &'a Stored<P>,
     tables: &'a Tables,
+    replay: bool,
 ) -> Handled<'a, P>
 where
     P: ApplySql<T>,
@@ -205,7 +207,7 @@ where
     Box::pin(async move {
         let decoded: T = event.decode(&JsonCodec).map_err(Failure::Decode)?;
         projection
-            .apply(tx, &decoded, Delivery::new(event, tables))
+            .apply(tx, &decoded, Delivery::new(event, tables, replay))
             .await
             .map_err(Failure::Handler)
     })
@@ -306,6 +308,9 @@ pub struct ReadModel<P: SqlProjection> {
     tables: Tables,
     /// Whether readers are known to see this version or a later one.
     switched: AtomicBool,
+    /// The events at or below this position are replays (`i64::MIN`:
+    /// none).
+    replay_until: AtomicI64,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -324,6 +329,7 @@ impl<P: SqlProjection> ReadModel<P> {
             schema,
             name: checkpoint_name::<P>(P::VERSION),
             switched: AtomicBool::new(false),
+            replay_until: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -506,7 +512,7 @@ where
             .collect()
     }
 
-    async fn claim(&self, fence: Option<Fence>) -> Result<Claim<i64>, ReadModelError> {
+    async fn claim(&self, fence: Option<Fence>, head: Option<i64>) -> Result<Claim<i64>, ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
         self.projection
             .setup(&mut tx, &self.tables)
@@ -521,10 +527,19 @@ where
             // The first version of a projection is live from the start.
             self.switch().await?;
         }
-        Ok(match fence {
+        let claimed = match fence {
             Some(fence) => self.checkpoints.claim(&self.name, fence).await?,
             None => Claim::Claimed(self.checkpoints.load(&self.name).await?),
-        })
+        };
+        if let Claim::Claimed(_) = claimed {
+            let until = self
+                .checkpoints
+                .replay_until(&self.name, head.unwrap_or(0))
+                .await?;
+            self.replay_until
+                .store(until.unwrap_or(i64::MIN), Ordering::Release);
+        }
+        Ok(claimed)
     }
 
     async fn apply(
@@ -534,11 +549,18 @@ where
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        let replay_until = self.replay_until.load(Ordering::Acquire);
         for event in &events {
             if let Some(handler) = self.events.handler(event) {
-                handler(&self.projection, &mut tx, event, &self.tables)
-                    .await
-                    .map_err(|failure| Self::failure(event, failure))?;
+                handler(
+                    &self.projection,
+                    &mut tx,
+                    event,
+                    &self.tables,
+                    event.position <= replay_until,
+                )
+                .await
+                .map_err(|failure| Self::failure(event, failure))?;
             }
         }
         let advanced = self

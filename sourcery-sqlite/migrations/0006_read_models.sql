@@ -8,6 +8,9 @@ CREATE TABLE sourcery_checkpoints_fenced (
     name       TEXT PRIMARY KEY,
     position   INTEGER,
     fence      INTEGER,
+    -- The head of the log when a read model's version was first claimed:
+    -- events at or below it are history replayed into it.
+    replay_until INTEGER,
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) STRICT;
 INSERT INTO sourcery_checkpoints_fenced (name, position, updated_at)

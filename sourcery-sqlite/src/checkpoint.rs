@@ -197,6 +197,29 @@ pub(crate) fn advance_on(
     Err(raced())
 }
 
+/// Records `head` as where the replay of `name`'s history ends, unless
+/// the name has applied something or has one recorded already; returns the
+/// one recorded (`None` for a name that applied events before replays were
+/// recorded).
+pub(crate) fn replay_until_on(
+    connection: &Connection,
+    name: &str,
+    head: i64,
+) -> rusqlite::Result<Option<i64>> {
+    connection
+        .prepare_cached(
+            "INSERT INTO sourcery_checkpoints (name, position, replay_until) VALUES (?1, NULL, ?2) \
+             ON CONFLICT (name) DO UPDATE SET replay_until = excluded.replay_until \
+             WHERE sourcery_checkpoints.replay_until IS NULL AND sourcery_checkpoints.position IS NULL",
+        )?
+        .execute((name, head))?;
+    let recorded: Option<Option<i64>> = connection
+        .prepare_cached("SELECT replay_until FROM sourcery_checkpoints WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
+        .optional()?;
+    Ok(recorded.flatten())
+}
+
 /// The position and fence saved under `name`.
 fn saved_on(connection: &Connection, name: &str) -> rusqlite::Result<(Option<i64>, Option<Fence>)> {
     let row: Option<(Option<i64>, Option<i64>)> = connection

@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
@@ -13,7 +13,7 @@ use sourcery_core::event::{DecodeError, DecodeEvent};
 use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Tables};
 use sourcery_core::store::{EventFilter, StoredEvent};
 
-use crate::checkpoint::advance_on;
+use crate::checkpoint::{advance_on, replay_until_on};
 use crate::schema::At;
 use crate::store::Inner;
 use crate::{CheckpointStore, Error, Store};
@@ -126,6 +126,7 @@ type Handler<P> = fn(
     &Transaction<'_>,
     &Stored<P>,
     &Tables,
+    bool,
 ) -> Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>;
 
 /// A filter with the handler of the events it selects.
@@ -190,10 +191,11 @@ fn handle<P: ApplySql<T>, T: DecodeEvent>(
     tx: &Transaction<'_>,
     event: &Stored<P>,
     tables: &Tables,
+    replay: bool,
 ) -> Result<(), Failure<P::Id, P::Error>> {
     let decoded: T = event.decode(&JsonCodec).map_err(Failure::Decode)?;
     projection
-        .apply(tx, &decoded, Delivery::new(event, tables))
+        .apply(tx, &decoded, Delivery::new(event, tables, replay))
         .map_err(Failure::Handler)
 }
 
@@ -287,6 +289,9 @@ pub struct ReadModel<P: SqlProjection> {
     tables: Arc<Tables>,
     /// Whether readers are known to see this version or a later one.
     switched: AtomicBool,
+    /// The events at or below this position are replays (`i64::MIN`:
+    /// none).
+    replay_until: AtomicI64,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -302,6 +307,7 @@ impl<P: SqlProjection> ReadModel<P> {
             name: checkpoint_name::<P>(P::VERSION),
             tables: Arc::new(version_tables::<P>(P::VERSION)),
             switched: AtomicBool::new(false),
+            replay_until: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -483,7 +489,7 @@ where
             .collect()
     }
 
-    async fn claim(&self, fence: Option<Fence>) -> Result<Claim<i64>, ReadModelError> {
+    async fn claim(&self, fence: Option<Fence>, head: Option<i64>) -> Result<Claim<i64>, ReadModelError> {
         let projection = Arc::clone(&self.projection);
         let tables = Arc::clone(&self.tables);
         self.inner
@@ -507,10 +513,21 @@ where
             // The first version of a projection is live from the start.
             self.switch().await?;
         }
-        Ok(match fence {
+        let claimed = match fence {
             Some(fence) => self.checkpoints.claim(&self.name, fence).await?,
             None => Claim::Claimed(self.checkpoints.load(&self.name).await?),
-        })
+        };
+        if let Claim::Claimed(_) = claimed {
+            let name = self.name.clone();
+            let until = self
+                .inner
+                .writer
+                .run(move |connection, path| replay_until_on(connection, &name, head.unwrap_or(0)).at(path))
+                .await??;
+            self.replay_until
+                .store(until.unwrap_or(i64::MIN), Ordering::Release);
+        }
+        Ok(claimed)
     }
 
     async fn apply(
@@ -523,6 +540,7 @@ where
         let handlers = Arc::clone(&self.events);
         let tables = Arc::clone(&self.tables);
         let name = self.name.clone();
+        let replay_until = self.replay_until.load(Ordering::Acquire);
         let applied = self
             .inner
             .writer
@@ -532,7 +550,7 @@ where
                     .at(path)?;
                 for event in &events {
                     if let Some(handler) = handlers.handler(event) {
-                        handler(&projection, &tx, event, &tables)
+                        handler(&projection, &tx, event, &tables, event.position <= replay_until)
                             .map_err(|failed| failure::<P>(event, failed))?;
                     }
                 }

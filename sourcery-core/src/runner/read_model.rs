@@ -98,6 +98,7 @@ impl Tables {
 pub struct Delivery<'a, Id, Pos, M> {
     event: &'a StoredEvent<Id, Pos, M>,
     tables: &'a Tables,
+    replay: bool,
 }
 
 impl<Id, Pos, M> Clone for Delivery<'_, Id, Pos, M> {
@@ -110,10 +111,26 @@ impl<Id, Pos, M> Copy for Delivery<'_, Id, Pos, M> {}
 
 impl<'a, Id, Pos: Copy, M> Delivery<'a, Id, Pos, M> {
     /// The delivery of `event` to a read model whose tables are `tables`
-    /// (for the store crates' read models).
+    /// (for the store crates' read models); `replay` says whether it is
+    /// history replayed into a version being built.
     #[must_use]
-    pub fn new(event: &'a StoredEvent<Id, Pos, M>, tables: &'a Tables) -> Self {
-        Self { event, tables }
+    pub fn new(event: &'a StoredEvent<Id, Pos, M>, tables: &'a Tables, replay: bool) -> Self {
+        Self {
+            event,
+            tables,
+            replay,
+        }
+    }
+
+    /// Whether the event is history replayed into this version of the
+    /// read model rather than delivered live: it was in the log (at or
+    /// below its head) when the version first started. Skip side effects
+    /// (emails, calls to other services) for replays: they happened when
+    /// the event was live, or long ago. A restart is not a replay: events
+    /// written while the runner was down are live when it catches up.
+    #[must_use]
+    pub fn is_replay(&self) -> bool {
+        self.replay
     }
 
     /// The name to write table `table` of the read model under, ready for
@@ -194,9 +211,13 @@ pub trait ApplyInTransaction<S: Subscribe>: Send + Sync + 'static {
 
     /// Reads the checkpoint, claiming it for `fence` first when given
     /// (see [`CheckpointStore::claim`](crate::checkpoint::CheckpointStore::claim)).
+    /// `head` is the log's head now: the first claim of a version records
+    /// it, and the events up to it are replays
+    /// ([`Delivery::is_replay`]).
     fn claim(
         &self,
         fence: Option<Fence>,
+        head: Option<S::Position>,
     ) -> impl Future<Output = Result<Claim<S::Position>, Self::Error>> + Send + '_;
 
     /// In one transaction: applies `events` (in order; possibly none) and
@@ -428,7 +449,12 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
         };
         let mut guard = acquired.map_err(|error| RunnerError::Lease(name, Box::new(error)))?;
         self.fence = guard.fence();
-        let checkpoint = match self.read_model.claim(self.fence).await {
+        let head = self
+            .store
+            .head_position()
+            .await
+            .map_err(|error| RunnerError::Store(Box::new(error)))?;
+        let checkpoint = match self.read_model.claim(self.fence, head).await {
             Ok(Claim::Claimed(checkpoint)) => checkpoint,
             Ok(Claim::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
             Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),

@@ -197,7 +197,10 @@ async fn a_batch_under_an_old_fence_commits_nothing() {
         .unwrap();
     let read_model = ReadModel::new(&store, Rows { fail_at: None });
     let (old, new) = (Fence::new(1), Fence::new(2));
-    assert_eq!(read_model.claim(Some(old)).await.unwrap(), Claim::Claimed(None));
+    assert_eq!(
+        read_model.claim(Some(old), Some(last)).await.unwrap(),
+        Claim::Claimed(None)
+    );
     // A newer holder claims the checkpoint.
     assert_eq!(
         store.checkpoints().claim("rows.v1", new).await.unwrap(),
@@ -436,4 +439,70 @@ async fn a_new_version_is_rebuilt_beside_the_live_one_and_switched_to() {
     assert_eq!(store.checkpoints().load("balances.v1").await.unwrap(), None);
     assert_eq!(store.checkpoints().load("balances.v2").await.unwrap(), Some(last));
     v2.stop().await.expect("stop version 2");
+}
+
+/// Records, per event, whether it came as a replay.
+struct Replays;
+
+impl SqlProjection for Replays {
+    const KIND: &'static str = "replays";
+    type Id = String;
+    type Metadata = ();
+    type Error = rusqlite::Error;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.event::<Noted>()
+    }
+
+    fn setup(&self, tx: &rusqlite::Transaction<'_>, _: &Tables) -> rusqlite::Result<()> {
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS replays (n INTEGER NOT NULL, replay INTEGER NOT NULL)")
+    }
+}
+
+impl ApplySql<Noted> for Replays {
+    fn apply(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        event: &Noted,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT INTO replays (n, replay) VALUES (?1, ?2)")?
+            .execute((event.n, delivery.is_replay()))?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_at_the_first_start_is_a_replay_and_later_events_are_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let store = open(&path).await;
+    note(&store, 1..=5).await;
+    let runner = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, Replays))
+        .unwrap();
+    let live = note(&store, 6..=8).await;
+    runner.wait_for(live, WAIT).await.expect("live");
+    runner.stop().await.expect("stop");
+    // Written while the runner is down: live, not history, when it resumes.
+    let missed = note(&store, 9..=10).await;
+    let runner = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, Replays))
+        .unwrap();
+    runner.wait_for(missed, WAIT).await.expect("caught up");
+    runner.stop().await.expect("stop");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let mut statement = connection
+        .prepare("SELECT n, replay FROM replays ORDER BY n")
+        .unwrap();
+    let seen: Vec<(i64, bool)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(i64, bool)> = (1..=10).map(|n| (n, n <= 5)).collect();
+    assert_eq!(
+        seen, expected,
+        "the first five were history when the version started"
+    );
 }
