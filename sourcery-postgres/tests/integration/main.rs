@@ -15,6 +15,7 @@ mod global_order;
 mod ids;
 mod migrations;
 mod read_model;
+mod read_model_crash;
 mod runner;
 mod snapshots;
 mod subscriptions;

@@ -73,6 +73,7 @@ mod ids;
 mod migrations;
 mod open_together;
 mod read_model;
+mod read_model_crash;
 mod retry_after_kill;
 mod snapshots;
 mod subscriptions;
