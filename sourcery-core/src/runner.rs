@@ -76,7 +76,7 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::{Advance, CheckpointStore, Claim, Fence};
 use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
-use crate::subscription::{Follower, Progress, Subscribe};
+use crate::subscription::{Follower, Progress, Stall, Subscribe};
 
 pub mod read_model;
 
@@ -90,6 +90,7 @@ pub struct ProjectionRunner<S, K, L = NoLease> {
     lease: L,
     every_events: NonZeroUsize,
     every_interval: Duration,
+    behind_after: Duration,
 }
 
 /// Makes sure only one runner per projection applies events, across
@@ -215,6 +216,10 @@ pub enum WaitError {
 /// Where a runner is, and how fast it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent signals, read one by one"
+)]
 pub struct RunnerStatus<Pos> {
     /// Every consumed event at or below this position has been applied
     /// (for a read model: committed).
@@ -237,6 +242,13 @@ pub struct RunnerStatus<Pos> {
     pub applied: u64,
     /// How long it has been active.
     pub active_for: Duration,
+    /// Whether it fell behind: active, and not caught up with the log for
+    /// longer than its `behind_after` threshold (default 10 s).
+    pub behind: bool,
+    /// What holds the log's head back, when the store can tell (a
+    /// transaction left open on PostgreSQL): the runner cannot advance
+    /// past it until it ends.
+    pub stalled: Option<Stall>,
 }
 
 impl<Pos> RunnerStatus<Pos> {
@@ -250,6 +262,8 @@ impl<Pos> RunnerStatus<Pos> {
             started_from: None,
             applied: 0,
             active_for: Duration::ZERO,
+            behind: false,
+            stalled: None,
         }
     }
 
@@ -310,6 +324,7 @@ where
             lease: NoLease,
             every_events: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
             every_interval: Duration::from_secs(1),
+            behind_after: Duration::from_secs(10),
         }
     }
 }
@@ -331,6 +346,7 @@ where
             lease,
             every_events: self.every_events,
             every_interval: self.every_interval,
+            behind_after: self.behind_after,
         }
     }
 
@@ -345,6 +361,15 @@ where
     #[must_use]
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.every_interval = interval;
+        self
+    }
+
+    /// After how long without catching up with the log the runner reports
+    /// that it fell behind ([`RunnerStatus::behind`], and a `tracing`
+    /// warning); default 10 s.
+    #[must_use]
+    pub fn behind_after(mut self, threshold: Duration) -> Self {
+        self.behind_after = threshold;
         self
     }
 
@@ -398,9 +423,10 @@ where
             fence: None,
             unsaved: 0,
             last_save: Instant::now(),
-            pace: Pace::new(),
+            pace: Pace::new(self.behind_after),
             every_events: self.every_events.get(),
             every_interval: self.every_interval,
+            behind_after: self.behind_after,
         };
         let handle = tokio::spawn(task.run(self.lease, stop_requested));
         Ok(RunningProjection {
@@ -490,6 +516,7 @@ struct Task<S: Subscribe, K, P> {
     last_save: Instant,
     every_events: usize,
     every_interval: Duration,
+    behind_after: Duration,
 }
 
 impl<S, K, P> Task<S, K, P>
@@ -501,6 +528,9 @@ where
 {
     async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
         let outcome = self.hold_and_follow(&lease, &mut stop).await;
+        if let Err(error) = &outcome {
+            report_stop(P::KIND, error);
+        }
         // After losing the lease another runner may be ahead already: saving
         // now could move its checkpoint back.
         let holds_lease = self.status.borrow().active
@@ -548,7 +578,7 @@ where
                 .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?,
         };
         self.saved = checkpoint;
-        self.pace = Pace::new();
+        self.pace = Pace::new(self.behind_after);
         self.status.send_modify(|status| {
             status.position = checkpoint;
             status.started_from = checkpoint;
@@ -590,12 +620,13 @@ where
                         status.applied += 1;
                         status.active_for = active_for;
                     });
-                    self.pace.look_at_head(&self.store, &self.status).await?;
+                    self.pace.look_at_head(P::KIND, &self.store, &self.status).await?;
                     if self.unsaved >= self.every_events {
                         self.save().await?;
                     }
                 }
                 Some(Ok(Progress::CaughtUp(head))) => {
+                    self.pace.signal(P::KIND, &self.store, &self.status, true);
                     let active_for = self.pace.since.elapsed();
                     self.status.send_modify(|status| {
                         status.position = status.position.max(Some(head));
@@ -634,33 +665,87 @@ where
     }
 }
 
-/// When a runner became active, and when it last read the log's head.
+/// When a runner became active, when it last read the log's head, and
+/// when it was last caught up.
 struct Pace {
     since: Instant,
     head_read: Instant,
+    caught_up_at: Instant,
+    behind_after: Duration,
 }
 
 impl Pace {
     /// How often a runner that is behind reads the head, for its status.
     const HEAD_EVERY: Duration = Duration::from_secs(1);
 
-    fn new() -> Self {
+    fn new(behind_after: Duration) -> Self {
         let now = Instant::now();
         Self {
             since: now,
             head_read: now,
+            caught_up_at: now,
+            behind_after,
         }
     }
 
-    /// Reads the head into `status` when the last read is a while ago.
+    /// Updates the signals of `status` after a step of the runner of
+    /// `projection` (`caught_up`: the step reached the head), and logs
+    /// their changes.
+    fn signal<S: Subscribe>(
+        &mut self,
+        projection: &str,
+        store: &S,
+        status: &watch::Sender<RunnerStatus<S::Position>>,
+        caught_up: bool,
+    ) {
+        if caught_up {
+            self.caught_up_at = Instant::now();
+        }
+        let behind = !caught_up && self.caught_up_at.elapsed() >= self.behind_after;
+        let stalled = store.stall();
+        let active_for = self.since.elapsed();
+        let before = *status.borrow();
+        status.send_modify(|status| {
+            status.behind = behind;
+            status.stalled = stalled;
+            status.active_for = active_for;
+        });
+        if caught_up && (before.behind || !before.caught_up) {
+            tracing::info!(projection, position = ?before.position, "sourcery: the runner caught up with the log");
+        }
+        if behind && !before.behind {
+            tracing::warn!(
+                projection,
+                position = ?before.position,
+                head = ?before.head,
+                behind_for = ?self.caught_up_at.elapsed(),
+                "sourcery: the runner fell behind the log"
+            );
+        }
+        if let Some(stall) = stalled
+            && before.stalled.is_none()
+        {
+            tracing::warn!(
+                projection,
+                pid = ?stall.pid,
+                running_for = ?stall.running_for,
+                "sourcery: the runner is stalled: a transaction holds the log's head back"
+            );
+        }
+    }
+
+    /// Reads the head into `status` when the last read is a while ago,
+    /// and updates the runner's signals then.
     async fn look_at_head<S: Subscribe>(
         &mut self,
+        projection: &str,
         store: &S,
         status: &watch::Sender<RunnerStatus<S::Position>>,
     ) -> Result<(), RunnerError> {
         if self.head_read.elapsed() < Self::HEAD_EVERY {
             return Ok(());
         }
+        self.signal(projection, store, status, false);
         self.head_read = Instant::now();
         let head = store
             .head_position()
@@ -669,6 +754,19 @@ impl Pace {
         status.send_modify(|status| status.head = status.head.max(head));
         Ok(())
     }
+}
+
+/// Logs why the runner of `projection` stopped, with the chain of causes
+/// (the event that failed, when one did).
+fn report_stop(projection: &str, error: &RunnerError) {
+    let mut causes = error.to_string();
+    let mut source = StdError::source(error);
+    while let Some(cause) = source {
+        causes.push_str(": ");
+        causes.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(projection, error = %causes, "sourcery: the runner stopped");
 }
 
 /// Waits until `status` reports `position`, the runner stopped, or

@@ -122,6 +122,14 @@ pub trait Subscribe: GloballyOrdered + Clone + 'static {
         None
     }
 
+    /// What holds the head back, when the store knows it does: a
+    /// transaction left open keeps PostgreSQL's safe frontier, and every
+    /// subscriber, from moving. Runners report it in their status. `None`
+    /// by default (no store but PostgreSQL's can be held back).
+    fn stall(&self) -> Option<Stall> {
+        None
+    }
+
     /// The highest position a reader may consider settled: every event at
     /// or below it that will ever be visible is visible now.
     fn head_position(&self) -> impl Future<Output = Result<Option<Self::Position>, Self::Error>> + Send + '_;
@@ -208,6 +216,27 @@ impl<S: EventStore> Stream for Subscription<S> {
 impl<S: EventStore> fmt::Debug for Subscription<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+/// The head of the log held back by a transaction (see
+/// [`Subscribe::stall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stall {
+    /// The process id of the database backend running the oldest
+    /// transaction that holds the head back (`None`: not known, or a
+    /// prepared transaction).
+    pub pid: Option<i32>,
+    /// How long that transaction has run, when known.
+    pub running_for: Option<Duration>,
+}
+
+impl Stall {
+    /// A stall caused by backend `pid`, running for `running_for`.
+    #[must_use]
+    pub fn new(pid: Option<i32>, running_for: Option<Duration>) -> Self {
+        Self { pid, running_for }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct CheckpointStore {
     save: Arc<str>,
     claim: Arc<str>,
     advance: Arc<str>,
+    /// `advance`, also requiring the saved position to be `$4`.
+    advance_from: Arc<str>,
     saved: Arc<str>,
 }
 
@@ -65,15 +67,8 @@ impl CheckpointStore {
                  WHERE saved.fence IS NULL OR saved.fence <= EXCLUDED.fence \
                  RETURNING position"
             )),
-            advance: Arc::from(format!(
-                "INSERT INTO {table} AS saved (name, position, fence) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE \
-                 SET position = EXCLUDED.position, fence = GREATEST(saved.fence, EXCLUDED.fence), \
-                     updated_at = now() \
-                 WHERE (saved.fence IS NULL OR EXCLUDED.fence IS NULL OR saved.fence <= EXCLUDED.fence) \
-                   AND (saved.position IS NULL OR saved.position <= EXCLUDED.position) \
-                 RETURNING 1"
-            )),
+            advance: Arc::from(advance_sql(&table, "")),
+            advance_from: Arc::from(advance_sql(&table, "AND saved.position IS NOT DISTINCT FROM $4")),
             saved: Arc::from(format!("SELECT position, fence FROM {table} WHERE name = $1")),
         }
     }
@@ -126,12 +121,46 @@ impl CheckpointStore {
         position: i64,
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, Error> {
+        self.advance_checked(connection, name, position, fence, Start::Any)
+            .await
+    }
+
+    /// [`advance_on`](Self::advance_on), also refused
+    /// ([`Advance::Behind`], with the saved position) unless the saved
+    /// checkpoint is `from`: a read model's batch starts where its runner
+    /// last saw the checkpoint, so a batch another runner committed in the
+    /// meantime is never applied twice, lease or not.
+    pub(crate) async fn advance_from_on(
+        &self,
+        connection: &mut PgConnection,
+        name: &str,
+        from: Option<i64>,
+        position: i64,
+        fence: Option<Fence>,
+    ) -> Result<Advance<i64>, Error> {
+        self.advance_checked(connection, name, position, fence, Start::At(from))
+            .await
+    }
+
+    async fn advance_checked(
+        &self,
+        connection: &mut PgConnection,
+        name: &str,
+        position: i64,
+        fence: Option<Fence>,
+        from: Start,
+    ) -> Result<Advance<i64>, Error> {
         let bound = fence.map(stored_fence).transpose()?;
         for _ in 0..RACES {
-            let advanced = sqlx::query(&self.advance)
-                .bind(name)
-                .bind(position)
-                .bind(bound)
+            let statement = match from {
+                Start::At(from) => sqlx::query(&self.advance_from)
+                    .bind(name)
+                    .bind(position)
+                    .bind(bound)
+                    .bind(from),
+                Start::Any => sqlx::query(&self.advance).bind(name).bind(position).bind(bound),
+            };
+            let advanced = statement
                 .execute(&mut *connection)
                 .await
                 .map_err(|error| self.database(error))?;
@@ -141,6 +170,11 @@ impl CheckpointStore {
             let (saved, recorded) = self.saved_on(connection, name).await?;
             if let Some(refused) = checkpoint::refusal(saved, recorded, position, fence) {
                 return Ok(refused);
+            }
+            if let Start::At(from) = from
+                && saved != from
+            {
+                return Ok(Advance::Behind(saved.unwrap_or(position)));
             }
         }
         Err(raced())
@@ -285,6 +319,29 @@ impl checkpoint::CheckpointStore<i64> for CheckpointStore {
         let mut connection = self.pool.acquire().await?;
         self.advance_on(&mut connection, name, position, fence).await
     }
+}
+
+/// The conditional upsert of an advance into `table`, with `extra`
+/// conditions on the saved row.
+fn advance_sql(table: &str, extra: &str) -> String {
+    format!(
+        "INSERT INTO {table} AS saved (name, position, fence) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE \
+         SET position = EXCLUDED.position, fence = GREATEST(saved.fence, EXCLUDED.fence), \
+             updated_at = now() \
+         WHERE (saved.fence IS NULL OR EXCLUDED.fence IS NULL OR saved.fence <= EXCLUDED.fence) \
+           AND (saved.position IS NULL OR saved.position <= EXCLUDED.position) {extra} \
+         RETURNING 1"
+    )
+}
+
+/// Where an advance may start from.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Any saved position (below the new one).
+    Any,
+    /// Exactly this saved position.
+    At(Option<i64>),
 }
 
 /// How often a refused claim or advance is tried again when the row read

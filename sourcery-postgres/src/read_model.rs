@@ -545,6 +545,7 @@ where
     async fn apply(
         &self,
         events: Batch<Store<P::Id, M>>,
+        from: Option<i64>,
         through: i64,
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, ReadModelError> {
@@ -565,7 +566,7 @@ where
         }
         let advanced = self
             .checkpoints
-            .advance_on(&mut tx, &self.name, through, fence)
+            .advance_from_on(&mut tx, &self.name, from, through, fence)
             .await?;
         if advanced == Advance::Saved {
             tx.commit().await.map_err(Error::Database)?;

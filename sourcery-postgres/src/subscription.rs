@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sourcery_core::store::{EventFilter, StoredEvent, TextId};
-use sourcery_core::subscription::{CommitNotifier, CommitSignal, Subscribe};
+use sourcery_core::subscription::{self, CommitNotifier, CommitSignal, Subscribe};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 
@@ -144,6 +144,8 @@ struct Stall {
     head: Option<i64>,
     since: Instant,
     checked: Option<Instant>,
+    /// The oldest transaction found holding the frontier at `head`.
+    blocker: Option<subscription::Stall>,
 }
 
 impl Live {
@@ -172,6 +174,7 @@ impl Live {
                 head: None,
                 since: Instant::now(),
                 checked: None,
+                blocker: None,
             }),
         }
     }
@@ -232,6 +235,7 @@ impl Live {
                 head,
                 since: now,
                 checked: None,
+                blocker: None,
             };
             return false;
         }
@@ -529,6 +533,16 @@ where
             .iter()
             .filter(|blocker| blocker.running_for.is_none_or(|age| age >= threshold))
             .collect();
+        let oldest = old
+            .iter()
+            .max_by_key(|blocker| blocker.running_for)
+            .map(|blocker| subscription::Stall::new(blocker.pid, blocker.running_for));
+        {
+            let mut stall = self.live().stall.lock().unwrap_or_else(PoisonError::into_inner);
+            if stall.head == head {
+                stall.blocker = oldest;
+            }
+        }
         if old.is_empty() {
             return;
         }
@@ -558,6 +572,17 @@ where
     /// [`SubscriptionOptions::poll_interval`]: notifications can be missed.
     fn poll_interval(&self) -> Option<Duration> {
         Some(self.live().options.poll_interval)
+    }
+
+    /// The oldest transaction found holding the safe frontier, once it has
+    /// not moved for [`SubscriptionOptions::warn_on_stall_after`] (checked
+    /// when subscribers read the head); `None` once it moves.
+    fn stall(&self) -> Option<subscription::Stall> {
+        self.live()
+            .stall
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .blocker
     }
 
     /// The safe frontier ([`Store::safe_position`]). Warns (rate-limited)

@@ -32,6 +32,18 @@ const ADVANCE: &str = "INSERT INTO sourcery_checkpoints (name, position, fence) 
                          AND (sourcery_checkpoints.position IS NULL \
                               OR sourcery_checkpoints.position <= excluded.position)";
 
+/// `ADVANCE`, also requiring the saved position to be `?4`.
+const ADVANCE_FROM: &str = "INSERT INTO sourcery_checkpoints (name, position, fence) VALUES (?1, ?2, ?3) \
+                            ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
+                            fence = max(coalesce(sourcery_checkpoints.fence, excluded.fence), \
+                                        coalesce(excluded.fence, sourcery_checkpoints.fence)), \
+                            updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                            WHERE (sourcery_checkpoints.fence IS NULL OR excluded.fence IS NULL \
+                                   OR sourcery_checkpoints.fence <= excluded.fence) \
+                              AND (sourcery_checkpoints.position IS NULL \
+                                   OR sourcery_checkpoints.position <= excluded.position) \
+                              AND sourcery_checkpoints.position IS ?4";
+
 const SAVED: &str = "SELECT position, fence FROM sourcery_checkpoints WHERE name = ?1";
 
 /// Projection checkpoints kept in the event store's file (table
@@ -181,17 +193,51 @@ pub(crate) fn advance_on(
     position: i64,
     fence: Option<Fence>,
 ) -> rusqlite::Result<Advance<i64>> {
+    advance_checked(connection, name, position, fence, Start::Any)
+}
+
+/// [`advance_on`], also refused ([`Advance::Behind`], with the saved
+/// position) unless the saved checkpoint is `from`: a read model's batch
+/// starts where its runner last saw the checkpoint, so a batch another
+/// runner committed in the meantime is never applied twice, lease or not.
+pub(crate) fn advance_from_on(
+    connection: &Connection,
+    name: &str,
+    from: Option<i64>,
+    position: i64,
+    fence: Option<Fence>,
+) -> rusqlite::Result<Advance<i64>> {
+    advance_checked(connection, name, position, fence, Start::At(from))
+}
+
+fn advance_checked(
+    connection: &Connection,
+    name: &str,
+    position: i64,
+    fence: Option<Fence>,
+    from: Start,
+) -> rusqlite::Result<Advance<i64>> {
     let bound = fence.map(stored_fence).transpose()?;
     for _ in 0..RACES {
-        let changed = connection
-            .prepare_cached(ADVANCE)?
-            .execute((name, position, bound))?;
+        let changed = match from {
+            Start::At(from) => connection
+                .prepare_cached(ADVANCE_FROM)?
+                .execute((name, position, bound, from))?,
+            Start::Any => connection
+                .prepare_cached(ADVANCE)?
+                .execute((name, position, bound))?,
+        };
         if changed > 0 {
             return Ok(Advance::Saved);
         }
         let (saved, recorded) = saved_on(connection, name)?;
         if let Some(refused) = checkpoint::refusal(saved, recorded, position, fence) {
             return Ok(refused);
+        }
+        if let Start::At(from) = from
+            && saved != from
+        {
+            return Ok(Advance::Behind(saved.unwrap_or(position)));
         }
     }
     Err(raced())
@@ -228,6 +274,15 @@ fn saved_on(connection: &Connection, name: &str) -> rusqlite::Result<(Option<i64
         .optional()?;
     let (position, fence) = row.unwrap_or_default();
     Ok((position, fence.map(|fence| Fence::new(fence.cast_unsigned()))))
+}
+
+/// Where an advance may start from.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Any saved position (below the new one).
+    Any,
+    /// Exactly this saved position.
+    At(Option<i64>),
 }
 
 /// How often a refused claim or advance is tried again when the row read

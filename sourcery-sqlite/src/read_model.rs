@@ -13,7 +13,7 @@ use sourcery_core::event::{DecodeError, DecodeEvent};
 use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Tables};
 use sourcery_core::store::{EventFilter, StoredEvent};
 
-use crate::checkpoint::{advance_on, replay_until_on};
+use crate::checkpoint::{advance_from_on, replay_until_on};
 use crate::schema::At;
 use crate::store::Inner;
 use crate::{CheckpointStore, Error, Store};
@@ -533,6 +533,7 @@ where
     async fn apply(
         &self,
         events: Batch<Store<P::Id, M>>,
+        from: Option<i64>,
         through: i64,
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, ReadModelError> {
@@ -554,7 +555,7 @@ where
                             .map_err(|failed| failure::<P>(event, failed))?;
                     }
                 }
-                let advanced = advance_on(&tx, &name, through, fence).at(path)?;
+                let advanced = advance_from_on(&tx, &name, from, through, fence).at(path)?;
                 if advanced == Advance::Saved {
                     tx.commit().at(path)?;
                 }

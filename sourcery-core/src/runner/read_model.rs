@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    Lease, LeaseGuard, NoLease, Pace, RunnerError, RunnerStatus, WaitError, stopped, wait_for_status,
+    Lease, LeaseGuard, NoLease, Pace, RunnerError, RunnerStatus, WaitError, report_stop, stopped,
+    wait_for_status,
 };
 use crate::checkpoint::{Advance, Claim, Fence};
 use crate::id::EventId;
@@ -220,15 +221,19 @@ pub trait ApplyInTransaction<S: Subscribe>: Send + Sync + 'static {
         head: Option<S::Position>,
     ) -> impl Future<Output = Result<Claim<S::Position>, Self::Error>> + Send + '_;
 
-    /// In one transaction: applies `events` (in order; possibly none) and
-    /// advances the checkpoint to `through` (at or above the last event's
-    /// position) with `fence`
+    /// In one transaction: applies `events` (in order; possibly none, all
+    /// after `from`) and advances the checkpoint from `from` to `through`
+    /// (at or above the last event's position) with `fence`
     /// ([`CheckpointStore::advance`](crate::checkpoint::CheckpointStore::advance)).
     /// Commits only when the advance is [`Advance::Saved`]; a refusal
-    /// rolls the writes back and is returned.
+    /// rolls the writes back and is returned. The advance is also refused
+    /// ([`Advance::Behind`]) when the saved checkpoint is no longer `from`:
+    /// another runner committed in the meantime, so the batch would apply
+    /// its events a second time.
     fn apply(
         &self,
         events: Batch<S>,
+        from: Option<S::Position>,
         through: S::Position,
         fence: Option<Fence>,
     ) -> impl Future<Output = Result<Advance<S::Position>, Self::Error>> + Send + '_;
@@ -250,6 +255,7 @@ pub struct ReadModelRunner<S, L = NoLease> {
     batch_size: NonZeroUsize,
     linger: Duration,
     idle_checkpoint: Duration,
+    behind_after: Duration,
 }
 
 impl<S: Subscribe> ReadModelRunner<S> {
@@ -262,6 +268,7 @@ impl<S: Subscribe> ReadModelRunner<S> {
             batch_size: NonZeroUsize::new(500).unwrap_or(NonZeroUsize::MIN),
             linger: Duration::ZERO,
             idle_checkpoint: Duration::from_secs(1),
+            behind_after: Duration::from_secs(10),
         }
     }
 }
@@ -277,6 +284,7 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
             batch_size: self.batch_size,
             linger: self.linger,
             idle_checkpoint: self.idle_checkpoint,
+            behind_after: self.behind_after,
         }
     }
 
@@ -303,6 +311,15 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
     #[must_use]
     pub fn idle_checkpoint(mut self, interval: Duration) -> Self {
         self.idle_checkpoint = interval;
+        self
+    }
+
+    /// After how long without catching up with the log the runner reports
+    /// that it fell behind ([`RunnerStatus::behind`], and a `tracing`
+    /// warning); default 10 s.
+    #[must_use]
+    pub fn behind_after(mut self, threshold: Duration) -> Self {
+        self.behind_after = threshold;
         self
     }
 
@@ -340,8 +357,9 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
             batch_size: self.batch_size.get(),
             linger: self.linger,
             idle_checkpoint: self.idle_checkpoint,
+            behind_after: self.behind_after,
             last_save: Instant::now(),
-            pace: Pace::new(),
+            pace: Pace::new(self.behind_after),
         };
         let name = task.read_model.kind();
         let handle = tokio::spawn(task.run(self.lease, stop_requested));
@@ -411,6 +429,7 @@ struct Task<S: Subscribe, T> {
     batch_size: usize,
     linger: Duration,
     idle_checkpoint: Duration,
+    behind_after: Duration,
     last_save: Instant,
     pace: Pace,
 }
@@ -426,6 +445,9 @@ enum Woken<P> {
 impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
     async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
         let outcome = self.hold_and_follow(&lease, &mut stop).await;
+        if let Err(error) = &outcome {
+            report_stop(self.read_model.kind(), error);
+        }
         self.status.send_modify(|status| {
             status.running = false;
             status.active = false;
@@ -460,7 +482,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
             Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),
         };
         self.saved = checkpoint;
-        self.pace = Pace::new();
+        self.pace = Pace::new(self.behind_after);
         self.status.send_modify(|status| {
             status.position = checkpoint;
             status.started_from = checkpoint;
@@ -513,6 +535,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
                     if !self.batch.is_empty() || self.last_save.elapsed() >= self.idle_checkpoint {
                         self.flush(Some(head), guard.is_lost()).await?;
                     }
+                    self.pace.signal(name, &self.store, &self.status, true);
                     let active_for = self.pace.since.elapsed();
                     self.status.send_modify(|status| {
                         // With no batch in hand, every consumed event up to
@@ -573,7 +596,11 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
         }
         let events = std::mem::take(&mut self.batch);
         let count = events.len() as u64;
-        match self.read_model.apply(events, through, self.fence).await {
+        match self
+            .read_model
+            .apply(events, self.saved, through, self.fence)
+            .await
+        {
             Ok(Advance::Saved) => {}
             Ok(Advance::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
             Ok(Advance::Behind(_)) => return Err(RunnerError::CheckpointAhead(name)),
@@ -587,6 +614,8 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
             status.applied += count;
             status.active_for = active_for;
         });
-        self.pace.look_at_head(&self.store, &self.status).await
+        self.pace
+            .look_at_head(self.read_model.kind(), &self.store, &self.status)
+            .await
     }
 }

@@ -220,7 +220,11 @@ struct Reported<T>(T);
 impl<T: ApplyInTransaction<PgStore>> ApplyInTransaction<PgStore> for Reported<T> {
     type Error = T::Error;
 
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn name(&self) -> &str {
         self.0.name()
     }
 
@@ -228,18 +232,19 @@ impl<T: ApplyInTransaction<PgStore>> ApplyInTransaction<PgStore> for Reported<T>
         self.0.filters()
     }
 
-    async fn claim(&self, fence: Option<Fence>) -> Result<Claim<i64>, T::Error> {
-        self.0.claim(fence).await
+    async fn claim(&self, fence: Option<Fence>, head: Option<i64>) -> Result<Claim<i64>, T::Error> {
+        self.0.claim(fence, head).await
     }
 
     async fn apply(
         &self,
         events: Batch<PgStore>,
+        from: Option<i64>,
         through: i64,
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, T::Error> {
         println!("{MARK}begun {} {through}", events.len());
-        let advanced = self.0.apply(events, through, fence).await?;
+        let advanced = self.0.apply(events, from, through, fence).await?;
         if advanced == Advance::Saved {
             println!("{MARK}committed {through}");
         }
@@ -296,7 +301,7 @@ async fn read_state(pool: &PgPool, schema: &str) -> ReadModelState {
     let checkpoint: Option<i64> = sqlx::query_scalar(&format!(
         "SELECT position FROM \"{schema}\".sourcery_checkpoints WHERE name = $1"
     ))
-    .bind(Tallies::KIND)
+    .bind(format!("{}.v1", Tallies::KIND))
     .fetch_optional(&mut *tx)
     .await
     .expect("the checkpoint reads")

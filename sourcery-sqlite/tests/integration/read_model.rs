@@ -206,7 +206,10 @@ async fn a_batch_under_an_old_fence_commits_nothing() {
         store.checkpoints().claim("rows.v1", new).await.unwrap(),
         Claim::Claimed(None)
     );
-    let refused = read_model.apply(events.clone(), last, Some(old)).await.unwrap();
+    let refused = read_model
+        .apply(events.clone(), None, last, Some(old))
+        .await
+        .unwrap();
     assert_eq!(refused, Advance::Fenced(new));
     assert!(
         applied(&path).is_empty(),
@@ -215,7 +218,7 @@ async fn a_batch_under_an_old_fence_commits_nothing() {
     assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), None);
 
     assert_eq!(
-        read_model.apply(events, last, Some(new)).await.unwrap(),
+        read_model.apply(events, None, last, Some(new)).await.unwrap(),
         Advance::Saved
     );
     assert_eq!(applied(&path), vec![1, 2, 3]);
@@ -505,4 +508,36 @@ async fn history_at_the_first_start_is_a_replay_and_later_events_are_live() {
         seen, expected,
         "the first five were history when the version started"
     );
+}
+
+/// Two runners without a lease read the same checkpoint and apply the same
+/// batch: the second one's advance finds the checkpoint moved and rolls its
+/// rows back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_from_a_stale_checkpoint_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let store = open(&path).await;
+    let last = note(&store, 1..=3).await;
+    let events = store
+        .load_events(&[sourcery_core::store::EventFilter::for_event(Noted::KIND)])
+        .await
+        .unwrap();
+    let first = ReadModel::new(&store, Rows { fail_at: None });
+    let second = ReadModel::new(&store, Rows { fail_at: None });
+    assert_eq!(first.claim(None, Some(last)).await.unwrap(), Claim::Claimed(None));
+    assert_eq!(
+        second.claim(None, Some(last)).await.unwrap(),
+        Claim::Claimed(None)
+    );
+    assert_eq!(
+        first.apply(events.clone(), None, last, None).await.unwrap(),
+        Advance::Saved
+    );
+    assert_eq!(
+        second.apply(events, None, last, None).await.unwrap(),
+        Advance::Behind(last),
+        "the checkpoint moved since the second read it"
+    );
+    assert_eq!(applied(&path), vec![1, 2, 3], "each event once");
 }

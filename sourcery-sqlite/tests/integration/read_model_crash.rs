@@ -139,7 +139,11 @@ struct Reported<T>(T);
 impl<T: ApplyInTransaction<TestStore>> ApplyInTransaction<TestStore> for Reported<T> {
     type Error = T::Error;
 
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn name(&self) -> &str {
         self.0.name()
     }
 
@@ -147,18 +151,19 @@ impl<T: ApplyInTransaction<TestStore>> ApplyInTransaction<TestStore> for Reporte
         self.0.filters()
     }
 
-    async fn claim(&self, fence: Option<Fence>) -> Result<Claim<i64>, T::Error> {
-        self.0.claim(fence).await
+    async fn claim(&self, fence: Option<Fence>, head: Option<i64>) -> Result<Claim<i64>, T::Error> {
+        self.0.claim(fence, head).await
     }
 
     async fn apply(
         &self,
         events: Batch<TestStore>,
+        from: Option<i64>,
         through: i64,
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, T::Error> {
         println!("{MARK}begun {} {through}", events.len());
-        let advanced = self.0.apply(events, through, fence).await?;
+        let advanced = self.0.apply(events, from, through, fence).await?;
         if advanced == Advance::Saved {
             println!("{MARK}committed {through}");
         }
@@ -212,7 +217,7 @@ fn read_state(path: &Path) -> ReadModelState {
     let checkpoint: Option<i64> = tx
         .query_row(
             "SELECT position FROM sourcery_checkpoints WHERE name = ?1",
-            [Tallies::KIND],
+            [format!("{}.v1", Tallies::KIND)],
             |row| row.get(0),
         )
         .optional()
