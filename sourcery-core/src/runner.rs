@@ -586,12 +586,27 @@ where
         });
         let mut follower = Follower::new(self.store.clone(), self.events.filters(), checkpoint);
         loop {
-            let next = {
+            let stopping = *stop.borrow() || stop.has_changed().is_err();
+            let next = if follower.has_buffered() && !stopping {
+                // Read already: no wait, nothing to race against (the lease
+                // is checked before the event is applied).
+                follower.next().await
+            } else {
                 let interrupted = Box::pin(future::select(Box::pin(stopped(stop)), Box::pin(guard.lost())));
+                let tick = Box::pin(tokio::time::sleep(Pace::HEAD_EVERY));
+                // Cancel-safe: `Follower::next` loses nothing when dropped.
                 let progress = Box::pin(follower.next());
-                match future::select(interrupted, progress).await {
-                    Either::Left((Either::Left(_), _)) => return Ok(()),
-                    Either::Left((Either::Right(_), _)) => return Err(RunnerError::LeaseLost(P::KIND)),
+                match future::select(future::select(interrupted, tick), progress).await {
+                    Either::Left((Either::Left((Either::Left(_), _)), _)) => return Ok(()),
+                    Either::Left((Either::Left((Either::Right(_), _)), _)) => {
+                        return Err(RunnerError::LeaseLost(P::KIND));
+                    }
+                    Either::Left((Either::Right(_), _)) => {
+                        // Nothing came for a while: the signals still move
+                        // (a stall, falling behind).
+                        self.pace.signal(P::KIND, &self.store, &self.status, false);
+                        continue;
+                    }
                     Either::Right((progress, _)) => progress,
                 }
             };
@@ -672,6 +687,8 @@ struct Pace {
     head_read: Instant,
     caught_up_at: Instant,
     behind_after: Duration,
+    /// Whether nothing came since the runner last caught up.
+    idle: bool,
 }
 
 impl Pace {
@@ -685,6 +702,7 @@ impl Pace {
             head_read: now,
             caught_up_at: now,
             behind_after,
+            idle: false,
         }
     }
 
@@ -700,8 +718,11 @@ impl Pace {
     ) {
         if caught_up {
             self.caught_up_at = Instant::now();
+            self.idle = true;
         }
-        let behind = !caught_up && self.caught_up_at.elapsed() >= self.behind_after;
+        // Idle at the head is not behind: only a runner with events to read
+        // can be.
+        let behind = !caught_up && !self.idle && self.caught_up_at.elapsed() >= self.behind_after;
         let stalled = store.stall();
         let active_for = self.since.elapsed();
         let before = *status.borrow();
@@ -742,6 +763,7 @@ impl Pace {
         store: &S,
         status: &watch::Sender<RunnerStatus<S::Position>>,
     ) -> Result<(), RunnerError> {
+        self.idle = false;
         if self.head_read.elapsed() < Self::HEAD_EVERY {
             return Ok(());
         }
@@ -790,4 +812,43 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     // `wait_for` returns an error when the sender (the handle) is dropped:
     // that is a stop too.
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::{Pace, RunnerStatus};
+    use crate::store::inmemory;
+
+    #[test]
+    fn a_runner_with_events_to_read_past_its_threshold_is_behind_and_an_idle_one_is_not() {
+        let store = inmemory::Store::<String, ()>::new();
+        let (status, watch_status) = watch::channel(RunnerStatus::<u64>::starting());
+        let mut pace = Pace::new(Duration::ZERO);
+
+        // Reading events, not caught up since it started: behind.
+        pace.idle = false;
+        pace.signal("p", &store, &status, false);
+        assert!(watch_status.borrow().behind);
+        // It catches up: no longer behind.
+        pace.signal("p", &store, &status, true);
+        assert!(!watch_status.borrow().behind);
+        // Nothing came since: idle at the head, not behind.
+        pace.signal("p", &store, &status, false);
+        assert!(!watch_status.borrow().behind);
+        assert_eq!(
+            watch_status.borrow().stalled,
+            None,
+            "the in-memory store never stalls"
+        );
+
+        // With a threshold not reached yet, reading is not behind.
+        let mut patient = Pace::new(Duration::from_secs(3600));
+        patient.idle = false;
+        patient.signal("p", &store, &status, false);
+        assert!(!watch_status.borrow().behind);
+    }
 }

@@ -439,6 +439,8 @@ enum Woken<P> {
     Stop,
     Lost,
     Linger,
+    /// Nothing came for a while.
+    Tick,
     Progress(P),
 }
 
@@ -500,6 +502,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
                 }
                 Woken::Lost => return Err(RunnerError::LeaseLost(name)),
                 Woken::Linger => self.flush(follower.position(), guard.is_lost()).await?,
+                Woken::Tick => self.pace.signal(name, &self.store, &self.status, false),
                 Woken::Progress(None) => return Ok(()),
                 Woken::Progress(Some(Err(error))) => {
                     return Err(match S::into_decode_error(error) {
@@ -568,12 +571,17 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
             Either::Right(tokio::time::sleep_until(self.batch_started + self.linger))
         };
         let (stopping, losing, lingering) = (pin!(stopped(stop)), pin!(guard.lost()), pin!(linger));
-        let interrupted = pin!(future::select(future::select(stopping, losing), lingering));
+        let tick = pin!(tokio::time::sleep(Pace::HEAD_EVERY));
+        let interrupted = pin!(future::select(
+            future::select(future::select(stopping, losing), lingering),
+            tick
+        ));
         // Cancel-safe: `Follower::next` loses nothing when dropped.
         match future::select(interrupted, pin!(follower.next())).await {
-            Either::Left((Either::Left((Either::Left(_), _)), _)) => Woken::Stop,
-            Either::Left((Either::Left((Either::Right(_), _)), _)) => Woken::Lost,
-            Either::Left((Either::Right(_), _)) => Woken::Linger,
+            Either::Left((Either::Left((Either::Left((Either::Left(_), _)), _)), _)) => Woken::Stop,
+            Either::Left((Either::Left((Either::Left((Either::Right(_), _)), _)), _)) => Woken::Lost,
+            Either::Left((Either::Left((Either::Right(_), _)), _)) => Woken::Linger,
+            Either::Left((Either::Right(_), _)) => Woken::Tick,
             Either::Right((progress, _)) => Woken::Progress(progress),
         }
     }

@@ -522,3 +522,58 @@ async fn foreign_transactions_hold_neither_subscribers_nor_runners() {
         }
     }
 }
+
+/// A transaction left open holds the runner at the frontier: its status
+/// names the transaction's backend, and clears once it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_names_the_transaction_that_stalls_it_in_its_status() {
+    let options = SubscriptionOptions::default().warn_on_stall_after(Duration::from_millis(200));
+    let Some(store) = quick_store(10, options).await else {
+        return;
+    };
+    let first = append(&store, "first", [1]).await;
+    let runner = ProjectionRunner::new(
+        store.clone(),
+        sourcery_core::checkpoint::inmemory::CheckpointStore::new(),
+    )
+    .start(Applied::default())
+    .unwrap();
+    runner
+        .wait_for(first, Duration::from_secs(15))
+        .await
+        .expect("caught up");
+    assert_eq!(runner.status().stalled, None);
+
+    let mut a = connect().await;
+    let a_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    append_in_open_transaction(&mut a, &store, 2).await;
+    let later = append(&store, "b", [3]).await;
+    let stall = support::bounded("the stall in the runner's status", 15, async {
+        loop {
+            if let Some(stall) = runner.status().stalled {
+                return stall;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(stall.pid, Some(a_pid), "the open transaction's backend is named");
+    assert!(runner.status().position < Some(later), "held at the frontier");
+
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+    runner
+        .wait_for(later, Duration::from_secs(15))
+        .await
+        .expect("moves on");
+    support::bounded("the stall cleared", 15, async {
+        while runner.status().stalled.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let applied = runner.stop().await.expect("stop");
+    assert_eq!(applied.0, vec![1, 3]);
+}
