@@ -39,3 +39,13 @@ CREATE TABLE __SCHEMA__.sourcery_read_models (
     switched_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT sourcery_read_models_pkey PRIMARY KEY (name)
 );
+
+-- Events a read model's version skips: parked by an operator
+-- (`ReadModel::park`) after its handler failed on them, with the reason.
+CREATE TABLE __SCHEMA__.sourcery_parked_events (
+    name      text        NOT NULL,
+    position  bigint      NOT NULL,
+    reason    text        NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT sourcery_parked_events_pkey PRIMARY KEY (name, position)
+);

@@ -1,17 +1,18 @@
 //! Transactional projections: read models written with plain SQL in the
 //! transaction that advances their checkpoint ([`ReadModel`]).
 
+use std::collections::BTreeSet;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
 use sourcery_core::event::{DecodeError, DecodeEvent};
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Tables};
+use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Parked, Tables};
 use sourcery_core::store::{EventFilter, StoredEvent};
 use sqlx::{Postgres, Transaction};
 
@@ -311,6 +312,8 @@ pub struct ReadModel<P: SqlProjection> {
     /// The events at or below this position are replays (`i64::MIN`:
     /// none).
     replay_until: AtomicI64,
+    /// The positions of the parked events, as of the last claim.
+    parked: Mutex<Arc<BTreeSet<i64>>>,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -330,7 +333,72 @@ impl<P: SqlProjection> ReadModel<P> {
             name: checkpoint_name::<P>(P::VERSION),
             switched: AtomicBool::new(false),
             replay_until: AtomicI64::new(i64::MIN),
+            parked: Mutex::new(Arc::new(BTreeSet::new())),
         }
+    }
+
+    /// Parks the event at `position` for this version: its runner skips
+    /// it from its next start on (it reads the parked events when it
+    /// starts), and the record of why stays. For an event whose handler
+    /// fails (the runner stopped on it, naming its position): park it,
+    /// then start the runner again. Nothing is ever skipped without one.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when the database fails.
+    pub async fn park(&self, position: i64, reason: &str) -> Result<(), ReadModelError> {
+        sqlx::query(&format!(
+            "INSERT INTO {}.sourcery_parked_events (name, position, reason) VALUES ($1, $2, $3) \
+             ON CONFLICT (name, position) DO UPDATE SET reason = EXCLUDED.reason, parked_at = now()",
+            self.schema
+        ))
+        .bind(&self.name)
+        .bind(position)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| self.checkpoints.database(error))?;
+        Ok(())
+    }
+
+    /// Takes the event at `position` off the parked list (a runner that
+    /// has passed it does not go back to it). Returns whether it was
+    /// parked.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when the database fails.
+    pub async fn unpark(&self, position: i64) -> Result<bool, ReadModelError> {
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM {}.sourcery_parked_events WHERE name = $1 AND position = $2",
+            self.schema
+        ))
+        .bind(&self.name)
+        .bind(position)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| self.checkpoints.database(error))?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// The events parked for this version, by position.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when the database fails.
+    pub async fn parked(&self) -> Result<Vec<Parked<i64>>, ReadModelError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT position, reason FROM {}.sourcery_parked_events WHERE name = $1 ORDER BY position",
+            self.schema
+        ))
+        .bind(&self.name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| self.checkpoints.database(error))?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, reason)| Parked::new(position, reason))
+            .collect())
     }
 
     /// The tables this version writes.
@@ -538,6 +606,13 @@ where
                 .await?;
             self.replay_until
                 .store(until.unwrap_or(i64::MIN), Ordering::Release);
+            let parked: BTreeSet<i64> = self
+                .parked()
+                .await?
+                .into_iter()
+                .map(|parked| parked.position)
+                .collect();
+            *self.parked.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(parked);
         }
         Ok(claimed)
     }
@@ -551,7 +626,16 @@ where
     ) -> Result<Advance<i64>, ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
         let replay_until = self.replay_until.load(Ordering::Acquire);
+        let parked = Arc::clone(&self.parked.lock().unwrap_or_else(PoisonError::into_inner));
         for event in &events {
+            if parked.contains(&event.position) {
+                tracing::warn!(
+                    projection = P::KIND,
+                    position = event.position,
+                    "sourcery-postgres: skipping a parked event"
+                );
+                continue;
+            }
             if let Some(handler) = self.events.handler(event) {
                 handler(
                     &self.projection,

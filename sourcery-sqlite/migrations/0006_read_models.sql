@@ -27,3 +27,13 @@ CREATE TABLE sourcery_read_models (
     live_version INTEGER NOT NULL,
     switched_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) STRICT;
+
+-- Events a read model's version skips: parked by an operator
+-- (`ReadModel::park`) after its handler failed on them, with the reason.
+CREATE TABLE sourcery_parked_events (
+    name      TEXT NOT NULL,
+    position  INTEGER NOT NULL,
+    reason    TEXT NOT NULL,
+    parked_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (name, position)
+) STRICT;

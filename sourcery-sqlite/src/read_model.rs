@@ -1,16 +1,17 @@
 //! Transactional projections: read models written with plain SQL in the
 //! write transaction that advances their checkpoint ([`ReadModel`]).
 
+use std::collections::BTreeSet;
 use std::error::Error as StdError;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
 use sourcery_core::event::{DecodeError, DecodeEvent};
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Tables};
+use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Parked, Tables};
 use sourcery_core::store::{EventFilter, StoredEvent};
 
 use crate::checkpoint::{advance_from_on, replay_until_on};
@@ -292,6 +293,8 @@ pub struct ReadModel<P: SqlProjection> {
     /// The events at or below this position are replays (`i64::MIN`:
     /// none).
     replay_until: AtomicI64,
+    /// The positions of the parked events, as of the last claim.
+    parked: Mutex<Arc<BTreeSet<i64>>>,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -308,7 +311,86 @@ impl<P: SqlProjection> ReadModel<P> {
             tables: Arc::new(version_tables::<P>(P::VERSION)),
             switched: AtomicBool::new(false),
             replay_until: AtomicI64::new(i64::MIN),
+            parked: Mutex::new(Arc::new(BTreeSet::new())),
         }
+    }
+
+    /// Parks the event at `position` for this version: its runner skips
+    /// it from its next start on (it reads the parked events when it
+    /// starts), and the record of why stays. For an event whose handler
+    /// fails (the runner stopped on it, naming its position): park it,
+    /// then start the runner again. Nothing is ever skipped without one.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when SQLite fails.
+    pub async fn park(&self, position: i64, reason: &str) -> Result<(), ReadModelError> {
+        let (name, reason) = (self.name.clone(), reason.to_owned());
+        self.inner
+            .writer
+            .run(move |connection, path| {
+                connection
+                    .execute(
+                        "INSERT INTO sourcery_parked_events (name, position, reason) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (name, position) DO UPDATE SET reason = excluded.reason, \
+                         parked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                        (&name, position, &reason),
+                    )
+                    .map(drop)
+                    .at(path)
+            })
+            .await??;
+        Ok(())
+    }
+
+    /// Takes the event at `position` off the parked list (a runner that
+    /// has passed it does not go back to it). Returns whether it was
+    /// parked.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when SQLite fails.
+    pub async fn unpark(&self, position: i64) -> Result<bool, ReadModelError> {
+        let name = self.name.clone();
+        let deleted = self
+            .inner
+            .writer
+            .run(move |connection, path| {
+                connection
+                    .execute(
+                        "DELETE FROM sourcery_parked_events WHERE name = ?1 AND position = ?2",
+                        (&name, position),
+                    )
+                    .at(path)
+            })
+            .await??;
+        Ok(deleted > 0)
+    }
+
+    /// The events parked for this version, by position.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Database`] when SQLite fails.
+    pub async fn parked(&self) -> Result<Vec<Parked<i64>>, ReadModelError> {
+        let name = self.name.clone();
+        let parked = self
+            .inner
+            .readers
+            .run(move |connection, path| {
+                connection
+                    .prepare_cached(
+                        "SELECT position, reason FROM sourcery_parked_events WHERE name = ?1 ORDER BY position",
+                    )
+                    .and_then(|mut statement| {
+                        statement
+                            .query_map([&name], |row| Ok(Parked::new(row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .at(path)
+            })
+            .await??;
+        Ok(parked)
     }
 
     /// The tables this version writes.
@@ -526,6 +608,13 @@ where
                 .await??;
             self.replay_until
                 .store(until.unwrap_or(i64::MIN), Ordering::Release);
+            let parked: BTreeSet<i64> = self
+                .parked()
+                .await?
+                .into_iter()
+                .map(|parked| parked.position)
+                .collect();
+            *self.parked.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(parked);
         }
         Ok(claimed)
     }
@@ -542,6 +631,7 @@ where
         let tables = Arc::clone(&self.tables);
         let name = self.name.clone();
         let replay_until = self.replay_until.load(Ordering::Acquire);
+        let parked = Arc::clone(&self.parked.lock().unwrap_or_else(PoisonError::into_inner));
         let applied = self
             .inner
             .writer
@@ -550,6 +640,14 @@ where
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .at(path)?;
                 for event in &events {
+                    if parked.contains(&event.position) {
+                        tracing::warn!(
+                            projection = P::KIND,
+                            position = event.position,
+                            "sourcery-sqlite: skipping a parked event"
+                        );
+                        continue;
+                    }
                     if let Some(handler) = handlers.handler(event) {
                         handler(&projection, &tx, event, &tables, event.position <= replay_until)
                             .map_err(|failed| failure::<P>(event, failed))?;

@@ -93,6 +93,28 @@ impl Tables {
     }
 }
 
+/// An event a read model's version skips, with the reason it was parked
+/// (the store crates' `ReadModel::park`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Parked<Pos> {
+    /// The event's position.
+    pub position: Pos,
+    /// Why it is skipped, as the operator who parked it said.
+    pub reason: String,
+}
+
+impl<Pos> Parked<Pos> {
+    /// The event at `position`, parked for `reason`.
+    #[must_use]
+    pub fn new(position: Pos, reason: impl Into<String>) -> Self {
+        Self {
+            position,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// An event as a read model's handler receives it, beside its decoded
 /// value: where it is stored and its envelope.
 #[derive(Debug)]

@@ -259,6 +259,31 @@ async fn a_failing_handler_rolls_its_batch_back_and_names_the_event() {
         CheckpointStore::new(&store).load("rows.v1").await.unwrap(),
         Some(before)
     );
+
+    // Parked, the failing event is skipped, with a record of why.
+    let mut projection = rows(&table, "third");
+    projection.fail_at = Some(7);
+    let read_model = ReadModel::new(&store, projection);
+    read_model.park(before + 3, "amount out of range").await.unwrap();
+    let runner = ReadModelRunner::new(store.clone()).start(read_model).unwrap();
+    runner
+        .wait_for(failing, WAIT)
+        .await
+        .expect("past the parked event");
+    runner.stop().await.expect("stop");
+    assert_eq!(
+        numbers(&applied(&store, &table).await),
+        vec![1, 2, 3, 4, 5, 6, 8, 9]
+    );
+    let parked = ReadModel::new(&store, rows(&table, "reader"))
+        .parked()
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].position, parked[0].reason.as_str()),
+        (before + 3, "amount out of range")
+    );
 }
 
 /// The scenario, for a transactional projection: the holder is

@@ -183,6 +183,30 @@ async fn a_failing_handler_rolls_its_batch_back_and_names_the_event() {
         "nothing of the batch"
     );
     assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), Some(before));
+
+    // Retried as it is, it fails again; parked, it is skipped, with a record.
+    let read_model = ReadModel::new(&store, Rows { fail_at: Some(7) });
+    read_model.park(before + 3, "amount out of range").await.unwrap();
+    let runner = ReadModelRunner::new(store.clone()).start(read_model).unwrap();
+    runner
+        .wait_for(failing, WAIT)
+        .await
+        .expect("past the parked event");
+    runner.stop().await.expect("stop");
+    assert_eq!(
+        applied(&path),
+        vec![1, 2, 3, 4, 5, 6, 8, 9],
+        "all but the parked event"
+    );
+    let read_model = ReadModel::new(&store, Rows { fail_at: None });
+    let parked = read_model.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].position, parked[0].reason.as_str()),
+        (before + 3, "amount out of range")
+    );
+    assert!(read_model.unpark(before + 3).await.unwrap());
+    assert!(read_model.parked().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
