@@ -171,7 +171,9 @@ fn top_three(path: &std::path::Path) -> rusqlite::Result<Vec<(String, i64)>> {
 /// One line of progress: a bar, events per second and the time left.
 fn progress(status: &sourcery::runner::RunnerStatus<i64>) -> String {
     const WIDTH: u64 = 30;
-    let head = status.head.unwrap_or(0).max(1);
+    let Some(head) = status.head.filter(|head| *head > 0) else {
+        return "(reading the head of the log)".to_owned();
+    };
     let done = status.position.unwrap_or(0).min(head);
     let filled = u64::try_from(done).unwrap_or(0) * WIDTH / u64::try_from(head).unwrap_or(1);
     let bar: String = (0..WIDTH).map(|i| if i < filled { '#' } else { '.' }).collect();
