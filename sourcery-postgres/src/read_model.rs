@@ -12,7 +12,9 @@ use futures::future::BoxFuture;
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
 use sourcery_core::event::{DecodeError, DecodeEvent};
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Parked, Tables};
+use sourcery_core::runner::read_model::{
+    self, ApplyInTransaction, Batch, Delivery, Parked, Routes, Tables, quote_identifier, version_name,
+};
 use sourcery_core::store::{EventFilter, StoredEvent};
 use sqlx::{Postgres, Transaction};
 
@@ -137,9 +139,6 @@ type Handler<P> =
 type Handled<'a, P> =
     BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
 
-/// A filter with the handler of the events it selects.
-type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>);
-
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
     Decode(DecodeError<Id, i64>),
@@ -148,7 +147,7 @@ enum Failure<Id: fmt::Debug, E> {
 
 /// The events a [`SqlProjection`] consumes, each kind with its handler.
 pub struct SqlEvents<P: SqlProjection> {
-    entries: Vec<Route<P>>,
+    routes: Routes<P::Id, i64, Handler<P>>,
 }
 
 impl<P: SqlProjection> SqlEvents<P> {
@@ -171,7 +170,7 @@ impl<P: SqlProjection> SqlEvents<P> {
         P: ApplySql<T>,
     {
         for kind in T::decoded_kinds() {
-            self.entries.push((EventFilter::for_event(kind), handle::<P, T>));
+            self.routes.push(EventFilter::for_event(kind), handle::<P, T>);
         }
         self
     }
@@ -180,17 +179,7 @@ impl<P: SqlProjection> SqlEvents<P> {
     where
         P::Id: PartialEq,
     {
-        self.entries
-            .iter()
-            .find(|(filter, _)| {
-                filter.matches(
-                    &event.aggregate_kind,
-                    &event.aggregate_id,
-                    &event.kind,
-                    &event.position,
-                )
-            })
-            .map(|(_, handler)| *handler)
+        self.routes.route(event).copied()
     }
 }
 
@@ -216,65 +205,14 @@ where
 
 impl<P: SqlProjection> fmt::Debug for SqlEvents<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.entries.iter().map(|(filter, _)| filter))
-            .finish()
+        self.routes.fmt(f)
     }
 }
 
 /// What stopped a [`ReadModel`]'s batch; nothing of it was committed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadModelError {
-    /// The database failed (or the checkpoint table is missing:
-    /// [`Error::NotMigrated`]).
-    #[error(transparent)]
-    Database(#[from] Error),
-    /// A consumed event does not decode: a
-    /// [`DecodeError`] naming it (downcast the source to read it).
-    #[error(transparent)]
-    Decode(Box<dyn StdError + Send + Sync>),
-    /// The projection's [`setup`](SqlProjection::setup) failed.
-    #[error("the setup of version {version} of the projection `{projection}` failed")]
-    Setup {
-        /// The projection.
-        projection: &'static str,
-        /// The version being set up.
-        version: u32,
-        /// What `setup` returned.
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-    /// [`ReadModel::drop_version`] was asked to drop the live version.
-    #[error(
-        "version {version} of the projection `{projection}` is live: switch to another before dropping it"
-    )]
-    Live {
-        /// The projection.
-        projection: &'static str,
-        /// The live version.
-        version: u32,
-    },
-    /// The projection's handler failed on an event.
-    #[error(
-        "the projection `{projection}` failed on the {kind:?} event at position {position} of stream {aggregate_kind:?}/{aggregate_id}"
-    )]
-    Handler {
-        /// The projection.
-        projection: &'static str,
-        /// The event's kind.
-        kind: String,
-        /// Its stream's aggregate kind.
-        aggregate_kind: String,
-        /// Its stream's aggregate id, as `Debug` prints it.
-        aggregate_id: String,
-        /// Its position.
-        position: i64,
-        /// What the handler returned.
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-}
+/// [`ReadModelError::Database`] holds this crate's [`Error`] (a missing
+/// table is [`Error::NotMigrated`]).
+pub type ReadModelError = read_model::ReadModelError<Error, i64>;
 
 /// A [`SqlProjection`] with the database it writes in: hand it to a
 /// [`ReadModelRunner`](sourcery_core::runner::ReadModelRunner).
@@ -322,15 +260,17 @@ impl<P: SqlProjection> ReadModel<P> {
     /// mode.
     #[must_use]
     pub fn new<Id, M>(database: &Store<Id, M>, projection: P) -> Self {
-        let schema = quote(database.schema());
+        let schema = quote_identifier(database.schema());
         Self {
             projection: Arc::new(projection),
-            events: Arc::new(P::declare(SqlEvents { entries: Vec::new() })),
+            events: Arc::new(P::declare(SqlEvents {
+                routes: Routes::new(),
+            })),
             pool: database.pool().clone(),
             checkpoints: CheckpointStore::new(database),
             tables: version_tables::<P>(&schema, P::VERSION),
             schema,
-            name: checkpoint_name::<P>(P::VERSION),
+            name: version_name(P::KIND, P::VERSION),
             switched: AtomicBool::new(false),
             replay_until: AtomicI64::new(i64::MIN),
             parked: Mutex::new(Arc::new(BTreeSet::new())),
@@ -457,7 +397,7 @@ impl<P: SqlProjection> ReadModel<P> {
         .map_err(fail)?;
         if live.cast_unsigned() < P::VERSION {
             for (table, version_table) in self.tables.iter() {
-                let view = format!("{}.{}", self.schema, quote(table));
+                let view = format!("{}.{}", self.schema, quote_identifier(table));
                 sqlx::query(&format!("DROP VIEW IF EXISTS {view}"))
                     .execute(&mut *tx)
                     .await
@@ -508,7 +448,7 @@ impl<P: SqlProjection> ReadModel<P> {
             "DELETE FROM {}.sourcery_checkpoints WHERE name = $1",
             self.schema
         ))
-        .bind(checkpoint_name::<P>(version))
+        .bind(version_name(P::KIND, version))
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
@@ -531,14 +471,7 @@ impl<P: SqlProjection> ReadModel<P> {
     fn failure(event: &Stored<P>, failure: Failure<P::Id, P::Error>) -> ReadModelError {
         match failure {
             Failure::Decode(error) => ReadModelError::Decode(Box::new(error)),
-            Failure::Handler(error) => ReadModelError::Handler {
-                projection: P::KIND,
-                kind: event.kind.clone(),
-                aggregate_kind: event.aggregate_kind.clone(),
-                aggregate_id: format!("{:?}", event.aggregate_id),
-                position: event.position,
-                source: Box::new(error),
-            },
+            Failure::Handler(error) => ReadModelError::handler(P::KIND, event, error),
         }
     }
 }
@@ -573,11 +506,7 @@ where
     }
 
     fn filters(&self) -> Vec<EventFilter<P::Id, i64>> {
-        self.events
-            .entries
-            .iter()
-            .map(|(filter, _)| filter.clone())
-            .collect()
+        self.events.routes.filters()
     }
 
     async fn claim(&self, fence: Option<Fence>, head: Option<i64>) -> Result<Claim<i64>, ReadModelError> {
@@ -668,22 +597,7 @@ where
     }
 }
 
-/// `name` as a quoted SQL identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The checkpoint and lease name of `version` of `P`.
-fn checkpoint_name<P: SqlProjection>(version: u32) -> String {
-    format!("{}.v{version}", P::KIND)
-}
-
 /// The tables of `version` of `P`, in the quoted `schema`.
 fn version_tables<P: SqlProjection>(schema: &str, version: u32) -> Tables {
-    Tables::new(P::TABLES.iter().map(|table| {
-        (
-            *table,
-            format!("{schema}.{}", quote(&format!("{table}_v{version}"))),
-        )
-    }))
+    Tables::versioned(P::TABLES, version, |table| format!("{schema}.{table}"))
 }

@@ -11,7 +11,9 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use sourcery_core::checkpoint::{Advance, CheckpointStore as _, Claim, Fence};
 use sourcery_core::codec::JsonCodec;
 use sourcery_core::event::{DecodeError, DecodeEvent};
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, Parked, Tables};
+use sourcery_core::runner::read_model::{
+    self, ApplyInTransaction, Batch, Delivery, Parked, Routes, Tables, quote_identifier, version_name,
+};
 use sourcery_core::store::{EventFilter, StoredEvent};
 
 use crate::checkpoint::{advance_from_on, replay_until_on};
@@ -130,9 +132,6 @@ type Handler<P> = fn(
     bool,
 ) -> Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>;
 
-/// A filter with the handler of the events it selects.
-type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>);
-
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
     Decode(DecodeError<Id, i64>),
@@ -141,7 +140,7 @@ enum Failure<Id: fmt::Debug, E> {
 
 /// The events a [`SqlProjection`] consumes, each kind with its handler.
 pub struct SqlEvents<P: SqlProjection> {
-    entries: Vec<Route<P>>,
+    routes: Routes<P::Id, i64, Handler<P>>,
 }
 
 impl<P: SqlProjection> SqlEvents<P> {
@@ -164,7 +163,7 @@ impl<P: SqlProjection> SqlEvents<P> {
         P: ApplySql<T>,
     {
         for kind in T::decoded_kinds() {
-            self.entries.push((EventFilter::for_event(kind), handle::<P, T>));
+            self.routes.push(EventFilter::for_event(kind), handle::<P, T>);
         }
         self
     }
@@ -173,17 +172,7 @@ impl<P: SqlProjection> SqlEvents<P> {
     where
         P::Id: PartialEq,
     {
-        self.entries
-            .iter()
-            .find(|(filter, _)| {
-                filter.matches(
-                    &event.aggregate_kind,
-                    &event.aggregate_id,
-                    &event.kind,
-                    &event.position,
-                )
-            })
-            .map(|(_, handler)| *handler)
+        self.routes.route(event).copied()
     }
 }
 
@@ -202,64 +191,13 @@ fn handle<P: ApplySql<T>, T: DecodeEvent>(
 
 impl<P: SqlProjection> fmt::Debug for SqlEvents<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.entries.iter().map(|(filter, _)| filter))
-            .finish()
+        self.routes.fmt(f)
     }
 }
 
 /// What stopped a [`ReadModel`]'s batch; nothing of it was committed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadModelError {
-    /// SQLite failed (or the store was closed).
-    #[error(transparent)]
-    Database(#[from] Error),
-    /// A consumed event does not decode: a [`DecodeError`] naming it
-    /// (downcast the source to read it).
-    #[error(transparent)]
-    Decode(Box<dyn StdError + Send + Sync>),
-    /// The projection's [`setup`](SqlProjection::setup) failed.
-    #[error("the setup of version {version} of the projection `{projection}` failed")]
-    Setup {
-        /// The projection.
-        projection: &'static str,
-        /// The version being set up.
-        version: u32,
-        /// What `setup` returned.
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-    /// [`ReadModel::drop_version`] was asked to drop the live version.
-    #[error(
-        "version {version} of the projection `{projection}` is live: switch to another before dropping it"
-    )]
-    Live {
-        /// The projection.
-        projection: &'static str,
-        /// The live version.
-        version: u32,
-    },
-    /// The projection's handler failed on an event.
-    #[error(
-        "the projection `{projection}` failed on the {kind:?} event at position {position} of stream {aggregate_kind:?}/{aggregate_id}"
-    )]
-    Handler {
-        /// The projection.
-        projection: &'static str,
-        /// The event's kind.
-        kind: String,
-        /// Its stream's aggregate kind.
-        aggregate_kind: String,
-        /// Its stream's aggregate id, as `Debug` prints it.
-        aggregate_id: String,
-        /// Its position.
-        position: i64,
-        /// What the handler returned.
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-}
+/// [`ReadModelError::Database`] holds this crate's [`Error`].
+pub type ReadModelError = read_model::ReadModelError<Error, i64>;
 
 /// A [`SqlProjection`] with the SQLite file it writes in: hand it to a
 /// [`ReadModelRunner`](sourcery_core::runner::ReadModelRunner).
@@ -304,10 +242,12 @@ impl<P: SqlProjection> ReadModel<P> {
     pub fn new<Id, M>(database: &Store<Id, M>, projection: P) -> Self {
         Self {
             projection: Arc::new(projection),
-            events: Arc::new(P::declare(SqlEvents { entries: Vec::new() })),
+            events: Arc::new(P::declare(SqlEvents {
+                routes: Routes::new(),
+            })),
             inner: Arc::clone(database.inner()),
             checkpoints: database.checkpoints(),
-            name: checkpoint_name::<P>(P::VERSION),
+            name: version_name(P::KIND, P::VERSION),
             tables: Arc::new(version_tables::<P>(P::VERSION)),
             switched: AtomicBool::new(false),
             replay_until: AtomicI64::new(i64::MIN),
@@ -448,7 +388,7 @@ impl<P: SqlProjection> ReadModel<P> {
                     .optional()?;
                 if live.is_none_or(|live| live < P::VERSION) {
                     for (table, version_table) in tables.iter() {
-                        let view = quote(table);
+                        let view = quote_identifier(table);
                         tx.execute_batch(&format!(
                             "DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS SELECT * FROM {version_table};"
                         ))?;
@@ -478,7 +418,7 @@ impl<P: SqlProjection> ReadModel<P> {
     /// [`ReadModelError::Database`] when SQLite fails.
     pub async fn drop_version(&self, version: u32) -> Result<(), ReadModelError> {
         let tables = version_tables::<P>(version);
-        let checkpoint = checkpoint_name::<P>(version);
+        let checkpoint = version_name(P::KIND, version);
         self.inner
             .writer
             .run(move |connection, path| -> Result<(), ReadModelError> {
@@ -523,14 +463,7 @@ impl<P: SqlProjection> ReadModel<P> {
 fn failure<P: SqlProjection>(event: &Stored<P>, failure: Failure<P::Id, P::Error>) -> ReadModelError {
     match failure {
         Failure::Decode(error) => ReadModelError::Decode(Box::new(error)),
-        Failure::Handler(error) => ReadModelError::Handler {
-            projection: P::KIND,
-            kind: event.kind.clone(),
-            aggregate_kind: event.aggregate_kind.clone(),
-            aggregate_id: format!("{:?}", event.aggregate_id),
-            position: event.position,
-            source: Box::new(error),
-        },
+        Failure::Handler(error) => ReadModelError::handler(P::KIND, event, error),
     }
 }
 
@@ -564,11 +497,7 @@ where
     }
 
     fn filters(&self) -> Vec<EventFilter<P::Id, i64>> {
-        self.events
-            .entries
-            .iter()
-            .map(|(filter, _)| filter.clone())
-            .collect()
+        self.events.routes.filters()
     }
 
     async fn claim(&self, fence: Option<Fence>, head: Option<i64>) -> Result<Claim<i64>, ReadModelError> {
@@ -674,21 +603,7 @@ where
 
 const LIVE_VERSION: &str = "SELECT live_version FROM sourcery_read_models WHERE name = ?1";
 
-/// `name` as a quoted SQL identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The checkpoint and lease name of `version` of `P`.
-fn checkpoint_name<P: SqlProjection>(version: u32) -> String {
-    format!("{}.v{version}", P::KIND)
-}
-
 /// The tables of `version` of `P`.
 fn version_tables<P: SqlProjection>(version: u32) -> Tables {
-    Tables::new(
-        P::TABLES
-            .iter()
-            .map(|table| (*table, quote(&format!("{table}_v{version}")))),
-    )
+    Tables::versioned(P::TABLES, version, |table| table)
 }

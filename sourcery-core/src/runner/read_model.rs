@@ -16,6 +16,7 @@
 //! ([`Advance::Fenced`]), its writes rolled back with it.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::pin::pin;
@@ -43,6 +44,156 @@ pub type Batch<S> = Vec<
         <S as crate::store::EventStore>::Metadata,
     >,
 >;
+
+/// What stopped a read model's batch, for a database whose errors are `E`;
+/// nothing of the batch was committed. The store crates name it
+/// `ReadModelError` with their own error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadModelError<E: StdError + 'static, Pos: fmt::Display + fmt::Debug = i64> {
+    /// The database failed (or its tables are missing: not migrated).
+    #[error(transparent)]
+    Database(#[from] E),
+    /// A consumed event does not decode: a
+    /// [`DecodeError`](crate::event::DecodeError) naming it (downcast the
+    /// source to read it).
+    #[error(transparent)]
+    Decode(Box<dyn StdError + Send + Sync>),
+    /// The projection's `setup` failed.
+    #[error("the setup of version {version} of the projection `{projection}` failed")]
+    Setup {
+        /// The projection.
+        projection: &'static str,
+        /// The version being set up.
+        version: u32,
+        /// What `setup` returned.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// `drop_version` was asked to drop the live version.
+    #[error(
+        "version {version} of the projection `{projection}` is live: switch to another before dropping it"
+    )]
+    Live {
+        /// The projection.
+        projection: &'static str,
+        /// The live version.
+        version: u32,
+    },
+    /// The projection's handler failed on an event.
+    #[error(
+        "the projection `{projection}` failed on the {kind:?} event at position {position} of stream {aggregate_kind:?}/{aggregate_id}"
+    )]
+    Handler {
+        /// The projection.
+        projection: &'static str,
+        /// The event's kind.
+        kind: String,
+        /// Its stream's aggregate kind.
+        aggregate_kind: String,
+        /// Its stream's aggregate id, as `Debug` prints it.
+        aggregate_id: String,
+        /// Its position.
+        position: Pos,
+        /// What the handler returned.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+impl<E: StdError + 'static, Pos: fmt::Display + fmt::Debug + Copy> ReadModelError<E, Pos> {
+    /// The failure of `projection`'s handler on `event`.
+    pub fn handler<Id: fmt::Debug, M>(
+        projection: &'static str,
+        event: &StoredEvent<Id, Pos, M>,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self::Handler {
+            projection,
+            kind: event.kind.clone(),
+            aggregate_kind: event.aggregate_kind.clone(),
+            aggregate_id: format!("{:?}", event.aggregate_id),
+            position: event.position,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The events a read model consumes, each filter with the handler of what
+/// it selects (`H`: a store crate's handler type). The store crates' event
+/// builders (`SqlEvents`) fill it.
+pub struct Routes<Id, Pos, H> {
+    entries: Vec<(EventFilter<Id, Pos>, H)>,
+}
+
+impl<Id, Pos, H> Routes<Id, Pos, H> {
+    /// No events yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { entries: Vec::new() }
+    }
+
+    /// Routes the events `filter` selects to `handler`.
+    pub fn push(&mut self, filter: EventFilter<Id, Pos>, handler: H) {
+        self.entries.push((filter, handler));
+    }
+
+    /// The handler of the first filter that selects `event`.
+    pub fn route<M>(&self, event: &StoredEvent<Id, Pos, M>) -> Option<&H>
+    where
+        Id: PartialEq,
+        Pos: PartialOrd,
+    {
+        self.entries
+            .iter()
+            .find(|(filter, _)| {
+                filter.matches(
+                    &event.aggregate_kind,
+                    &event.aggregate_id,
+                    &event.kind,
+                    &event.position,
+                )
+            })
+            .map(|(_, handler)| handler)
+    }
+
+    /// The filters, to follow the log with.
+    #[must_use]
+    pub fn filters(&self) -> Vec<EventFilter<Id, Pos>>
+    where
+        Id: Clone,
+        Pos: Clone,
+    {
+        self.entries.iter().map(|(filter, _)| filter.clone()).collect()
+    }
+}
+
+impl<Id, Pos, H> Default for Routes<Id, Pos, H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<Id: fmt::Debug, Pos: fmt::Debug, H> fmt::Debug for Routes<Id, Pos, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(filter, _)| filter))
+            .finish()
+    }
+}
+
+/// The checkpoint and lease name of `version` of the read model `kind`:
+/// `<kind>.v<version>`.
+#[must_use]
+pub fn version_name(kind: &str, version: u32) -> String {
+    format!("{kind}.v{version}")
+}
+
+/// `name` quoted as an SQL identifier (in double quotes, which it doubles).
+#[must_use]
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
 
 /// The tables of one version of a read model: each table the projection
 /// declares, by its name, with the name of that version's table, quoted
@@ -90,6 +241,16 @@ impl Tables {
         self.entries
             .iter()
             .map(|(declared, name)| (*declared, name.as_str()))
+    }
+
+    /// The tables of `version` for the `declared` ones: `<table>_v<version>`,
+    /// quoted, and put into SQL by `qualify` (which may add a schema).
+    pub fn versioned(declared: &[&'static str], version: u32, qualify: impl Fn(String) -> String) -> Self {
+        Self::new(
+            declared
+                .iter()
+                .map(|table| (*table, qualify(quote_identifier(&format!("{table}_v{version}"))))),
+        )
     }
 }
 
