@@ -504,10 +504,13 @@ async fn history_at_the_first_start_is_a_replay_and_later_events_are_live() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.sqlite");
     let store = open(&path).await;
-    note(&store, 1..=5).await;
+    let history = note(&store, 1..=5).await;
     let runner = ReadModelRunner::new(store.clone())
         .start(ReadModel::new(&store, Replays))
         .unwrap();
+    // Once the runner has applied the history, it has started: what comes
+    // next is live.
+    runner.wait_for(history, WAIT).await.expect("history");
     let live = note(&store, 6..=8).await;
     runner.wait_for(live, WAIT).await.expect("live");
     runner.stop().await.expect("stop");
