@@ -22,7 +22,7 @@ use std::num::NonZeroUsize;
 use std::pin::pin;
 use std::time::Duration;
 
-use futures::future::{self, Either};
+use futures::future::{self, BoxFuture, Either};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -521,20 +521,77 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
     pub fn start<T: ApplyInTransaction<S>>(
         self,
         read_model: T,
-    ) -> Result<RunningReadModel<S::Position>, RunnerError> {
-        let filters = read_model.filters();
-        if filters.is_empty() {
-            return Err(RunnerError::NoEvents(read_model.kind()));
+    ) -> Result<RunningReadModel<S::Position>, RunnerError>
+    where
+        S::Id: PartialEq,
+    {
+        // Alone, a read model gets the batches whole: nothing is copied.
+        self.start_members(ReadModels::new().with(read_model), None)
+    }
+
+    /// Keeps every read model of `read_models` current from one scan of
+    /// the log: for rebuilding several at once, or running several
+    /// against one reading of the store. Each keeps its own checkpoint,
+    /// lease (all are held while the runner runs, taken in name order) and
+    /// transactions: a batch is applied to each read model in a
+    /// transaction of its own, and each resumes after its own checkpoint,
+    /// so one ahead of the others is not applied twice.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::NoEvents`] when the group is empty or one of its read
+    /// models consumes no events.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the runner is a Tokio task).
+    pub fn start_all(self, read_models: ReadModels<S>) -> Result<RunningReadModel<S::Position>, RunnerError>
+    where
+        S::Id: PartialEq,
+        S::Metadata: Clone,
+    {
+        self.start_members(read_models, Some(Clone::clone))
+    }
+
+    /// Starts the task; `copy` copies an event for one member of a group of
+    /// several (each gets the events it consumes).
+    fn start_members(
+        self,
+        read_models: ReadModels<S>,
+        copy: Option<CopyEvent<S>>,
+    ) -> Result<RunningReadModel<S::Position>, RunnerError>
+    where
+        S::Id: PartialEq,
+    {
+        let mut members = Vec::with_capacity(read_models.members.len());
+        for model in read_models.members {
+            let filters = model.filters();
+            if filters.is_empty() {
+                return Err(RunnerError::NoEvents(model.kind()));
+            }
+            members.push(Member {
+                model,
+                filters,
+                fence: None,
+                saved: None,
+            });
         }
+        let Some(first) = members.first() else {
+            return Err(RunnerError::NoEvents("an empty group of read models"));
+        };
+        let name = first.model.kind();
+        let filters = members
+            .iter()
+            .flat_map(|member| member.filters.iter().cloned())
+            .collect();
         let (status, watch_status) = watch::channel(RunnerStatus::starting());
         let (stop, stop_requested) = watch::channel(false);
         let task = Task {
             store: self.store,
-            read_model,
+            members,
+            copy,
             filters,
             status,
-            fence: None,
-            saved: None,
             batch: Vec::new(),
             batch_started: Instant::now(),
             batch_size: self.batch_size.get(),
@@ -544,7 +601,6 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
             last_save: Instant::now(),
             pace: Pace::new(self.behind_after),
         };
-        let name = task.read_model.kind();
         let handle = tokio::spawn(task.run(self.lease, stop_requested));
         Ok(RunningReadModel {
             name,
@@ -553,6 +609,121 @@ impl<S: Subscribe, L: Lease> ReadModelRunner<S, L> {
             task: handle,
         })
     }
+}
+
+/// Read models to run from one scan of the log
+/// ([`ReadModelRunner::start_all`]).
+pub struct ReadModels<S: Subscribe> {
+    members: Vec<Box<dyn DynReadModel<S>>>,
+}
+
+impl<S: Subscribe> ReadModels<S> {
+    /// No read models yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { members: Vec::new() }
+    }
+
+    /// Adds `read_model` to the group.
+    #[must_use]
+    pub fn with<T: ApplyInTransaction<S>>(mut self, read_model: T) -> Self {
+        self.members.push(Box::new(read_model));
+        self
+    }
+}
+
+impl<S: Subscribe> Default for ReadModels<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Subscribe> fmt::Debug for ReadModels<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.members.iter().map(|member| member.name()))
+            .finish()
+    }
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Copies an event of store `S`.
+type CopyEvent<S> = fn(
+    &StoredEvent<
+        <S as crate::store::EventStore>::Id,
+        <S as crate::store::EventStore>::Position,
+        <S as crate::store::EventStore>::Metadata,
+    >,
+) -> StoredEvent<
+    <S as crate::store::EventStore>::Id,
+    <S as crate::store::EventStore>::Position,
+    <S as crate::store::EventStore>::Metadata,
+>;
+
+/// [`ApplyInTransaction`] with boxed futures, so read models of different
+/// types can run in one group.
+trait DynReadModel<S: Subscribe>: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn filters(&self) -> Vec<EventFilter<S::Id, S::Position>>;
+    fn claim(
+        &self,
+        fence: Option<Fence>,
+        head: Option<S::Position>,
+    ) -> BoxFuture<'_, Result<Claim<S::Position>, BoxError>>;
+    fn apply(
+        &self,
+        events: Batch<S>,
+        from: Option<S::Position>,
+        through: S::Position,
+        fence: Option<Fence>,
+    ) -> BoxFuture<'_, Result<Advance<S::Position>, BoxError>>;
+    fn caught_up(&self, head: S::Position) -> BoxFuture<'_, Result<(), BoxError>>;
+}
+
+impl<S: Subscribe, T: ApplyInTransaction<S>> DynReadModel<S> for T {
+    fn kind(&self) -> &'static str {
+        ApplyInTransaction::kind(self)
+    }
+
+    fn name(&self) -> &str {
+        ApplyInTransaction::name(self)
+    }
+
+    fn filters(&self) -> Vec<EventFilter<S::Id, S::Position>> {
+        ApplyInTransaction::filters(self)
+    }
+
+    fn claim(
+        &self,
+        fence: Option<Fence>,
+        head: Option<S::Position>,
+    ) -> BoxFuture<'_, Result<Claim<S::Position>, BoxError>> {
+        Box::pin(async move { ApplyInTransaction::claim(self, fence, head).await.map_err(boxed) })
+    }
+
+    fn apply(
+        &self,
+        events: Batch<S>,
+        from: Option<S::Position>,
+        through: S::Position,
+        fence: Option<Fence>,
+    ) -> BoxFuture<'_, Result<Advance<S::Position>, BoxError>> {
+        Box::pin(async move {
+            ApplyInTransaction::apply(self, events, from, through, fence)
+                .await
+                .map_err(boxed)
+        })
+    }
+
+    fn caught_up(&self, head: S::Position) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move { ApplyInTransaction::caught_up(self, head).await.map_err(boxed) })
+    }
+}
+
+fn boxed(error: impl StdError + Send + Sync + 'static) -> BoxError {
+    Box::new(error)
 }
 
 /// A read model kept current in the background: query it in its database;
@@ -597,14 +768,14 @@ impl<Pos: Copy + Ord + Send + Sync + 'static> RunningReadModel<Pos> {
 }
 
 /// The background task of a read-model runner.
-struct Task<S: Subscribe, T> {
+struct Task<S: Subscribe> {
     store: S,
-    read_model: T,
+    members: Vec<Member<S>>,
+    /// Copies an event for one member of several (`None`: one member).
+    copy: Option<CopyEvent<S>>,
+    /// Every member's filters.
     filters: Vec<EventFilter<S::Id, S::Position>>,
     status: watch::Sender<RunnerStatus<S::Position>>,
-    fence: Option<Fence>,
-    /// The checkpoint as last committed.
-    saved: Option<S::Position>,
     /// Events read and not yet applied.
     batch: Batch<S>,
     /// When the first event of the batch in hand came.
@@ -617,6 +788,34 @@ struct Task<S: Subscribe, T> {
     pace: Pace,
 }
 
+/// One read model of a runner.
+struct Member<S: Subscribe> {
+    model: Box<dyn DynReadModel<S>>,
+    filters: Vec<EventFilter<S::Id, S::Position>>,
+    /// The fence of its lease, once held.
+    fence: Option<Fence>,
+    /// Its checkpoint as last committed.
+    saved: Option<S::Position>,
+}
+
+impl<S: Subscribe> Member<S>
+where
+    S::Id: PartialEq,
+{
+    /// Whether the member consumes `event` and has not applied it yet.
+    fn wants(&self, event: &StoredEvent<S::Id, S::Position, S::Metadata>) -> bool {
+        Some(event.position) > self.saved
+            && self.filters.iter().any(|filter| {
+                filter.matches(
+                    &event.aggregate_kind,
+                    &event.aggregate_id,
+                    &event.kind,
+                    &event.position,
+                )
+            })
+    }
+}
+
 /// What ended a wait of the runner's loop.
 enum Woken<P> {
     Stop,
@@ -627,11 +826,14 @@ enum Woken<P> {
     Progress(P),
 }
 
-impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
+impl<S: Subscribe> Task<S>
+where
+    S::Id: PartialEq,
+{
     async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
         let outcome = self.hold_and_follow(&lease, &mut stop).await;
         if let Err(error) = &outcome {
-            report_stop(self.read_model.kind(), error);
+            report_stop(self.kind(), error);
         }
         self.status.send_modify(|status| {
             status.running = false;
@@ -640,51 +842,84 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
         outcome
     }
 
+    /// The kind naming the runner: its first read model's.
+    fn kind(&self) -> &'static str {
+        self.members
+            .first()
+            .map_or("read model", |member| member.model.kind())
+    }
+
+    /// Takes every member's lease, in name order (so two groups sharing
+    /// read models cannot each wait for the other's); `None` when a stop
+    /// came first.
+    async fn acquire_all<L: Lease>(
+        &mut self,
+        lease: &L,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Vec<L::Guard>>, RunnerError> {
+        let mut order: Vec<usize> = (0..self.members.len()).collect();
+        order.sort_by(|a, b| self.members[*a].model.name().cmp(self.members[*b].model.name()));
+        let mut guards: Vec<Option<L::Guard>> = (0..self.members.len()).map(|_| None).collect();
+        for index in order {
+            let member = &self.members[index];
+            let acquired = {
+                let stopped = Box::pin(stopped(stop));
+                let acquire = Box::pin(lease.acquire(member.model.name()));
+                match future::select(stopped, acquire).await {
+                    Either::Left(((), _)) => return Ok(None),
+                    Either::Right((acquired, _)) => acquired,
+                }
+            };
+            let guard = acquired.map_err(|error| RunnerError::Lease(member.model.kind(), Box::new(error)))?;
+            guards[index] = Some(guard);
+        }
+        Ok(Some(guards.into_iter().flatten().collect()))
+    }
+
     async fn hold_and_follow<L: Lease>(
         &mut self,
         lease: &L,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), RunnerError> {
-        let name = self.read_model.kind();
-        let acquired = {
-            let stopped = Box::pin(stopped(stop));
-            let acquire = Box::pin(lease.acquire(self.read_model.name()));
-            match future::select(stopped, acquire).await {
-                Either::Left(((), _)) => return Ok(()),
-                Either::Right((acquired, _)) => acquired,
-            }
+        let Some(mut guards) = self.acquire_all(lease, stop).await? else {
+            return Ok(());
         };
-        let mut guard = acquired.map_err(|error| RunnerError::Lease(name, Box::new(error)))?;
-        self.fence = guard.fence();
         let head = self
             .store
             .head_position()
             .await
             .map_err(|error| RunnerError::Store(Box::new(error)))?;
-        let checkpoint = match self.read_model.claim(self.fence, head).await {
-            Ok(Claim::Claimed(checkpoint)) => checkpoint,
-            Ok(Claim::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
-            Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),
-        };
-        self.saved = checkpoint;
+        let fences: Vec<Option<Fence>> = guards.iter().map(LeaseGuard::fence).collect();
+        for (member, fence) in self.members.iter_mut().zip(fences) {
+            member.fence = fence;
+            member.saved = match member.model.claim(member.fence, head).await {
+                Ok(Claim::Claimed(checkpoint)) => checkpoint,
+                Ok(Claim::Fenced(newer)) => return Err(RunnerError::Fenced(member.model.kind(), newer)),
+                Err(error) => return Err(RunnerError::Checkpoint(error)),
+            };
+        }
+        // The least advanced member sets where the scan starts.
+        let checkpoint = self.members.iter().map(|member| member.saved).min().flatten();
         self.pace = Pace::new(self.behind_after);
         self.status.send_modify(|status| {
             status.position = checkpoint;
             status.started_from = checkpoint;
             status.active = true;
         });
+        let name = self.kind();
         let mut follower = Follower::new(self.store.clone(), self.filters.clone(), checkpoint);
         loop {
-            let woken = self.wait(&mut follower, stop, &mut guard).await;
+            let woken = self.wait(&mut follower, stop, &mut guards).await;
+            let lost = guards.iter().any(LeaseGuard::is_lost);
             match woken {
                 Woken::Stop => {
-                    if !guard.is_lost() {
-                        self.flush(follower.position(), guard.is_lost()).await?;
+                    if !lost {
+                        self.flush(follower.position(), lost).await?;
                     }
                     return Ok(());
                 }
                 Woken::Lost => return Err(RunnerError::LeaseLost(name)),
-                Woken::Linger => self.flush(follower.position(), guard.is_lost()).await?,
+                Woken::Linger => self.flush(follower.position(), lost).await?,
                 Woken::Tick => self.pace.signal(name, &self.store, &self.status, false),
                 Woken::Progress(None) => return Ok(()),
                 Woken::Progress(Some(Err(error))) => {
@@ -709,7 +944,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
                     if self.batch.len() >= self.batch_size
                         || (self.linger.is_zero() && !follower.has_buffered())
                     {
-                        self.flush(follower.position(), guard.is_lost()).await?;
+                        self.flush(follower.position(), lost).await?;
                     }
                 }
                 Woken::Progress(Some(Ok(Progress::CaughtUp(head)))) => {
@@ -719,7 +954,7 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
                         continue;
                     }
                     if !self.batch.is_empty() || self.last_save.elapsed() >= self.idle_checkpoint {
-                        self.flush(Some(head), guard.is_lost()).await?;
+                        self.flush(Some(head), lost).await?;
                     }
                     self.pace.signal(name, &self.store, &self.status, true);
                     let active_for = self.pace.since.elapsed();
@@ -731,29 +966,33 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
                         status.caught_up = true;
                         status.active_for = active_for;
                     });
-                    self.read_model
-                        .caught_up(head)
-                        .await
-                        .map_err(|error| RunnerError::Projection(self.read_model.kind(), Box::new(error)))?;
+                    for member in &self.members {
+                        member
+                            .model
+                            .caught_up(head)
+                            .await
+                            .map_err(|error| RunnerError::Projection(member.model.kind(), error))?;
+                    }
                 }
             }
         }
     }
 
-    /// Waits for the next thing to do: a stop, the lease lost, the end of
-    /// a lingering batch, or the follower's next report.
+    /// Waits for the next thing to do: a stop, a lease lost, the end of a
+    /// lingering batch, a tick, or the follower's next report.
     async fn wait<G: LeaseGuard>(
         &self,
         follower: &mut Follower<S>,
         stop: &mut watch::Receiver<bool>,
-        guard: &mut G,
+        guards: &mut [G],
     ) -> Woken<Option<Result<Progress<S::Id, S::Position, S::Metadata>, S::Error>>> {
         let linger = if self.batch.is_empty() {
             Either::Left(future::pending::<()>())
         } else {
             Either::Right(tokio::time::sleep_until(self.batch_started + self.linger))
         };
-        let (stopping, losing, lingering) = (pin!(stopped(stop)), pin!(guard.lost()), pin!(linger));
+        let losing = future::select_all(guards.iter_mut().map(|guard| Box::pin(guard.lost())));
+        let (stopping, lingering) = (pin!(stopped(stop)), pin!(linger));
         let tick = pin!(tokio::time::sleep(Pace::HEAD_EVERY));
         let interrupted = pin!(future::select(
             future::select(future::select(stopping, losing), lingering),
@@ -769,35 +1008,51 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
         }
     }
 
-    /// Applies the batch in hand and advances the checkpoint to `through`
-    /// (the follower's position) in one transaction.
-    /// `lost` is whether the lease is known to be lost: then nothing is
-    /// tried.
+    /// Applies the batch in hand and advances the checkpoints to `through`
+    /// (the follower's position): one transaction per read model, each
+    /// with the events it consumes and has not applied yet. `lost` is
+    /// whether a lease is known to be lost: then nothing is tried.
     async fn flush(&mut self, through: Option<S::Position>, lost: bool) -> Result<(), RunnerError> {
-        let name = self.read_model.kind();
+        let name = self.kind();
         let newest = self.batch.last().map(|event| event.position);
         let Some(through) = through.max(newest) else {
             return Ok(());
         };
-        if self.batch.is_empty() && self.saved >= Some(through) {
+        if self.batch.is_empty() && self.members.iter().all(|member| member.saved >= Some(through)) {
             return Ok(());
         }
         if lost {
             return Err(RunnerError::LeaseLost(name));
         }
-        let events = std::mem::take(&mut self.batch);
+        let mut events = std::mem::take(&mut self.batch);
         let count = events.len() as u64;
-        match self
-            .read_model
-            .apply(events, self.saved, through, self.fence)
-            .await
-        {
-            Ok(Advance::Saved) => {}
-            Ok(Advance::Fenced(newer)) => return Err(RunnerError::Fenced(name, newer)),
-            Ok(Advance::Behind(_)) => return Err(RunnerError::CheckpointAhead(name)),
-            Err(error) => return Err(RunnerError::Projection(name, Box::new(error))),
+        let copy = self.copy.filter(|_| self.members.len() > 1);
+        for member in &mut self.members {
+            if member.saved >= Some(through) {
+                // Ahead of the scan (a group rebuilding a newer member).
+                continue;
+            }
+            let mine = match copy {
+                Some(copy) => events
+                    .iter()
+                    .filter(|event| member.wants(event))
+                    .map(copy)
+                    .collect(),
+                // Alone: the follower selected exactly this member's events.
+                None => std::mem::take(&mut events),
+            };
+            let kind = member.model.kind();
+            match member
+                .model
+                .apply(mine, member.saved, through, member.fence)
+                .await
+            {
+                Ok(Advance::Saved) => member.saved = Some(through),
+                Ok(Advance::Fenced(newer)) => return Err(RunnerError::Fenced(kind, newer)),
+                Ok(Advance::Behind(_)) => return Err(RunnerError::CheckpointAhead(kind)),
+                Err(error) => return Err(RunnerError::Projection(kind, error)),
+            }
         }
-        self.saved = Some(through);
         self.last_save = Instant::now();
         let active_for = self.pace.since.elapsed();
         self.status.send_modify(|status| {
@@ -805,8 +1060,6 @@ impl<S: Subscribe, T: ApplyInTransaction<S>> Task<S, T> {
             status.applied += count;
             status.active_for = active_for;
         });
-        self.pace
-            .look_at_head(self.read_model.kind(), &self.store, &self.status)
-            .await
+        self.pace.look_at_head(name, &self.store, &self.status).await
     }
 }

@@ -568,3 +568,55 @@ async fn a_batch_from_a_stale_checkpoint_commits_nothing() {
     );
     assert_eq!(applied(&path), vec![1, 2, 3], "each event once");
 }
+
+/// Two read models from one scan: one ahead (it ran alone before), one new;
+/// each applies every event once, from its own checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_run_together_from_one_scan_each_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let store = open(&path).await;
+    let early = note(&store, 1..=5).await;
+    let alone = ReadModelRunner::new(store.clone())
+        .start(ReadModel::new(&store, Rows { fail_at: None }))
+        .unwrap();
+    alone.wait_for(early, WAIT).await.expect("alone");
+    alone.stop().await.expect("stop");
+
+    let last = note(&store, 6..=10).await;
+    let together = ReadModelRunner::new(store.clone())
+        .batch_size(NonZeroUsize::new(3).unwrap())
+        .start_all(
+            sourcery_core::runner::read_model::ReadModels::new()
+                .with(ReadModel::new(&store, Rows { fail_at: None }))
+                .with(ReadModel::new(&store, Replays)),
+        )
+        .unwrap();
+    together.wait_for(last, WAIT).await.expect("together");
+    assert_eq!(
+        together.status().started_from,
+        None,
+        "the scan started at the least advanced member's checkpoint"
+    );
+    together.stop().await.expect("stop");
+    assert_eq!(
+        applied(&path),
+        (1..=10).collect::<Vec<_>>(),
+        "the one ahead applied 6 to 10 once"
+    );
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let replayed: Vec<i64> = connection
+        .prepare("SELECT n FROM replays ORDER BY n")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        replayed,
+        (1..=10).collect::<Vec<_>>(),
+        "the new one applied everything once"
+    );
+    assert_eq!(store.checkpoints().load("rows.v1").await.unwrap(), Some(last));
+    assert_eq!(store.checkpoints().load("replays.v1").await.unwrap(), Some(last));
+}
