@@ -309,7 +309,7 @@ impl checkpoint::CheckpointStore<i64> for CheckpointStore {
 
     /// # Errors
     ///
-    /// As [`claim`](Self::claim).
+    /// As `claim`.
     async fn advance<'a>(
         &'a self,
         name: &'a str,

@@ -10,7 +10,7 @@
 //! both, or neither, and the next run resumes after the checkpoint. Every
 //! event's effect is applied exactly once.
 //!
-//! With a [`Lease`](super::Lease), the transaction advances the checkpoint
+//! With a [`Lease`], the transaction advances the checkpoint
 //! with the holder's [`Fence`]: a runner that lost its lease without
 //! knowing has its transaction refused by the database
 //! ([`Advance::Fenced`]), its writes rolled back with it.
