@@ -424,7 +424,9 @@ mod subscription;
 pub use checkpoint::CheckpointStore;
 pub use error::Error;
 pub use lease::{Lease, LeaseGuard};
-pub use read_model::{ApplySql, ReadModel, ReadModelError, ReadModelTransaction, SqlEvents, SqlProjection};
+pub use read_model::{
+    ApplySql, ApplySqlBatch, ReadModel, ReadModelError, ReadModelTransaction, SqlEvents, SqlProjection,
+};
 pub use snapshot::SnapshotStore;
 pub use store::{FrontierBlocker, Store};
 pub use subscription::SubscriptionOptions;

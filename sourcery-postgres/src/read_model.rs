@@ -120,23 +120,106 @@ pub trait ApplySql<E>: SqlProjection {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// How a [`SqlProjection`] writes runs of consecutive events `T` (a domain
+/// event, or an aggregate's event enum) at once: registered with
+/// [`SqlEvents::batched`], it receives every run of consecutive events of a
+/// batch that `T` decodes, so that it can write their rows in a few
+/// statements instead of one statement (one round trip) per event.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sourcery_core::event::DomainEvent;
+/// use sourcery_core::runner::read_model::Delivery;
+/// use sourcery_postgres::{ApplySqlBatch, ReadModelTransaction, SqlEvents, SqlProjection};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Deposited { amount: i64 }
+/// impl DomainEvent for Deposited { const KIND: &'static str = "account.deposited"; }
+///
+/// /// `deposits (position bigint primary key, account text, amount bigint)`.
+/// struct Deposits;
+///
+/// impl SqlProjection for Deposits {
+///     const KIND: &'static str = "deposits";
+///     type Id = String;
+///     type Metadata = serde_json::Value;
+///     type Error = sqlx::Error;
+///
+///     fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+///         events.batched::<Deposited>()
+///     }
+/// }
+///
+/// impl ApplySqlBatch<Deposited> for Deposits {
+///     async fn apply_batch(
+///         &self,
+///         tx: &mut ReadModelTransaction,
+///         events: &[(Deposited, Delivery<'_, String, i64, serde_json::Value>)],
+///     ) -> Result<(), sqlx::Error> {
+///         let positions: Vec<i64> = events.iter().map(|(_, at)| at.position()).collect();
+///         let accounts: Vec<&str> = events.iter().map(|(_, at)| at.aggregate_id().as_str()).collect();
+///         let amounts: Vec<i64> = events.iter().map(|(event, _)| event.amount).collect();
+///         sqlx::query(
+///             "INSERT INTO deposits (position, account, amount) \
+///              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[])",
+///         )
+///         .bind(&positions)
+///         .bind(&accounts)
+///         .bind(&amounts)
+///         .execute(&mut **tx)
+///         .await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait ApplySqlBatch<T>: SqlProjection {
+    /// Writes the effect of `events` (consecutive in the log, in order, at
+    /// least one; at most a runner's batch) in `tx`. An error rolls the
+    /// whole batch back and stops the runner, naming the run
+    /// ([`ReadModelError::Batch`]).
+    #[expect(
+        clippy::type_complexity,
+        reason = "spelled out, the signature shows implementors what they get"
+    )]
+    fn apply_batch(
+        &self,
+        tx: &mut ReadModelTransaction,
+        events: &[(T, Delivery<'_, Self::Id, i64, Self::Metadata>)],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
 type Stored<P> = StoredEvent<<P as SqlProjection>::Id, i64, <P as SqlProjection>::Metadata>;
 
-type Handler<P> =
-    for<'a> fn(
-        &'a P,
-        &'a mut ReadModelTransaction,
-        &'a Stored<P>,
-        &'a Tables,
-    )
-        -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+type Failed<P> = Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>;
+
+/// The handler of one event ([`ApplySql`]).
+type EventHandler<P> =
+    for<'a> fn(&'a P, &'a mut ReadModelTransaction, &'a Stored<P>, &'a Tables) -> Handled<'a, P>;
+
+/// The handler of a run of events ([`ApplySqlBatch`]).
+type RunHandler<P> =
+    for<'a> fn(&'a P, &'a mut ReadModelTransaction, &'a [Stored<P>], &'a Tables) -> Handled<'a, P>;
 
 /// What a handler's future resolves to.
-type Handled<'a, P> =
-    BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+type Handled<'a, P> = BoxFuture<'a, Result<(), Failed<P>>>;
 
-/// A filter with the handler of the events it selects.
-type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>);
+enum Handler<P: SqlProjection> {
+    Event(EventHandler<P>),
+    Run(RunHandler<P>),
+}
+
+// By hand: derived, they would ask for `P: Clone`.
+impl<P: SqlProjection> Clone for Handler<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: SqlProjection> Copy for Handler<P> {}
+
+/// A filter with the handler of the events it selects, and the
+/// registration it came from (a run is the consecutive events of one).
+type Route<P> = (EventFilter<<P as SqlProjection>::Id, i64>, Handler<P>, usize);
 
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
@@ -163,24 +246,44 @@ impl<P: SqlProjection> SqlEvents<P> {
     /// Every event `T` decodes (a domain event, or all events of an
     /// aggregate's event enum), from any stream.
     #[must_use]
-    pub fn events<T>(mut self) -> Self
+    pub fn events<T>(self) -> Self
     where
         T: DecodeEvent + Send + Sync,
         P: ApplySql<T>,
     {
+        self.register::<T>(Handler::Event(handle::<P, T>))
+    }
+
+    /// Every event `T` decodes (a domain event, or all events of an
+    /// aggregate's event enum), from any stream, handed to
+    /// [`ApplySqlBatch`] by runs: each run of consecutive events of a
+    /// runner's batch that `T` decodes in one call.
+    #[must_use]
+    pub fn batched<T>(self) -> Self
+    where
+        T: DecodeEvent + Send + Sync,
+        P: ApplySqlBatch<T>,
+    {
+        self.register::<T>(Handler::Run(handle_run::<P, T>))
+    }
+
+    fn register<T: DecodeEvent>(mut self, handler: Handler<P>) -> Self {
+        let registration = self.entries.last().map_or(0, |(_, _, last)| last + 1);
         for kind in T::decoded_kinds() {
-            self.entries.push((EventFilter::for_event(kind), handle::<P, T>));
+            self.entries
+                .push((EventFilter::for_event(kind), handler, registration));
         }
         self
     }
 
-    fn handler(&self, event: &Stored<P>) -> Option<Handler<P>>
+    /// The handler of `event`, with its registration.
+    fn route(&self, event: &Stored<P>) -> Option<(Handler<P>, usize)>
     where
         P::Id: PartialEq,
     {
         self.entries
             .iter()
-            .find(|(filter, _)| {
+            .find(|(filter, ..)| {
                 filter.matches(
                     &event.aggregate_kind,
                     &event.aggregate_id,
@@ -188,7 +291,7 @@ impl<P: SqlProjection> SqlEvents<P> {
                     &event.position,
                 )
             })
-            .map(|(_, handler)| *handler)
+            .map(|(_, handler, registration)| (*handler, *registration))
     }
 }
 
@@ -211,10 +314,33 @@ where
     })
 }
 
+fn handle_run<'a, P, T>(
+    projection: &'a P,
+    tx: &'a mut ReadModelTransaction,
+    events: &'a [Stored<P>],
+    tables: &'a Tables,
+) -> Handled<'a, P>
+where
+    P: ApplySqlBatch<T>,
+    T: DecodeEvent + Send + Sync,
+{
+    Box::pin(async move {
+        let decoded = events
+            .iter()
+            .map(|event| Ok((event.decode(&JsonCodec)?, Delivery::new(event, tables))))
+            .collect::<Result<Vec<(T, _)>, DecodeError<P::Id, i64>>>()
+            .map_err(Failure::Decode)?;
+        projection
+            .apply_batch(tx, &decoded)
+            .await
+            .map_err(Failure::Handler)
+    })
+}
+
 impl<P: SqlProjection> fmt::Debug for SqlEvents<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.entries.iter().map(|(filter, _)| filter))
+            .entries(self.entries.iter().map(|(filter, ..)| filter))
             .finish()
     }
 }
@@ -267,6 +393,24 @@ pub enum ReadModelError {
         aggregate_id: String,
         /// Its position.
         position: i64,
+        /// What the handler returned.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The projection's [`ApplySqlBatch`] handler failed on a run of
+    /// events.
+    #[error(
+        "the projection `{projection}` failed on a run of {events} events at positions {first} to {last}"
+    )]
+    Batch {
+        /// The projection.
+        projection: &'static str,
+        /// How many events the run held.
+        events: usize,
+        /// The position of its first event.
+        first: i64,
+        /// The position of its last event.
+        last: i64,
         /// What the handler returned.
         #[source]
         source: Box<dyn StdError + Send + Sync>,
@@ -467,6 +611,19 @@ impl<P: SqlProjection> ReadModel<P> {
             },
         }
     }
+
+    fn run_failure(run: &[Stored<P>], failure: Failure<P::Id, P::Error>) -> ReadModelError {
+        match failure {
+            Failure::Decode(error) => ReadModelError::Decode(Box::new(error)),
+            Failure::Handler(error) => ReadModelError::Batch {
+                projection: P::KIND,
+                events: run.len(),
+                first: run.first().map_or(0, |event| event.position),
+                last: run.last().map_or(0, |event| event.position),
+                source: Box::new(error),
+            },
+        }
+    }
 }
 
 impl<P: SqlProjection> fmt::Debug for ReadModel<P> {
@@ -502,7 +659,7 @@ where
         self.events
             .entries
             .iter()
-            .map(|(filter, _)| filter.clone())
+            .map(|(filter, ..)| filter.clone())
             .collect()
     }
 
@@ -534,11 +691,33 @@ where
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
-        for event in &events {
-            if let Some(handler) = self.events.handler(event) {
-                handler(&self.projection, &mut tx, event, &self.tables)
-                    .await
-                    .map_err(|failure| Self::failure(event, failure))?;
+        let mut at = 0;
+        while let Some(event) = events.get(at) {
+            let route = self.events.route(event);
+            match route {
+                None => at += 1,
+                Some((Handler::Event(handler), _)) => {
+                    handler(&self.projection, &mut tx, event, &self.tables)
+                        .await
+                        .map_err(|failure| Self::failure(event, failure))?;
+                    at += 1;
+                }
+                Some((Handler::Run(handler), registration)) => {
+                    // The run: the consecutive events of this registration.
+                    let end = events[at..]
+                        .iter()
+                        .position(|event| {
+                            self.events
+                                .route(event)
+                                .is_none_or(|(_, other)| other != registration)
+                        })
+                        .map_or(events.len(), |length| at + length);
+                    let run = &events[at..end];
+                    handler(&self.projection, &mut tx, run, &self.tables)
+                        .await
+                        .map_err(|failure| Self::run_failure(run, failure))?;
+                    at = end;
+                }
             }
         }
         let advanced = self
