@@ -33,6 +33,10 @@
 //!   and transactions, with the store's statement sent once per event.
 //!   Store ÷ this is what the library costs; this ÷ the baseline is what
 //!   one round trip per event costs.
+//! - **store, batched handler** (what the library offers instead): the
+//!   same runner with a handler registered by [`SqlEvents::batched`]
+//!   ([`ApplySqlBatch`]), which folds each run of its batch and writes it
+//!   with the baseline's statement.
 //!
 //! Each round runs every side once, in a rotating order, on an emptied
 //! table (`TRUNCATE`) from an empty checkpoint; the per-round ratio is the
@@ -43,7 +47,8 @@
 //! `cargo bench -p sourcery-es-postgres --bench read_model`. `DATABASE_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`); `BENCH_EVENTS` the
 //! log's length (default 1,000,000); `BENCH_ROUNDS` (default 3);
-//! `BENCH_ROW_AT_A_TIME=0` leaves the diagnosis out; `BENCH_BATCH_SIZE` sets
+//! `BENCH_ROW_AT_A_TIME=0` leaves the diagnosis out, `BENCH_BY_RUNS=0` the
+//! batched handler; `BENCH_BATCH_SIZE` sets
 //! the store runner's batch size (default: the runner's, 500). Runs in a schema of
 //! its own, dropped at the end.
 
@@ -57,7 +62,9 @@ use serde::{Deserialize, Serialize};
 use sourcery_core::event::DomainEvent;
 use sourcery_core::runner::ReadModelRunner;
 use sourcery_core::runner::read_model::{Delivery, Tables};
-use sourcery_postgres::{ApplySql, ReadModel, ReadModelTransaction, SqlEvents, SqlProjection, Store};
+use sourcery_postgres::{
+    ApplySql, ApplySqlBatch, ReadModel, ReadModelTransaction, SqlEvents, SqlProjection, Store,
+};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -67,7 +74,6 @@ type PgStore = Store<String, ()>;
 const STREAMS: i64 = 10_000;
 /// Rows per keyset page, as the store's follower reads.
 const PAGE: i64 = 1_000;
-const PROJECTION: &str = "bench_balances";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Deposited {
@@ -86,7 +92,7 @@ const COLUMNS: &str = "account text PRIMARY KEY, balance bigint NOT NULL, events
 struct Balances;
 
 impl SqlProjection for Balances {
-    const KIND: &'static str = PROJECTION;
+    const KIND: &'static str = "bench_balances";
     const TABLES: &'static [&'static str] = &["balances"];
     type Id = String;
     type Metadata = ();
@@ -113,6 +119,106 @@ fn upsert(table: &str) -> String {
         "INSERT INTO {table} AS saved (account, balance, events, last_position) VALUES ($1, $2, 1, $3) \
          ON CONFLICT (account) DO UPDATE SET balance = saved.balance + EXCLUDED.balance, \
          events = saved.events + 1, last_position = EXCLUDED.last_position"
+    )
+}
+
+/// The same read model, written by runs ([`ApplySqlBatch`]): each run of a
+/// batch folded by account, then one `UNNEST` upsert, as the baseline
+/// writes a page.
+struct BalancesByRuns;
+
+impl SqlProjection for BalancesByRuns {
+    const KIND: &'static str = "bench_balances_by_runs";
+    const TABLES: &'static [&'static str] = &["balances_by_runs"];
+    type Id = String;
+    type Metadata = ();
+    type Error = sqlx::Error;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.batched::<Deposited>()
+    }
+
+    async fn setup(&self, tx: &mut ReadModelTransaction, tables: &Tables) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({COLUMNS})",
+            tables.name("balances_by_runs")
+        ))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl ApplySqlBatch<Deposited> for BalancesByRuns {
+    async fn apply_batch(
+        &self,
+        tx: &mut ReadModelTransaction,
+        events: &[(Deposited, Delivery<'_, String, i64, ()>)],
+    ) -> Result<(), sqlx::Error> {
+        let mut fold = Fold::default();
+        let mut table = "";
+        for (event, delivery) in events {
+            table = delivery.table("balances_by_runs");
+            fold.add(delivery.aggregate_id(), event.amount, delivery.position());
+        }
+        fold.write(tx, &batched_upsert(table)).await
+    }
+}
+
+/// Rows of balances folded by account, in the order of first appearance
+/// (PostgreSQL refuses an upsert that reaches one row twice).
+#[derive(Default)]
+struct Fold {
+    index: HashMap<String, usize>,
+    accounts: Vec<String>,
+    balances: Vec<i64>,
+    counts: Vec<i64>,
+    positions: Vec<i64>,
+}
+
+impl Fold {
+    fn clear(&mut self) {
+        self.index.clear();
+        self.accounts.clear();
+        self.balances.clear();
+        self.counts.clear();
+        self.positions.clear();
+    }
+
+    fn add(&mut self, account: &str, amount: i64, position: i64) {
+        if let Some(&at) = self.index.get(account) {
+            self.balances[at] += amount;
+            self.counts[at] += 1;
+            self.positions[at] = position;
+        } else {
+            self.index.insert(account.to_owned(), self.accounts.len());
+            self.accounts.push(account.to_owned());
+            self.balances.push(amount);
+            self.counts.push(1);
+            self.positions.push(position);
+        }
+    }
+
+    /// The rows as one statement (`batched_upsert`).
+    async fn write(&self, connection: &mut sqlx::PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(sql)
+            .bind(&self.accounts)
+            .bind(&self.balances)
+            .bind(&self.counts)
+            .bind(&self.positions)
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The upsert of folded rows into `table`, the arrays unnested.
+fn batched_upsert(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} AS saved (account, balance, events, last_position) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+         ON CONFLICT (account) DO UPDATE SET balance = saved.balance + EXCLUDED.balance, \
+         events = saved.events + EXCLUDED.events, last_position = EXCLUDED.last_position"
     )
 }
 
@@ -210,8 +316,10 @@ async fn seeded_store(events: i64) -> PgStore {
 }
 
 /// The tables, quoted: the store's version table, the baseline's, the checkpoints.
+#[derive(Clone)]
 struct Names {
     store: String,
+    by_runs: String,
     hand: String,
     checkpoints: String,
 }
@@ -221,6 +329,7 @@ impl Names {
         let schema = format!("\"{}\"", store.schema());
         Self {
             store: format!("{schema}.\"balances_v1\""),
+            by_runs: format!("{schema}.\"balances_by_runs_v1\""),
             hand: format!("{schema}.balances_by_hand"),
             checkpoints: format!("{schema}.sourcery_checkpoints"),
         }
@@ -261,13 +370,7 @@ async fn by_hand(store: &PgStore, names: &Names, name: &str, write: Write) -> Du
          WHERE event_kind = $1 AND position > $2 ORDER BY position LIMIT {PAGE}",
         store.schema()
     );
-    let batched = format!(
-        "INSERT INTO {} AS saved (account, balance, events, last_position) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
-         ON CONFLICT (account) DO UPDATE SET balance = saved.balance + EXCLUDED.balance, \
-         events = saved.events + EXCLUDED.events, last_position = EXCLUDED.last_position",
-        names.hand
-    );
+    let batched = batched_upsert(&names.hand);
     let single = upsert(&names.hand);
     let checkpoint = format!(
         "INSERT INTO {} (name, position) VALUES ($1, $2) \
@@ -276,10 +379,7 @@ async fn by_hand(store: &PgStore, names: &Names, name: &str, write: Write) -> Du
     );
     let started = Instant::now();
     let mut cursor = 0_i64;
-    // The page folded by account, in the order of first appearance.
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let (mut accounts, mut balances, mut counts, mut positions) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut fold = Fold::default();
     loop {
         let page: Vec<Row> = sqlx::query_as(&read)
             .bind(Deposited::KIND)
@@ -292,33 +392,12 @@ async fn by_hand(store: &PgStore, names: &Names, name: &str, write: Write) -> Du
         let mut tx = pool.begin().await.expect("begin");
         match write {
             Write::Batched => {
-                index.clear();
-                accounts.clear();
-                balances.clear();
-                counts.clear();
-                positions.clear();
-                for (position, _, account, _, data, ..) in page {
-                    let event: Deposited = serde_json::from_slice(&data).expect("decodes");
-                    if let Some(&at) = index.get(&account) {
-                        balances[at] += event.amount;
-                        counts[at] += 1_i64;
-                        positions[at] = position;
-                    } else {
-                        index.insert(account.clone(), accounts.len());
-                        accounts.push(account);
-                        balances.push(event.amount);
-                        counts.push(1_i64);
-                        positions.push(position);
-                    }
+                fold.clear();
+                for (position, _, account, _, data, ..) in &page {
+                    let event: Deposited = serde_json::from_slice(data).expect("decodes");
+                    fold.add(account, event.amount, *position);
                 }
-                sqlx::query(&batched)
-                    .bind(&accounts)
-                    .bind(&balances)
-                    .bind(&counts)
-                    .bind(&positions)
-                    .execute(&mut *tx)
-                    .await
-                    .expect("batched upsert");
+                fold.write(&mut tx, &batched).await.expect("batched upsert");
             }
             Write::RowAtATime => {
                 for (position, _, account, _, data, ..) in &page {
@@ -346,13 +425,16 @@ async fn by_hand(store: &PgStore, names: &Names, name: &str, write: Write) -> Du
 
 /// The store's rebuild, from `start` until the read model has committed
 /// the head.
-async fn by_store(store: &PgStore, head: i64) -> Duration {
+async fn by_store<P>(store: &PgStore, head: i64, projection: P) -> Duration
+where
+    P: SqlProjection<Id = String, Metadata = ()>,
+{
     let started = Instant::now();
     let mut runner = ReadModelRunner::new(store.clone());
     if let Some(size) = batch_size() {
         runner = runner.batch_size(size);
     }
-    let running = runner.start(ReadModel::new(store, Balances)).expect("start");
+    let running = runner.start(ReadModel::new(store, projection)).expect("start");
     running
         .wait_for(head, Duration::from_secs(3_600))
         .await
@@ -409,6 +491,7 @@ async fn totals(pool: &PgPool, table: &str) -> (i64, i64, i64) {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Side {
     Store,
+    ByRuns,
     Hand,
     RowAtATime,
 }
@@ -417,6 +500,7 @@ impl Side {
     fn label(self) -> &'static str {
         match self {
             Self::Store => "store (row at a time)",
+            Self::ByRuns => "store, batched handler",
             Self::Hand => "hand, batched",
             Self::RowAtATime => "hand, row at a time",
         }
@@ -424,9 +508,11 @@ impl Side {
 }
 
 /// Empties `side`'s table and checkpoint, then times its rebuild.
-async fn run(side: Side, store: &PgStore, names: &Names, head: i64, expected: (i64, i64, i64)) -> Duration {
+async fn run(side: Side, store: PgStore, names: Names, head: i64, expected: (i64, i64, i64)) -> Duration {
+    let (store, names) = (&store, &names);
     let (table, name) = match side {
-        Side::Store => (&names.store, format!("{PROJECTION}.v1")),
+        Side::Store => (&names.store, format!("{}.v1", Balances::KIND)),
+        Side::ByRuns => (&names.by_runs, format!("{}.v1", BalancesByRuns::KIND)),
         Side::Hand => (&names.hand, "by_hand".to_owned()),
         Side::RowAtATime => (&names.hand, "by_hand_row_at_a_time".to_owned()),
     };
@@ -439,7 +525,8 @@ async fn run(side: Side, store: &PgStore, names: &Names, head: i64, expected: (i
     )
     .await;
     let time = match side {
-        Side::Store => by_store(store, head).await,
+        Side::Store => by_store(store, head, Balances).await,
+        Side::ByRuns => by_store(store, head, BalancesByRuns).await,
         Side::Hand => by_hand(store, names, &name, Write::Batched).await,
         Side::RowAtATime => by_hand(store, names, &name, Write::RowAtATime).await,
     };
@@ -461,6 +548,45 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// Creates the tables, warms the cache, prints the costs of one statement;
+/// returns what every rebuilt table must hold (rows, events, sum of the
+/// amounts).
+async fn prepare(store: &PgStore, names: &Names) -> (i64, i64, i64) {
+    // The tables exist from the start (the projections' `setup` finds
+    // theirs), so that each run begins with a `TRUNCATE`.
+    for table in [&names.store, &names.by_runs, &names.hand] {
+        execute(store.pool(), &format!("CREATE TABLE {table} ({COLUMNS})")).await;
+    }
+    let expected: (i64, i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(DISTINCT aggregate_id), count(*), \
+                sum((convert_from(data, 'UTF8')::jsonb ->> 'amount')::bigint)::bigint \
+         FROM \"{}\".sourcery_events",
+        store.schema()
+    ))
+    .fetch_one(store.pool())
+    .await
+    .expect("expected totals");
+    // Warm the cache: one keyset read of the whole log.
+    let warm = by_hand(store, names, "warm", Write::Batched).await;
+    println!(
+        "warm-up (hand, batched): {:.2} s; store handler: one upsert statement per event; \
+         runner batches of at most {} events, pages of {PAGE}",
+        warm.as_secs_f64(),
+        batch_size().map_or(500, NonZeroUsize::get)
+    );
+    let (server, trip) = tokio::spawn({
+        let store = store.clone();
+        async move { round_trip_costs(&store).await }
+    })
+    .await
+    .expect("the task");
+    println!(
+        "one upsert executed on the server (PL/pgSQL loop): {server:.1} µs; \
+         one round trip of `SELECT 1` from sqlx: {trip:.1} µs"
+    );
+    expected
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench --no-run` builds it; `cargo test --benches` runs it with
@@ -475,92 +601,76 @@ async fn main() {
     if env_u64("BENCH_ROW_AT_A_TIME", 1) != 0 {
         sides.push(Side::RowAtATime);
     }
+    if env_u64("BENCH_BY_RUNS", 1) != 0 {
+        sides.push(Side::ByRuns);
+    }
+    // What each round compares: numerator's rate ÷ denominator's.
+    let comparisons: Vec<(Side, Side)> = [
+        (Side::Store, Side::Hand),
+        (Side::Store, Side::RowAtATime),
+        (Side::RowAtATime, Side::Hand),
+        (Side::ByRuns, Side::Hand),
+    ]
+    .into_iter()
+    .filter(|(a, b)| sides.contains(a) && sides.contains(b))
+    .collect();
     println!("load average before: {}", load_average());
     let store = seeded_store(events).await;
     let names = Names::new(&store);
-    // Both tables exist from the start (the projection's `setup` finds its
-    // own), so that each run begins with a `TRUNCATE`.
-    for table in [&names.store, &names.hand] {
-        execute(store.pool(), &format!("CREATE TABLE {table} ({COLUMNS})")).await;
-    }
-    let expected: (i64, i64, i64) = sqlx::query_as(&format!(
-        "SELECT count(DISTINCT aggregate_id), count(*), \
-                sum((convert_from(data, 'UTF8')::jsonb ->> 'amount')::bigint)::bigint \
-         FROM \"{}\".sourcery_events",
-        store.schema()
-    ))
-    .fetch_one(store.pool())
-    .await
-    .expect("expected totals");
-    // Warm the cache: one keyset read of the whole log.
-    let warm = by_hand(&store, &names, "warm", Write::Batched).await;
-    println!(
-        "warm-up (hand, batched): {:.2} s; store handler: one upsert statement per event; \
-         runner batches of at most {} events, pages of {PAGE}",
-        warm.as_secs_f64(),
-        batch_size().map_or(500, NonZeroUsize::get)
-    );
-    let (server, trip) = round_trip_costs(&store).await;
-    println!(
-        "one upsert executed on the server (PL/pgSQL loop): {server:.1} µs; \
-         one round trip of `SELECT 1` from sqlx: {trip:.1} µs"
-    );
+    let expected = prepare(&store, &names).await;
     #[expect(clippy::cast_precision_loss, reason = "a rate")]
     let rate = |time: Duration| events as f64 / time.as_secs_f64();
-    let mut ratios = Vec::new();
-    let mut row_ratios = Vec::new();
-    let mut times: HashMap<&'static str, Vec<f64>> = HashMap::new();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); comparisons.len()];
+    let mut rates: HashMap<Side, Vec<f64>> = HashMap::new();
     for round in 0..rounds {
         // Rotate the order, so that no side always runs first.
         let mut order = sides.clone();
         order.rotate_left(usize::try_from(round).unwrap_or(0) % sides.len());
         let mut measured = HashMap::new();
         for side in order {
-            let time = run(side, &store, &names, events, expected).await;
+            // On a worker thread, as the runner's task is: the main thread
+            // would be woken from one after each round trip.
+            let time = tokio::spawn(run(side, store.clone(), names.clone(), events, expected))
+                .await
+                .expect("the side's task");
             println!(
-                "round {}: {:<22} {:>7.2} s  {:>9.0} events/s  (load {})",
+                "round {}: {:<24} {:>7.2} s  {:>9.0} events/s  (load {})",
                 round + 1,
                 side.label(),
                 time.as_secs_f64(),
                 rate(time),
                 load_average()
             );
-            times.entry(side.label()).or_default().push(rate(time));
-            measured.insert(side, time);
+            rates.entry(side).or_default().push(rate(time));
+            measured.insert(side, rate(time));
         }
-        let ratio = rate(measured[&Side::Store]) / rate(measured[&Side::Hand]);
-        ratios.push(ratio);
-        print!("round {}: store ÷ hand, batched = {ratio:.3}", round + 1);
-        if let Some(row) = measured.get(&Side::RowAtATime) {
-            let row_ratio = rate(measured[&Side::Store]) / rate(*row);
-            row_ratios.push(row_ratio);
-            print!(
-                "; store ÷ hand, row at a time = {row_ratio:.3}; hand row at a time ÷ hand batched = {:.3}",
-                rate(*row) / rate(measured[&Side::Hand])
-            );
-        }
-        println!();
+        let listed: Vec<String> = comparisons
+            .iter()
+            .zip(&mut ratios)
+            .map(|((a, b), ratios)| {
+                let ratio = measured[a] / measured[b];
+                ratios.push(ratio);
+                format!("{} ÷ {} = {ratio:.3}", a.label(), b.label())
+            })
+            .collect();
+        println!("round {}: {}", round + 1, listed.join("; "));
     }
     for side in &sides {
-        let mut rates = times.remove(side.label()).unwrap_or_default();
+        let mut rates = rates.remove(side).unwrap_or_default();
         println!(
             "median rate, {}: {:.0} events/s",
             side.label(),
             median(&mut rates)
         );
     }
-    let listed: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.3}")).collect();
-    println!(
-        "store ÷ hand, batched, per round: {}; median {:.3}",
-        listed.join(" / "),
-        median(&mut ratios)
-    );
-    if !row_ratios.is_empty() {
-        let listed: Vec<String> = row_ratios.iter().map(|ratio| format!("{ratio:.3}")).collect();
+    for ((a, b), mut ratios) in comparisons.iter().zip(ratios) {
+        let listed: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.3}")).collect();
         println!(
-            "store ÷ hand, row at a time, per round: {}; median {:.3}",
+            "{} ÷ {}, per round: {}; median {:.3}",
+            a.label(),
+            b.label(),
             listed.join(" / "),
-            median(&mut row_ratios)
+            median(&mut ratios)
         );
     }
     println!("load average after: {}", load_average());
