@@ -123,21 +123,110 @@ pub trait ApplySql<E>: SqlProjection {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// How a [`SqlProjection`] writes runs of consecutive events `T` (a domain
+/// event, or an aggregate's event enum) at once: registered with
+/// [`SqlEvents::batched`], it receives every run of consecutive events of a
+/// batch that `T` decodes, so that it can write their rows in a few
+/// statements instead of one statement (one round trip) per event.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sourcery_core::event::DomainEvent;
+/// use sourcery_core::runner::read_model::Delivery;
+/// use sourcery_postgres::{ApplySqlBatch, ReadModelTransaction, SqlEvents, SqlProjection};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Deposited { amount: i64 }
+/// impl DomainEvent for Deposited { const KIND: &'static str = "account.deposited"; }
+///
+/// /// `deposits (position bigint primary key, account text, amount bigint)`.
+/// struct Deposits;
+///
+/// impl SqlProjection for Deposits {
+///     const KIND: &'static str = "deposits";
+///     type Id = String;
+///     type Metadata = serde_json::Value;
+///     type Error = sqlx::Error;
+///
+///     fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+///         events.batched::<Deposited>()
+///     }
+/// }
+///
+/// impl ApplySqlBatch<Deposited> for Deposits {
+///     async fn apply_batch(
+///         &self,
+///         tx: &mut ReadModelTransaction,
+///         events: &[(Deposited, Delivery<'_, String, i64, serde_json::Value>)],
+///     ) -> Result<(), sqlx::Error> {
+///         let positions: Vec<i64> = events.iter().map(|(_, at)| at.position()).collect();
+///         let accounts: Vec<&str> = events.iter().map(|(_, at)| at.aggregate_id().as_str()).collect();
+///         let amounts: Vec<i64> = events.iter().map(|(event, _)| event.amount).collect();
+///         sqlx::query(
+///             "INSERT INTO deposits (position, account, amount) \
+///              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[])",
+///         )
+///         .bind(&positions)
+///         .bind(&accounts)
+///         .bind(&amounts)
+///         .execute(&mut **tx)
+///         .await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait ApplySqlBatch<T>: SqlProjection {
+    /// Writes the effect of `events` (consecutive in the log, in order, at
+    /// least one; at most a runner's batch) in `tx`. An error rolls the
+    /// whole batch back and stops the runner, naming the run
+    /// ([`ReadModelError::Batch`]).
+    #[expect(
+        clippy::type_complexity,
+        reason = "spelled out, the signature shows implementors what they get"
+    )]
+    fn apply_batch(
+        &self,
+        tx: &mut ReadModelTransaction,
+        events: &[(T, Delivery<'_, Self::Id, i64, Self::Metadata>)],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
 type Stored<P> = StoredEvent<<P as SqlProjection>::Id, i64, <P as SqlProjection>::Metadata>;
 
-type Handler<P> =
-    for<'a> fn(
-        &'a P,
-        &'a mut ReadModelTransaction,
-        &'a Stored<P>,
-        &'a Tables,
-        bool,
-    )
-        -> BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+/// The handler of one event ([`ApplySql`]); the flag says whether it is a
+/// replay.
+type EventHandler<P> =
+    for<'a> fn(&'a P, &'a mut ReadModelTransaction, &'a Stored<P>, &'a Tables, bool) -> Handled<'a, P>;
+
+/// The handler of a run of events ([`ApplySqlBatch`]); the events at or
+/// below the position given are replays.
+type RunHandler<P> =
+    for<'a> fn(&'a P, &'a mut ReadModelTransaction, &'a [Stored<P>], &'a Tables, i64) -> Handled<'a, P>;
 
 /// What a handler's future resolves to.
 type Handled<'a, P> =
     BoxFuture<'a, Result<(), Failure<<P as SqlProjection>::Id, <P as SqlProjection>::Error>>>;
+
+/// How the events a filter selects are handed over.
+enum Handler<P: SqlProjection> {
+    /// One by one.
+    Event(EventHandler<P>),
+    /// By runs of consecutive events of the same registration.
+    Run(RunHandler<P>),
+}
+
+// By hand: derived, they would ask for `P: Clone`.
+impl<P: SqlProjection> Clone for Handler<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: SqlProjection> Copy for Handler<P> {}
+
+/// A handler and the registration (`SqlEvents::events` or `batched` call)
+/// it came from: a run is the consecutive events of one registration.
+type Registered<P> = (Handler<P>, usize);
 
 /// Why a handler did not apply an event.
 enum Failure<Id: fmt::Debug, E> {
@@ -147,7 +236,9 @@ enum Failure<Id: fmt::Debug, E> {
 
 /// The events a [`SqlProjection`] consumes, each kind with its handler.
 pub struct SqlEvents<P: SqlProjection> {
-    routes: Routes<P::Id, i64, Handler<P>>,
+    routes: Routes<P::Id, i64, Registered<P>>,
+    /// How many registrations were made.
+    registrations: usize,
 }
 
 impl<P: SqlProjection> SqlEvents<P> {
@@ -164,18 +255,39 @@ impl<P: SqlProjection> SqlEvents<P> {
     /// Every event `T` decodes (a domain event, or all events of an
     /// aggregate's event enum), from any stream.
     #[must_use]
-    pub fn events<T>(mut self) -> Self
+    pub fn events<T>(self) -> Self
     where
         T: DecodeEvent + Send + Sync,
         P: ApplySql<T>,
     {
+        self.register::<T>(Handler::Event(handle::<P, T>))
+    }
+
+    /// Every event `T` decodes (a domain event, or all events of an
+    /// aggregate's event enum), from any stream, handed to
+    /// [`ApplySqlBatch`] by runs: each run of consecutive events of a
+    /// runner's batch that `T` decodes in one call.
+    #[must_use]
+    pub fn batched<T>(self) -> Self
+    where
+        T: DecodeEvent + Send + Sync,
+        P: ApplySqlBatch<T>,
+    {
+        self.register::<T>(Handler::Run(handle_run::<P, T>))
+    }
+
+    fn register<T: DecodeEvent>(mut self, handler: Handler<P>) -> Self {
+        let registration = self.registrations;
+        self.registrations += 1;
         for kind in T::decoded_kinds() {
-            self.routes.push(EventFilter::for_event(kind), handle::<P, T>);
+            self.routes
+                .push(EventFilter::for_event(kind), (handler, registration));
         }
         self
     }
 
-    fn handler(&self, event: &Stored<P>) -> Option<Handler<P>>
+    /// The handler of `event`, with its registration.
+    fn route(&self, event: &Stored<P>) -> Option<Registered<P>>
     where
         P::Id: PartialEq,
     {
@@ -198,6 +310,33 @@ where
         let decoded: T = event.decode(&JsonCodec).map_err(Failure::Decode)?;
         projection
             .apply(tx, &decoded, Delivery::new(event, tables, replay))
+            .await
+            .map_err(Failure::Handler)
+    })
+}
+
+fn handle_run<'a, P, T>(
+    projection: &'a P,
+    tx: &'a mut ReadModelTransaction,
+    events: &'a [Stored<P>],
+    tables: &'a Tables,
+    replay_until: i64,
+) -> Handled<'a, P>
+where
+    P: ApplySqlBatch<T>,
+    T: DecodeEvent + Send + Sync,
+{
+    Box::pin(async move {
+        let decoded = events
+            .iter()
+            .map(|event| {
+                let delivery = Delivery::new(event, tables, event.position <= replay_until);
+                Ok((event.decode(&JsonCodec)?, delivery))
+            })
+            .collect::<Result<Vec<(T, _)>, DecodeError<P::Id, i64>>>()
+            .map_err(Failure::Decode)?;
+        projection
+            .apply_batch(tx, &decoded)
             .await
             .map_err(Failure::Handler)
     })
@@ -265,6 +404,7 @@ impl<P: SqlProjection> ReadModel<P> {
             projection: Arc::new(projection),
             events: Arc::new(P::declare(SqlEvents {
                 routes: Routes::new(),
+                registrations: 0,
             })),
             pool: database.pool().clone(),
             checkpoints: CheckpointStore::new(database),
@@ -474,6 +614,19 @@ impl<P: SqlProjection> ReadModel<P> {
             Failure::Handler(error) => ReadModelError::handler(P::KIND, event, error),
         }
     }
+
+    fn run_failure(run: &[Stored<P>], failure: Failure<P::Id, P::Error>) -> ReadModelError {
+        match failure {
+            Failure::Decode(error) => ReadModelError::Decode(Box::new(error)),
+            Failure::Handler(error) => ReadModelError::Batch {
+                projection: P::KIND,
+                events: run.len(),
+                first: run.first().map_or(0, |event| event.position),
+                last: run.last().map_or(0, |event| event.position),
+                source: Box::new(error),
+            },
+        }
+    }
 }
 
 impl<P: SqlProjection> fmt::Debug for ReadModel<P> {
@@ -556,25 +709,45 @@ where
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
         let replay_until = self.replay_until.load(Ordering::Acquire);
         let parked = Arc::clone(&self.parked.lock().unwrap_or_else(PoisonError::into_inner));
-        for event in &events {
+        let mut at = 0;
+        while let Some(event) = events.get(at) {
             if parked.contains(&event.position) {
                 tracing::warn!(
                     projection = P::KIND,
                     position = event.position,
                     "sourcery-postgres: skipping a parked event"
                 );
+                at += 1;
                 continue;
             }
-            if let Some(handler) = self.events.handler(event) {
-                handler(
-                    &self.projection,
-                    &mut tx,
-                    event,
-                    &self.tables,
-                    event.position <= replay_until,
-                )
-                .await
-                .map_err(|failure| Self::failure(event, failure))?;
+            match self.events.route(event) {
+                None => at += 1,
+                Some((Handler::Event(handler), _)) => {
+                    let replay = event.position <= replay_until;
+                    handler(&self.projection, &mut tx, event, &self.tables, replay)
+                        .await
+                        .map_err(|failure| Self::failure(event, failure))?;
+                    at += 1;
+                }
+                Some((Handler::Run(handler), registration)) => {
+                    // The run: the consecutive events of this registration,
+                    // up to a parked one.
+                    let end = events[at..]
+                        .iter()
+                        .position(|event| {
+                            parked.contains(&event.position)
+                                || self
+                                    .events
+                                    .route(event)
+                                    .is_none_or(|(_, other)| other != registration)
+                        })
+                        .map_or(events.len(), |length| at + length);
+                    let run = &events[at..end];
+                    handler(&self.projection, &mut tx, run, &self.tables, replay_until)
+                        .await
+                        .map_err(|failure| Self::run_failure(run, failure))?;
+                    at = end;
+                }
             }
         }
         let advanced = self

@@ -80,6 +80,24 @@ pub enum ReadModelError<E: StdError + 'static, Pos: fmt::Display + fmt::Debug = 
         /// The live version.
         version: u32,
     },
+    /// The projection's handler of runs of events (PostgreSQL's
+    /// `ApplySqlBatch`) failed on a run.
+    #[error(
+        "the projection `{projection}` failed on a run of {events} events at positions {first} to {last}"
+    )]
+    Batch {
+        /// The projection.
+        projection: &'static str,
+        /// How many events the run held.
+        events: usize,
+        /// The position of its first event.
+        first: Pos,
+        /// The position of its last event.
+        last: Pos,
+        /// What the handler returned.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
     /// The projection's handler failed on an event.
     #[error(
         "the projection `{projection}` failed on the {kind:?} event at position {position} of stream {aggregate_kind:?}/{aggregate_id}"

@@ -16,8 +16,8 @@ use sourcery_core::runner::read_model::{Delivery, Tables};
 use sourcery_core::runner::{ProjectionRunner, ReadModelRunner, RunnerError};
 use sourcery_core::store::{EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::{
-    ApplySql, CheckpointStore, Lease, ReadModel, ReadModelError, ReadModelTransaction, SqlEvents,
-    SqlProjection, Store,
+    ApplySql, ApplySqlBatch, CheckpointStore, Lease, ReadModel, ReadModelError, ReadModelTransaction,
+    SqlEvents, SqlProjection, Store,
 };
 use tokio::sync::watch;
 
@@ -738,4 +738,181 @@ async fn a_new_version_is_rebuilt_beside_the_live_one_and_switched_to() {
     assert_eq!(checkpoints.load("balances.v1").await.unwrap(), None);
     assert_eq!(checkpoints.load("balances.v2").await.unwrap(), Some(last));
     v2.stop().await.expect("stop version 2");
+}
+
+/// Writes `Noted` events by runs ([`ApplySqlBatch`]: one `INSERT` per run,
+/// each row naming the length of its run) and `Deposited` events one at a
+/// time, into one `(n, position, runner)` table. Can refuse the run that
+/// holds one `n`.
+struct ByRuns {
+    table: String,
+    fail_at: Option<i64>,
+}
+
+impl SqlProjection for ByRuns {
+    const KIND: &'static str = "by-runs";
+    type Id = String;
+    type Metadata = ();
+    type Error = RowsError;
+
+    fn declare(events: SqlEvents<Self>) -> SqlEvents<Self> {
+        events.batched::<Noted>().event::<Deposited>()
+    }
+}
+
+impl ApplySqlBatch<Noted> for ByRuns {
+    async fn apply_batch(
+        &self,
+        tx: &mut ReadModelTransaction,
+        events: &[(Noted, Delivery<'_, String, i64, ()>)],
+    ) -> Result<(), RowsError> {
+        if let Some(n) = self
+            .fail_at
+            .filter(|n| events.iter().any(|(event, _)| event.n == *n))
+        {
+            return Err(RowsError::Refused(n));
+        }
+        let numbers: Vec<i64> = events.iter().map(|(event, _)| event.n).collect();
+        let positions: Vec<i64> = events.iter().map(|(_, delivery)| delivery.position()).collect();
+        sqlx::query(&format!(
+            "INSERT INTO {} (n, position, runner) SELECT n, position, $3 \
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS run(n, position)",
+            self.table
+        ))
+        .bind(&numbers)
+        .bind(&positions)
+        .bind(format!("run of {}", events.len()))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl ApplySql<Deposited> for ByRuns {
+    async fn apply(
+        &self,
+        tx: &mut ReadModelTransaction,
+        event: &Deposited,
+        delivery: Delivery<'_, String, i64, ()>,
+    ) -> Result<(), RowsError> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (n, position, runner) VALUES ($1, $2, 'one')",
+            self.table
+        ))
+        .bind(event.amount)
+        .bind(delivery.position())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Noted 1 to 3, a deposit of 100, noted 4 to 20: 21 events, one per
+/// append; returns the deposit's position and the last one.
+async fn runs_log(store: &PgStore) -> (i64, i64) {
+    note(store, 1..=3).await;
+    let event = PersistableEvent {
+        id: EventId::new(),
+        kind: Deposited::KIND.to_owned(),
+        schema_version: 1,
+        data: serde_json::to_vec(&Deposited { amount: 100 }).unwrap(),
+        metadata: (),
+    };
+    let deposit = store
+        .append("account", &"a".to_owned(), None, NonEmpty::new(event))
+        .await
+        .expect("append")
+        .last_position;
+    (deposit, note(store, 4..=20).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_handler_gets_the_runs_of_its_events_within_each_batch() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let table = rows_table(&store).await;
+    let (deposit, last) = runs_log(&store).await;
+    // One page, cut in batches of 7: [1 2 3 100 4 5 6] [7 … 13] [14 … 20].
+    let runner = ReadModelRunner::new(store.clone())
+        .batch_size(NonZeroUsize::new(7).unwrap())
+        .start(ReadModel::new(
+            &store,
+            ByRuns {
+                table: table.clone(),
+                fail_at: None,
+            },
+        ))
+        .unwrap();
+    runner.wait_for(last, WAIT).await.expect("caught up");
+    runner.stop().await.expect("stop");
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
+        "SELECT n, position, runner FROM {table} ORDER BY position"
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected: Vec<(i64, String)> = [1, 2, 3, 100, 4, 5, 6]
+        .into_iter()
+        .chain(7..=20)
+        .map(|n| {
+            let runner = match n {
+                100 => "one",
+                1..=6 => "run of 3",
+                _ => "run of 7",
+            };
+            (n, runner.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        rows.iter()
+            .map(|(n, _, runner)| (*n, runner.clone()))
+            .collect::<Vec<_>>(),
+        expected,
+        "each event once, in order, by runs that stop at another handler's event and at the batch's end"
+    );
+    assert_eq!(
+        rows.iter()
+            .find(|(n, ..)| *n == 100)
+            .map(|(_, position, _)| *position),
+        Some(deposit)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batched_handler_rolls_its_batch_back_and_names_the_run() {
+    let Some(store) = support::store::<String, ()>().await else {
+        return;
+    };
+    let table = rows_table(&store).await;
+    let (deposit, last) = runs_log(&store).await;
+    let runner = ReadModelRunner::new(store.clone())
+        .batch_size(NonZeroUsize::new(7).unwrap())
+        .start(ReadModel::new(
+            &store,
+            ByRuns {
+                table: table.clone(),
+                fail_at: Some(9),
+            },
+        ))
+        .unwrap();
+    assert!(runner.wait_for(last, WAIT).await.is_err(), "the runner stops");
+    let error = runner.stop().await.expect_err("the handler's error");
+    let RunnerError::Projection("by-runs", source) = &error else {
+        panic!("expected a projection error, got {error:?}");
+    };
+    let Some(ReadModelError::Batch {
+        events, first, last, ..
+    }) = source.downcast_ref::<ReadModelError>()
+    else {
+        panic!("expected a batch error, got {source:?}");
+    };
+    // The second batch: 7 to 13, after 6 (three past the deposit).
+    assert_eq!((*events, *first, *last), (7, deposit + 4, deposit + 10));
+    let committed: Vec<i64> = applied(&store, &table).await.iter().map(|(n, _)| *n).collect();
+    assert_eq!(committed, vec![1, 2, 3, 4, 5, 6, 100], "the first batch only");
+    assert_eq!(
+        CheckpointStore::new(&store).load("by-runs.v1").await.unwrap(),
+        Some(deposit + 3)
+    );
 }
