@@ -16,6 +16,7 @@ mod ids;
 mod migrations;
 mod read_model;
 mod read_model_crash;
+mod read_model_pause;
 mod runner;
 mod snapshots;
 mod subscriptions;
