@@ -391,6 +391,9 @@ pub struct ReadModel<P: SqlProjection> {
     replay_until: AtomicI64,
     /// The positions of the parked events, as of the last claim.
     parked: Mutex<Arc<BTreeSet<i64>>>,
+    /// `SET LOCAL idle_in_transaction_session_timeout` of each batch, in
+    /// milliseconds (0: none).
+    idle_timeout_ms: u64,
 }
 
 impl<P: SqlProjection> ReadModel<P> {
@@ -412,6 +415,7 @@ impl<P: SqlProjection> ReadModel<P> {
             schema,
             name: version_name(P::KIND, P::VERSION),
             switched: AtomicBool::new(false),
+            idle_timeout_ms: 10_000,
             replay_until: AtomicI64::new(i64::MIN),
             parked: Mutex::new(Arc::new(BTreeSet::new())),
         }
@@ -479,6 +483,24 @@ impl<P: SqlProjection> ReadModel<P> {
             .into_iter()
             .map(|(position, reason)| Parked::new(position, reason))
             .collect())
+    }
+
+    /// How long a batch's transaction may sit idle — its runner waiting
+    /// between two statements — before PostgreSQL ends the session
+    /// (`idle_in_transaction_session_timeout`, set for each batch; default
+    /// 10 s, `None` for no limit). A holder that is paused or cut off in
+    /// the middle of a batch holds the row locks of what it wrote so far:
+    /// a standby whose first batch writes the same rows waits for them
+    /// until that session ends, however early the lease moved. The
+    /// timeout bounds that wait. Keep it above the longest pause a handler
+    /// makes inside a batch (a slow call between two statements): a batch
+    /// whose session is ended fails, and its runner stops with the error.
+    #[must_use]
+    pub fn idle_in_transaction_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.idle_timeout_ms = timeout.map_or(0, |timeout| {
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self
     }
 
     /// The tables this version writes.
@@ -707,6 +729,16 @@ where
         fence: Option<Fence>,
     ) -> Result<Advance<i64>, ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        if self.idle_timeout_ms > 0 {
+            // A paused holder's session ends after this, with its locks.
+            sqlx::query(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {}",
+                self.idle_timeout_ms
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::Database)?;
+        }
         let replay_until = self.replay_until.load(Ordering::Acquire);
         let parked = Arc::clone(&self.parked.lock().unwrap_or_else(PoisonError::into_inner));
         let mut at = 0;
