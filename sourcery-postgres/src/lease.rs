@@ -49,7 +49,11 @@ use crate::{Error, Store};
 /// a transactional projection, whose writes commit with the checkpoint.
 /// An old holder whose connection is killed rather than closed may go on
 /// applying events to its own memory for up to one heartbeat before it
-/// notices; none of its checkpoints land after the takeover.
+/// notices; none of its checkpoints land after the takeover. The lease
+/// moves within the retry interval; a transactional read model's standby
+/// may then still wait for row locks a paused old holder took in its
+/// unfinished batch, until PostgreSQL ends that session (see
+/// [`ReadModel::idle_in_transaction_timeout`](crate::ReadModel::idle_in_transaction_timeout)).
 ///
 /// The key is derived from the store's schema and the projection name, so
 /// the same projection in two schemas is two leases.

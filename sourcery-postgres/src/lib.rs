@@ -349,6 +349,32 @@
 //! of its own, watched from a thread of its own; a standby takes over when
 //! the holder's connection dies).
 //!
+//! `benches/subscriptions.rs`, two runs on the 2-core box, quiet (nothing
+//! else running), PostgreSQL on loopback:
+//!
+//! | measure | result |
+//! |---|---|
+//! | append throughput, 8 writers, 1 event per append, with ÷ without the coalesced `NOTIFY` | 1.02 / 0.99 (6.3k–7.0k events/s) |
+//! | append call → delivery at 1,000 events/s for 10 s, same store | p50 1.81 / 1.11 ms, p99 10.67 / 11.26 ms |
+//! | append call → delivery at 1,000 events/s for 10 s, another store (`LISTEN`) | p50 1.98 / 1.77 ms, p99 12.33 / 10.42 ms |
+//! | catch-up of a runner over 1,000,000 events ÷ raw keyset read (pages of 1,000) | 0.73, 0.73 / 0.73, 0.71 (561k–669k vs 790k–912k events/s) |
+//!
+//! Re-run on 2026-11-26 on a slower box (`fdatasync` ≈ 200 µs, appends
+//! about 2.5× slower than above), after the doorbell learned to stay quiet
+//! while nobody listens: `NOTIFY` with ÷ without 0.96 (another store
+//! listening); p99 19.0 ms in process and 24.1 ms through `LISTEN`; catch-up
+//! 0.78 and 0.59, and 1.04 and 0.70 in an earlier run (the runner's own rate
+//! moved between 262k and 348k events/s from one round to the next; the
+//! read path did not change). The version before this change gave p99
+//! 35–87 ms on that box in four runs, so the box, not the change, sets the
+//! latency figures.
+//!
+//! Latency is measured from the start of the append call, so it includes the
+//! append and every append in flight below it. On the same box under a load
+//! average of 7–8 from other builds, the p99 rose to 62–75 ms: the frontier
+//! waits for the slowest append in flight. A catch-up reads the head once
+//! and then pages without it while pages come back full.
+//!
 //! # Leases and fencing
 //!
 //! Each holder of a [`Lease`] gets a fence (the lease's generation, counted
@@ -408,32 +434,6 @@
 //! runs. The last round of the second run had the hand-written batch
 //! disturbed (12.0 s against 6.0–7.0 s in the other rounds), hence its
 //! ratios; the median leaves it out.
-//!
-//! `benches/subscriptions.rs`, two runs on the 2-core box, quiet (nothing
-//! else running), PostgreSQL on loopback:
-//!
-//! | measure | result |
-//! |---|---|
-//! | append throughput, 8 writers, 1 event per append, with ÷ without the coalesced `NOTIFY` | 1.02 / 0.99 (6.3k–7.0k events/s) |
-//! | append call → delivery at 1,000 events/s for 10 s, same store | p50 1.81 / 1.11 ms, p99 10.67 / 11.26 ms |
-//! | append call → delivery at 1,000 events/s for 10 s, another store (`LISTEN`) | p50 1.98 / 1.77 ms, p99 12.33 / 10.42 ms |
-//! | catch-up of a runner over 1,000,000 events ÷ raw keyset read (pages of 1,000) | 0.73, 0.73 / 0.73, 0.71 (561k–669k vs 790k–912k events/s) |
-//!
-//! Re-run on 2026-11-26 on a slower box (`fdatasync` ≈ 200 µs, appends
-//! about 2.5× slower than above), after the doorbell learned to stay quiet
-//! while nobody listens: `NOTIFY` with ÷ without 0.96 (another store
-//! listening); p99 19.0 ms in process and 24.1 ms through `LISTEN`; catch-up
-//! 0.78 and 0.59, and 1.04 and 0.70 in an earlier run (the runner's own rate
-//! moved between 262k and 348k events/s from one round to the next; the
-//! read path did not change). The version before this change gave p99
-//! 35–87 ms on that box in four runs, so the box, not the change, sets the
-//! latency figures.
-//!
-//! Latency is measured from the start of the append call, so it includes the
-//! append and every append in flight below it. On the same box under a load
-//! average of 7–8 from other builds, the p99 rose to 62–75 ms: the frontier
-//! waits for the slowest append in flight. A catch-up reads the head once
-//! and then pages without it while pages come back full.
 //!
 //! # Failures
 //!
