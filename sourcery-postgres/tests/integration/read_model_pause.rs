@@ -12,13 +12,13 @@
 //! 2. It appends a group of events in one commit and waits until the
 //!    child, in the batch of that group, has written a chosen event of it
 //!    (the first, a middle one or the last: each round another). The
-//!    child's handler reports `holding` there and waits for a line on its
-//!    standard input: what follows finds it inside an open transaction
-//!    that wrote, whatever the timing. The parent stops it with SIGSTOP
-//!    and sees it stopped (`ps`), checks on the server that its data
-//!    session is idle in a transaction that wrote, and writes the line
-//!    into the pipe: the child reads it when it runs again, so SIGCONT is
-//!    what lets it go on.
+//!    child's handler reports `holding` there, with its data session's
+//!    backend pid, and waits for a line on its standard input: what
+//!    follows finds it inside an open transaction that wrote, whatever the
+//!    timing. The parent stops it with SIGSTOP and sees it stopped (`ps`),
+//!    checks on the server that that session is idle in a transaction
+//!    that wrote, and writes the line into the pipe: the child reads it
+//!    when it runs again, so SIGCONT is what lets it go on.
 //! 3. It terminates the child's lease connection (its data connection
 //!    stays), starts a standby runner here with its own lease, appends
 //!    more events and waits until the standby has committed up to the
@@ -35,23 +35,47 @@
 //!    fence), as it was before the child resumed, never behind the last
 //!    round's.
 //!
+//! In these rounds the child's read model has its idle-in-transaction
+//! timeout ([`ReadModel::idle_in_transaction_timeout`]) disabled, so that
+//! how long it stays paused changes nothing; the standby's keeps the
+//! default (10 s).
+//!
 //! The paused transaction only inserts into a table without a key, so the
 //! standby needs none of its locks. A second test runs one round with a
 //! read model that also upserts a row per stream: there the paused
 //! holder's open transaction holds the row lock the standby's first batch
 //! needs, and the standby waits for it — not a deadlock (the wait ends
-//! with the holder's transaction, when it resumes and is refused, or when
-//! its session ends), but a takeover held up by a paused process for as
-//! long as it stays paused. The test shows the wait on the server (the
-//! standby's session blocked by the child's) and that it ends, with the
-//! same checks, once the child resumes.
+//! with the holder's transaction: when it resumes and is refused, or when
+//! its session ends). With the child's timeout disabled nothing ends that
+//! session while it is paused, so the takeover is held up for as long as
+//! the pause lasts (with the default timeout, for up to 10 s). The test
+//! shows the wait on the server (the standby's session blocked by the
+//! child's) and that it ends, with the same checks, once the child
+//! resumes.
+//!
+//! A third test runs that round with the child's timeout at
+//! [`IDLE_TIMEOUT`] (400 ms) and keeps the child stopped through its first
+//! checks: PostgreSQL ends the paused holder's data session once it has
+//! sat idle in its transaction that long (SQLSTATE 25P03), the
+//! transaction is rolled back and its row locks go, and the standby
+//! commits up to the head within [`UNBLOCKED_WITHIN`] (5 s) of the
+//! takeover's appends. The test checks that the data session is gone from
+//! `pg_stat_activity` and that the read model is a replay of the log up to
+//! the standby's checkpoint, row for row, none of the paused batch's rows
+//! in it. Then it resumes the child: the next statement of its batch gets
+//! the server's error (25P03, sent as it closed the connection), its
+//! runner stops with [`RunnerError::Projection`], and it committed nothing
+//! more: the read model is as it was.
 //!
 //! Not reached here: a holder paused between its batch's advance (the last
 //! statement) and its commit. Its advance passed the fence before the
 //! standby claimed the checkpoint, and holds the checkpoint's row lock, so
 //! the standby's claim waits for it; resumed, the holder commits its batch
 //! (the fence allowed it when checked), and the standby's claim then reads
-//! the checkpoint after it: its writes land, once.
+//! the checkpoint after it: its writes land, once. (That is with a pause
+//! shorter than the holder's idle-in-transaction timeout, or none; past
+//! it, the server ends the holder's session first, its batch is rolled
+//! back, and the standby's claim goes on.)
 //!
 //! The child is this test binary again, running `read_model_pause_child`
 //! with `SOURCERY_POSTGRES_READ_MODEL_PAUSE_CHILD` set. It is killed with
@@ -71,15 +95,15 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sourcery_core::checkpoint::{Advance, Claim, Fence};
 use sourcery_core::event::DomainEvent;
-use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery};
+use sourcery_core::runner::read_model::{ApplyInTransaction, Batch, Delivery, RunningReadModel};
 use sourcery_core::runner::{ReadModelRunner, RunnerError, WaitError};
 use sourcery_core::store::{EventFilter, EventId, EventStore, NonEmpty, PersistableEvent};
 use sourcery_postgres::{ApplySql, Lease, ReadModel, ReadModelTransaction, SqlEvents, SqlProjection, Store};
 use sqlx::PgPool;
 use tokio::runtime::Runtime;
 
-/// `<schema> <application name> <run> <n to hold after> <rows|upserts>`,
-/// in the child.
+/// `<schema> <application name> <run> <n to hold after> <rows|upserts>
+/// <idle-in-transaction timeout in ms, 0 for none>`, in the child.
 const CHILD: &str = "SOURCERY_POSTGRES_READ_MODEL_PAUSE_CHILD";
 /// What the child's lines start with (the harness may print the test's
 /// name before the first one, on the same line).
@@ -109,6 +133,11 @@ const WAIT: Duration = Duration::from_secs(30);
 const CALL: u64 = 30;
 /// How long the parent waits for `ps` to show the child stopped.
 const STATE_WAIT: Duration = Duration::from_secs(10);
+/// The child's idle-in-transaction timeout in the third test.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(400);
+/// How long the standby of the third test has, once the takeover's events
+/// are appended, to commit up to the head, the child still paused.
+const UNBLOCKED_WITHIN: Duration = Duration::from_secs(5);
 /// The child gives up after this long (the parent is done long before).
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -145,7 +174,7 @@ struct Rows {
 
 #[derive(Debug, thiserror::Error)]
 enum RowsError {
-    #[error(transparent)]
+    #[error("a statement of the read model failed")]
     Sql(#[from] sqlx::Error),
     #[error("the parent's line did not come: {0}")]
     NoLine(String),
@@ -191,7 +220,11 @@ impl ApplySql<Noted> for Rows {
             // The server holds the writes, in the open transaction.
             println!("{MARK}applied {}", delivery.position());
             if event.n == hold_after {
-                println!("{MARK}holding {}", delivery.position());
+                // Its data session, for the parent to find on the server.
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                println!("{MARK}holding {} {pid}", delivery.position());
                 parents_line().await.map_err(RowsError::NoLine)?;
             }
         }
@@ -328,7 +361,7 @@ async fn create_tables(store: &PgStore) {
 type Row = (i64, i64, i64);
 
 /// The read model and its checkpoint, read in one snapshot.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct ReadModelState {
     /// The checkpoint's position and fence.
     checkpoint: (Option<i64>, Option<i64>),
@@ -553,12 +586,15 @@ struct Reports {
     written: Vec<i64>,
     /// The last `through` committed.
     committed: Option<i64>,
-    /// Where the handler holds.
-    holding: Option<i64>,
+    /// Where the handler holds: the position, and the backend pid of its
+    /// data session.
+    holding: Option<(i64, i32)>,
     /// What refused a batch: `fenced <generation>` or `behind <position>`.
     refused: Option<String>,
-    /// How the runner stopped: `fenced <generation>`, `lease-lost`, or
-    /// `otherwise <what stop returned>`.
+    /// How the runner stopped: `fenced <generation>`, `lease-lost`,
+    /// `projection database <SQLSTATE>` (or `projection io <kind>`,
+    /// `projection otherwise <error>`), or `otherwise <what stop
+    /// returned>`.
     stopped: Option<String>,
 }
 
@@ -583,7 +619,11 @@ impl Reports {
                 self.written.clear();
             }
             "applied" => self.written.push(number(rest)?),
-            "holding" => self.holding = Some(number(rest)?),
+            "holding" => {
+                let (position, pid) = rest.split_once(' ').ok_or_else(|| report.to_owned())?;
+                let pid = i32::try_from(number(pid)?).map_err(|_| report.to_owned())?;
+                self.holding = Some((number(position)?, pid));
+            }
             "committed" => self.committed = Some(number(rest)?),
             "refused" => self.refused = Some(rest.to_owned()),
             "stopped" => self.stopped = Some(rest.to_owned()),
@@ -765,6 +805,247 @@ fn runtime() -> Runtime {
         .expect("a runtime")
 }
 
+/// What a round's read model writes, and the child's
+/// [`ReadModel::idle_in_transaction_timeout`] (the standby keeps the
+/// default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Rows only; the child's timeout disabled, so that how long it is
+    /// paused changes nothing.
+    Rows,
+    /// Rows and upserts; the child's timeout disabled.
+    Upserts,
+    /// Rows and upserts; the child's timeout [`IDLE_TIMEOUT`].
+    UpsertsTimedOut,
+}
+
+impl Scenario {
+    fn upserts(self) -> bool {
+        self != Self::Rows
+    }
+
+    /// The child's timeout, in milliseconds (0: none).
+    fn timeout_ms(self) -> u128 {
+        match self {
+            Self::Rows | Self::Upserts => 0,
+            Self::UpsertsTimedOut => IDLE_TIMEOUT.as_millis(),
+        }
+    }
+}
+
+/// A round's child, paused inside the batch of the group, and what it had
+/// done (steps 1 and 2).
+struct Paused {
+    child: ChildRunner,
+    scenario: Scenario,
+    context: String,
+    application_name: String,
+    child_run: i64,
+    standby_run: i64,
+    /// The `n` of the first event after the group.
+    next_n: i64,
+    backlog_head: i64,
+    /// The child's last commit before the pause.
+    committed_before: Option<i64>,
+    /// The positions the paused batch had written.
+    written_at_pause: Vec<i64>,
+    /// The paused batch: its events, its `through`, its fence.
+    batch: (usize, i64, u64),
+    /// The backend pid of the child's data session (its report).
+    data_pid: i32,
+    /// The child's sessions on the server after SIGSTOP.
+    child_sessions: Vec<(i32, Option<String>, bool)>,
+    /// Whether the data session was still on the server after SIGSTOP
+    /// (idle in its transaction), or its timeout had ended it already.
+    seen_idle: bool,
+    /// When SIGSTOP was sent.
+    stopped_at: Instant,
+}
+
+/// Steps 1 and 2 of a round (see the module's docs): the child of run
+/// `2 * number + 1` commits a backlog and is paused after writing event
+/// `hold_at` of the group's batch.
+fn pause(runtime: &Runtime, store: &PgStore, number: i64, hold_at: i64, scenario: Scenario) -> Paused {
+    let context = format!(
+        "round {number} (paused after writing event {} of {GROUP}; {scenario:?})",
+        hold_at + 1
+    );
+    let child_run = 2 * number + 1;
+    // Each round's events have `n`s of their own.
+    let first = number * 100;
+    let backlog_head = runtime.block_on(append_each(store, first, BACKLOG));
+    let group = first + BACKLOG..first + BACKLOG + GROUP;
+    let hold_after = group.start + hold_at;
+    let application_name = format!("pause-{}-{number}", store.schema());
+    let spec = format!(
+        "{} {application_name} {child_run} {hold_after} {} {}",
+        store.schema(),
+        if scenario.upserts() { "upserts" } else { "rows" },
+        scenario.timeout_ms()
+    );
+
+    // 1. The child commits the backlog.
+    let mut child = ChildRunner::start(&spec, &context);
+    child.until("its commit of the backlog", |reports| {
+        reports.committed >= Some(backlog_head)
+    });
+    assert!(child.reports.running, "{context}: the child said it was running");
+
+    // 2. It is paused inside the batch of the group, after writes.
+    let group_head = runtime.block_on(append(store, "s0", group.clone()));
+    child.until("its write of the event to hold after", |reports| {
+        reports.holding.is_some()
+    });
+    child.signal("-STOP");
+    let paused = Instant::now();
+    child.wait_until_stopped();
+    let committed_before = child.reports.committed;
+    let written_at_pause = child.reports.written.clone();
+    let batch = *child.reports.batches.last().expect("a batch begun");
+    let (_, data_pid) = child.reports.holding.expect("the child holds");
+    assert!(
+        written_at_pause
+            .iter()
+            .all(|&position| position > backlog_head && position <= group_head),
+        "{context}: the paused batch writes the group: {written_at_pause:?}"
+    );
+    let child_sessions = runtime.block_on(sessions(store.pool(), &application_name));
+    assert!(
+        child_sessions
+            .iter()
+            .all(|&(pid, _, wrote)| pid == data_pid || !wrote),
+        "{context}: no session of the child but its data session {data_pid} has a transaction \
+         that wrote: {child_sessions:?}"
+    );
+    let seen_idle = match child_sessions.iter().find(|session| session.0 == data_pid) {
+        Some((_, state, true)) => {
+            assert_eq!(
+                state.as_deref(),
+                Some("idle in transaction"),
+                "{context}: the paused child's transaction is open on the server"
+            );
+            true
+        }
+        // Its timeout may have ended the session (gone, or on its way out,
+        // its transaction over) before the parent looked.
+        None | Some((_, _, false)) if scenario == Scenario::UpsertsTimedOut => false,
+        _ => panic!(
+            "{context}: the child's data session {data_pid} has a transaction that wrote: \
+             {child_sessions:?}"
+        ),
+    };
+    child.send_resume();
+    Paused {
+        child,
+        scenario,
+        context,
+        application_name,
+        child_run,
+        standby_run: child_run + 1,
+        next_n: group.end,
+        backlog_head,
+        committed_before,
+        written_at_pause,
+        batch,
+        data_pid,
+        child_sessions,
+        seen_idle,
+        stopped_at: paused,
+    }
+}
+
+/// The standby, running.
+struct Standby {
+    runner: RunningReadModel<i64>,
+    application_name: String,
+    /// The head once the takeover's events were appended.
+    head: i64,
+    /// When the child's lease connection was terminated.
+    takeover: Instant,
+}
+
+/// The start of step 3: terminates the child's lease connection, starts a
+/// standby (run `2 * number + 2`) with its own lease, and appends more
+/// events.
+fn take_over(runtime: &Runtime, store: &PgStore, number: i64, paused: &Paused) -> Standby {
+    let context = &paused.context;
+    let lease_pid = runtime
+        .block_on(support::bounded(
+            "looking up the lease's holder",
+            CALL,
+            quick_lease(store).holder(NAME),
+        ))
+        .expect("the lease's holder")
+        .expect("the lease is held");
+    assert!(
+        lease_pid != paused.data_pid && paused.child_sessions.iter().any(|session| session.0 == lease_pid),
+        "{context}: the lease is held by a session of the child other than its data session \
+         {}: {lease_pid}, of {:?}",
+        paused.data_pid,
+        paused.child_sessions
+    );
+    let killed: bool = runtime
+        .block_on(support::bounded(
+            "terminating the lease's backend",
+            CALL,
+            sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                .bind(lease_pid)
+                .fetch_one(store.pool()),
+        ))
+        .expect("pg_terminate_backend");
+    assert!(
+        killed,
+        "{context}: the lease's backend {lease_pid} was terminated"
+    );
+    let takeover = Instant::now();
+    let application_name = format!("pause-standby-{}-{number}", store.schema());
+    let runner = runtime.block_on(async {
+        let pool = support::pool(4, &application_name)
+            .await
+            .expect("DATABASE_URL is set");
+        let standby_store = PgStore::with_schema(pool, store.schema()).expect("a valid schema");
+        ReadModelRunner::new(standby_store.clone())
+            .with_lease(quick_lease(&standby_store))
+            .batch_size(NonZeroUsize::new(BATCH).expect("not zero"))
+            .start(read_model(
+                &standby_store,
+                paused.standby_run,
+                paused.scenario.upserts(),
+                None,
+            ))
+            .expect("the standby starts")
+    });
+    let head = runtime.block_on(append_each(store, paused.next_n, TAKEOVER_APPENDS));
+    Standby {
+        runner,
+        application_name,
+        head,
+        takeover,
+    }
+}
+
+/// Stops the standby and checks that the checkpoint stays its own.
+fn stop_standby(
+    runtime: &Runtime,
+    store: &PgStore,
+    standby: Standby,
+    checkpoint: (Option<i64>, Option<i64>),
+    context: &str,
+) {
+    runtime
+        .block_on(support::bounded(
+            "stopping the standby",
+            CALL,
+            standby.runner.stop(),
+        ))
+        .unwrap_or_else(|error| panic!("{context}: the standby stops cleanly: {error}"));
+    assert_eq!(
+        runtime.block_on(state(store)).checkpoint,
+        checkpoint,
+        "{context}: the checkpoint stays the standby's"
+    );
+}
+
 /// What a round measured.
 #[derive(Debug)]
 struct Round {
@@ -788,10 +1069,10 @@ struct Round {
     elapsed: Duration,
 }
 
-/// One round (see the module's docs): the child of run `2 * number + 1`
-/// is paused after writing event `hold_at` of its batch, the standby of
-/// run `2 * number + 2` takes over. `previous` is the last round's
-/// checkpoint.
+/// One round of the first two tests (see the module's docs): the child
+/// (its timeout disabled) is paused after writing event `hold_at` of its
+/// batch, the standby takes over, the child resumes and is fenced off.
+/// `previous` is the last round's checkpoint.
 #[expect(
     clippy::too_many_lines,
     reason = "one scenario, step by step, with its checks"
@@ -805,118 +1086,36 @@ fn round(
     previous: Option<i64>,
 ) -> Round {
     let started = Instant::now();
-    let context = format!(
-        "round {number} (paused after writing event {} of {GROUP}{})",
-        hold_at + 1,
-        if upserts { ", upserts" } else { "" }
-    );
-    let child_run = 2 * number + 1;
-    let standby_run = child_run + 1;
-    // Each round's events have `n`s of their own.
-    let first = number * 100;
-    let backlog_head = runtime.block_on(append_each(store, first, BACKLOG));
-    let group = first + BACKLOG..first + BACKLOG + GROUP;
-    let hold_after = group.start + hold_at;
-    let application_name = format!("pause-{}-{number}", store.schema());
-    let spec = format!(
-        "{} {application_name} {child_run} {hold_after} {}",
-        store.schema(),
-        if upserts { "upserts" } else { "rows" }
-    );
-
-    // 1. The child commits the backlog.
-    let mut child = ChildRunner::start(&spec, &context);
-    child.until("its commit of the backlog", |reports| {
-        reports.committed >= Some(backlog_head)
-    });
-    assert!(child.reports.running, "{context}: the child said it was running");
-
-    // 2. It is paused inside the batch of the group, after writes.
-    let group_head = runtime.block_on(append(store, "s0", group.clone()));
-    child.until("its write of the event to hold after", |reports| {
-        reports.holding.is_some()
-    });
-    child.signal("-STOP");
-    let paused = Instant::now();
-    child.wait_until_stopped();
-    let committed_before = child.reports.committed;
-    let written_at_pause = child.reports.written.clone();
-    let &(batch, through, fence) = child.reports.batches.last().expect("a batch begun");
-    assert!(
-        written_at_pause
-            .iter()
-            .all(|&position| position > backlog_head && position <= group_head),
-        "{context}: the paused batch writes the group: {written_at_pause:?}"
-    );
-    let child_sessions = runtime.block_on(sessions(store.pool(), &application_name));
-    let writing: Vec<_> = child_sessions.iter().filter(|session| session.2).collect();
-    let [(data_pid, data_state, _)] = writing[..] else {
-        panic!("{context}: one session of the child has a transaction that wrote: {child_sessions:?}");
+    let scenario = if upserts {
+        Scenario::Upserts
+    } else {
+        Scenario::Rows
     };
-    assert_eq!(
-        data_state.as_deref(),
-        Some("idle in transaction"),
-        "{context}: the paused child's transaction is open on the server"
-    );
-    child.send_resume();
+    let mut paused = pause(runtime, store, number, hold_at, scenario);
+    let context = paused.context.clone();
+    let data_pid = paused.data_pid;
+    let (batch, through, fence) = paused.batch;
 
     // 3. The takeover, the child stopped.
-    let lease_pid = runtime
-        .block_on(support::bounded(
-            "looking up the lease's holder",
-            CALL,
-            quick_lease(store).holder(NAME),
-        ))
-        .expect("the lease's holder")
-        .expect("the lease is held");
-    assert!(
-        lease_pid != *data_pid && child_sessions.iter().any(|session| session.0 == lease_pid),
-        "{context}: the lease is held by a session of the child other than its data session \
-         {data_pid}: {lease_pid}, of {child_sessions:?}"
-    );
-    let killed: bool = runtime
-        .block_on(support::bounded(
-            "terminating the lease's backend",
-            CALL,
-            sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-                .bind(lease_pid)
-                .fetch_one(store.pool()),
-        ))
-        .expect("pg_terminate_backend");
-    assert!(
-        killed,
-        "{context}: the lease's backend {lease_pid} was terminated"
-    );
-    let takeover = Instant::now();
-    let standby_name = format!("pause-standby-{}-{number}", store.schema());
-    let standby = runtime.block_on(async {
-        let pool = support::pool(4, &standby_name)
-            .await
-            .expect("DATABASE_URL is set");
-        let standby_store = PgStore::with_schema(pool, store.schema()).expect("a valid schema");
-        ReadModelRunner::new(standby_store.clone())
-            .with_lease(quick_lease(&standby_store))
-            .batch_size(NonZeroUsize::new(BATCH).expect("not zero"))
-            .start(read_model(&standby_store, standby_run, upserts, None))
-            .expect("the standby starts")
-    });
-    let head = runtime.block_on(append_each(store, group.end, TAKEOVER_APPENDS));
+    let standby = take_over(runtime, store, number, &paused);
+    let head = standby.head;
     if upserts {
         // The standby's first batch upserts the group's stream, whose row
         // the paused transaction holds: it waits for the child.
         runtime.block_on(support::bounded("the standby's lock wait", CALL, async {
-            while !blocked_by(store.pool(), &standby_name, *data_pid).await {
+            while !blocked_by(store.pool(), &standby.application_name, data_pid).await {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }));
     } else {
         runtime
-            .block_on(standby.wait_for(head, WAIT))
+            .block_on(standby.runner.wait_for(head, WAIT))
             .unwrap_or_else(|error| {
                 panic!("{context}: the standby commits up to the head while the child is paused: {error}")
             });
     }
-    let takeover = takeover.elapsed();
+    let takeover = standby.takeover.elapsed();
+    let child = &mut paused.child;
     assert!(
         child.is_stopped(),
         "{context}: the child stayed stopped through the takeover"
@@ -929,11 +1128,11 @@ fn round(
     let taken = runtime.block_on(state(store)).checkpoint;
     if upserts {
         assert!(
-            runtime.block_on(blocked_by(store.pool(), &standby_name, *data_pid)),
+            runtime.block_on(blocked_by(store.pool(), &standby.application_name, data_pid)),
             "{context}: the standby still waits for the paused child"
         );
         assert_eq!(
-            taken.0, committed_before,
+            taken.0, paused.committed_before,
             "{context}: the blocked standby has committed nothing"
         );
     } else {
@@ -946,7 +1145,7 @@ fn round(
 
     // 4. The child resumes: it writes the rest of its batch and is refused.
     child.signal("-CONT");
-    let paused_for = paused.elapsed();
+    let paused_for = paused.stopped_at.elapsed();
     let resumed = Instant::now();
     child.until("its report of how its runner stopped", |reports| {
         reports.stopped.is_some()
@@ -955,13 +1154,13 @@ fn round(
     assert!(status.success(), "{context}: the child exits cleanly: {status}");
     let unblocked_after = upserts.then(|| {
         runtime
-            .block_on(standby.wait_for(head, WAIT))
+            .block_on(standby.runner.wait_for(head, WAIT))
             .unwrap_or_else(|error| {
                 panic!("{context}: the standby commits up to the head once the child resumed: {error}")
             });
         resumed.elapsed()
     });
-    runtime.block_on(sessions_ended(store.pool(), &application_name));
+    runtime.block_on(sessions_ended(store.pool(), &paused.application_name));
 
     // 5. The checks.
     let reports = &child.reports;
@@ -984,11 +1183,12 @@ fn round(
         "{context}: the child began no batch after the paused one"
     );
     assert!(
-        reports.written.starts_with(&written_at_pause),
-        "{context}: after SIGCONT the child went on with its batch: {:?} after {written_at_pause:?}",
-        reports.written
+        reports.written.starts_with(&paused.written_at_pause),
+        "{context}: after SIGCONT the child went on with its batch: {:?} after {:?}",
+        reports.written,
+        paused.written_at_pause
     );
-    let written_after = reports.written.len() - written_at_pause.len();
+    let written_after = reports.written.len() - paused.written_at_pause.len();
     let found = runtime.block_on(state(store));
     assert_eq!(
         found.checkpoint,
@@ -1011,28 +1211,24 @@ fn round(
         &found.rows,
         &Runs {
             previous,
-            committed_before,
-            child: child_run,
-            standby: standby_run,
+            committed_before: paused.committed_before,
+            child: paused.child_run,
+            standby: paused.standby_run,
         },
         &reports.written,
         &context,
     );
+    let stopped = reports.stopped.clone().unwrap_or_default();
+    let written_at_pause = paused.written_at_pause.len();
+    drop(paused);
 
-    runtime
-        .block_on(support::bounded("stopping the standby", CALL, standby.stop()))
-        .unwrap_or_else(|error| panic!("{context}: the standby stops cleanly: {error}"));
-    assert_eq!(
-        runtime.block_on(state(store)).checkpoint,
-        (Some(head), Some(generation)),
-        "{context}: the checkpoint stays the standby's"
-    );
+    stop_standby(runtime, store, standby, found.checkpoint, &context);
     Round {
         checkpoint: head,
         batch,
-        written_at_pause: written_at_pause.len(),
+        written_at_pause,
         written_after,
-        stopped: reports.stopped.clone().unwrap_or_default(),
+        stopped,
         paused_for,
         takeover,
         unblocked_after,
@@ -1080,15 +1276,209 @@ fn a_paused_holder_holds_up_a_standby_that_needs_its_row_locks_until_it_is_fence
     runtime.block_on(create_tables(&store));
     let round = round(&runtime, &store, 0, GROUP / 2, true, None);
     say(&format!(
-        "read-model pause with upserts: the standby waited for the paused holder's row lock \
-         (paused for {:.0?}; lock wait seen {:.0?} after the lease's termination), and reached \
-         the head {:.0?} after SIGCONT (the child stopped {}); round {:.0?}",
+        "read-model pause with upserts, the holder's idle-in-transaction timeout disabled: the \
+         standby waited for the paused holder's row lock (paused for {:.0?}; lock wait seen \
+         {:.0?} after the lease's termination), and reached the head {:.0?} after SIGCONT (the \
+         child stopped {}); round {:.0?}",
         round.paused_for,
         round.takeover,
         round.unblocked_after.unwrap_or_default(),
         round.stopped,
         round.elapsed
     ));
+}
+
+/// Runs `until` to its end; meanwhile watches whether a session of
+/// `application_name` waits for a lock `holder` holds. Returns what
+/// `until` returned and whether the wait was seen.
+async fn watching_lock_waits<T>(
+    pool: &PgPool,
+    application_name: &str,
+    holder: i32,
+    until: impl Future<Output = T>,
+) -> (T, bool) {
+    let mut until = std::pin::pin!(until);
+    let watch = async {
+        while !blocked_by(pool, application_name, holder).await {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::select! {
+        output = &mut until => return (output, false),
+        () = watch => {}
+    }
+    (until.await, true)
+}
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario, step by step, with its checks"
+)]
+fn a_paused_holders_idle_in_transaction_timeout_frees_a_standby_that_needs_its_row_locks() {
+    let started = Instant::now();
+    let runtime = runtime();
+    let Some(store) = runtime.block_on(support::store_with::<String, ()>(4)) else {
+        return;
+    };
+    runtime.block_on(create_tables(&store));
+    let mut paused = pause(&runtime, &store, 0, GROUP / 2, Scenario::UpsertsTimedOut);
+    let context = paused.context.clone();
+    let data_pid = paused.data_pid;
+
+    // 3. The takeover, the child stopped: the server ends the child's data
+    // session after its timeout, and with it the transaction that holds
+    // the row the standby's first batch upserts.
+    let standby = take_over(&runtime, &store, 0, &paused);
+    let head = standby.head;
+    let (reached, lock_wait_seen) = runtime.block_on(watching_lock_waits(
+        store.pool(),
+        &standby.application_name,
+        data_pid,
+        standby.runner.wait_for(head, UNBLOCKED_WITHIN),
+    ));
+    reached.unwrap_or_else(|error| {
+        panic!(
+            "{context}: the standby commits up to the head within {UNBLOCKED_WITHIN:?} of the \
+             takeover's appends, the child still paused: {error}"
+        )
+    });
+    let takeover = standby.takeover.elapsed();
+    let child = &mut paused.child;
+    assert!(
+        child.is_stopped(),
+        "{context}: the child stayed stopped through the takeover"
+    );
+    // The standby got the row lock, so the transaction has ended; the
+    // backend leaves pg_stat_activity as it exits.
+    runtime.block_on(support::bounded("the child's data session ending", CALL, async {
+        while sessions(store.pool(), &paused.application_name)
+            .await
+            .iter()
+            .any(|session| session.0 == data_pid)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }));
+    let generation = runtime.block_on(lease_generation(&store));
+    let fence = paused.batch.2;
+    assert!(
+        u64::try_from(generation).expect("a generation") > fence,
+        "{context}: the standby's lease generation {generation} is above the child's fence {fence}"
+    );
+    let found = runtime.block_on(state(&store));
+    assert_eq!(
+        found.checkpoint,
+        (Some(head), Some(generation)),
+        "{context}: the checkpoint is the standby's, at the head"
+    );
+    runtime.block_on(check_replay(&store, &found, true, &context));
+    let runs = Runs {
+        previous: None,
+        committed_before: paused.committed_before,
+        child: paused.child_run,
+        standby: paused.standby_run,
+    };
+    check_runs(&found.rows, &runs, &paused.written_at_pause, &context);
+
+    // 4. The child resumes: its batch's next statement finds its
+    // connection closed by the server.
+    child.signal("-CONT");
+    let paused_for = paused.stopped_at.elapsed();
+    child.until("its report of how its runner stopped", |reports| {
+        reports.stopped.is_some()
+    });
+    let status = child.wait_for_exit();
+    assert!(status.success(), "{context}: the child exits cleanly: {status}");
+    runtime.block_on(sessions_ended(store.pool(), &paused.application_name));
+
+    // 5. The checks: the child's runner stopped on a database error, and
+    // it committed nothing more.
+    let reports = &child.reports;
+    assert_eq!(
+        reports.stopped.as_deref(),
+        Some(CLOSED_BY_TIMEOUT),
+        "{context}: the child's runner stopped on its session's end: {reports:?}"
+    );
+    assert_eq!(
+        reports.refused, None,
+        "{context}: the child's batch did not reach its advance: {reports:?}"
+    );
+    assert_eq!(
+        (reports.committed, reports.batches.last()),
+        (paused.committed_before, Some(&paused.batch)),
+        "{context}: the child committed nothing and began no batch after the pause: {reports:?}"
+    );
+    assert_eq!(
+        reports.written, paused.written_at_pause,
+        "{context}: after SIGCONT the child wrote nothing more: {reports:?}"
+    );
+    assert_eq!(
+        runtime.block_on(state(&store)),
+        found,
+        "{context}: the read model is as it was before the child resumed"
+    );
+    let stopped = reports.stopped.clone().unwrap_or_default();
+    let written_at_pause = paused.written_at_pause.len();
+    let seen_idle = paused.seen_idle;
+    let backlog_head = paused.backlog_head;
+    drop(paused);
+
+    stop_standby(&runtime, &store, standby, found.checkpoint, &context);
+    say(&format!(
+        "read-model pause with upserts, the holder's idle-in-transaction timeout {IDLE_TIMEOUT:?}: \
+         the data session {} when the parent looked after SIGSTOP; the standby {} and reached \
+         the head {:.0?} after the lease's termination, the holder still paused, which resumed \
+         (paused for {:.0?}, {written_at_pause} writes of its batch done, backlog to \
+         {backlog_head}) stopped with `{stopped}`; test {:.0?}",
+        if seen_idle {
+            "was idle in its transaction"
+        } else {
+            "had been ended already"
+        },
+        if lock_wait_seen {
+            "was seen waiting for its row lock"
+        } else {
+            "was not seen waiting for its row lock"
+        },
+        takeover,
+        paused_for,
+        started.elapsed()
+    ));
+}
+
+/// What the child reports when its runner stopped on its batch's next
+/// statement after PostgreSQL ended its session for the
+/// idle-in-transaction timeout (SQLSTATE 25P03).
+const CLOSED_BY_TIMEOUT: &str = "projection database 25P03";
+
+/// The first [`sqlx::Error`] in `error`'s chain of sources.
+fn sql_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a sqlx::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(sql) = error.downcast_ref::<sqlx::Error>() {
+            return Some(sql);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// How a runner stopped, as the child reports it.
+fn stopped_how(stopped: Result<(), RunnerError>) -> String {
+    match stopped {
+        Err(RunnerError::Fenced(_, fence)) => format!("fenced {}", fence.get()),
+        Err(RunnerError::LeaseLost(_)) => "lease-lost".to_owned(),
+        Err(RunnerError::Projection(_, error)) => match sql_cause(&*error) {
+            Some(sqlx::Error::Database(database)) => format!(
+                "projection database {}",
+                database.code().as_deref().unwrap_or("(no code)")
+            ),
+            Some(sqlx::Error::Io(io)) => format!("projection io {:?}", io.kind()),
+            other => format!("projection otherwise {other:?}: {error}"),
+        },
+        other => format!("otherwise {other:?}"),
+    }
 }
 
 /// The child: runs the read model with a lease, reporting as it goes,
@@ -1099,10 +1489,16 @@ async fn read_model_pause_child() {
         // Run as a normal test: nothing to do.
         return;
     };
-    let [schema, application_name, run, hold_after, mode] = spec.split(' ').collect::<Vec<_>>()[..] else {
-        panic!("{CHILD}={spec} is not `schema application_name run hold_after rows|upserts`");
+    let [schema, application_name, run, hold_after, mode, timeout_ms] =
+        spec.split(' ').collect::<Vec<_>>()[..]
+    else {
+        panic!("{CHILD}={spec} is not `schema application_name run hold_after rows|upserts timeout_ms`");
     };
     let number = |word: &str| word.parse::<i64>().expect("a number");
+    let timeout = match timeout_ms.parse::<u64>().expect("a timeout") {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
     let pool = support::pool(4, application_name)
         .await
         .expect("DATABASE_URL is set");
@@ -1110,23 +1506,14 @@ async fn read_model_pause_child() {
     let runner = ReadModelRunner::new(store.clone())
         .with_lease(quick_lease(&store))
         .batch_size(NonZeroUsize::new(BATCH).expect("not zero"))
-        .start(Reported(read_model(
-            &store,
-            number(run),
-            mode == "upserts",
-            Some(number(hold_after)),
-        )))
+        .start(Reported(
+            read_model(&store, number(run), mode == "upserts", Some(number(hold_after)))
+                .idle_in_transaction_timeout(timeout),
+        ))
         .expect("the runner starts");
     println!("{MARK}running");
     match runner.wait_for(i64::MAX, CHILD_LIFETIME).await {
-        Err(WaitError::Stopped) => {
-            let how = match runner.stop().await {
-                Err(RunnerError::Fenced(_, fence)) => format!("fenced {}", fence.get()),
-                Err(RunnerError::LeaseLost(_)) => "lease-lost".to_owned(),
-                other => format!("otherwise {other:?}"),
-            };
-            println!("{MARK}stopped {how}");
-        }
+        Err(WaitError::Stopped) => println!("{MARK}stopped {}", stopped_how(runner.stop().await)),
         other => println!("{MARK}gave-up {other:?}"),
     }
 }
