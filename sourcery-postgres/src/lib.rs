@@ -435,6 +435,16 @@
 //! disturbed (12.0 s against 6.0–7.0 s in the other rounds), hence its
 //! ratios; the median leaves it out.
 //!
+//! A third run, after the batched handler met the rest of the read model
+//! (parked events, replays, the batch's `SET LOCAL
+//! idle_in_transaction_session_timeout`, one more statement per batch),
+//! on a quieter box (load 0.8–1.2 throughout): batched handler 143.1k
+//! events/s against 169.5k, per round 0.787, 0.850, 0.955, median
+//! **0.850**; one statement per event 15.5k events/s, median 0.096. The
+//! hand-written side ran faster than in the first two runs (149.8k–180.1k
+//! against 137.0k–142.7k), the store's batched side about as fast
+//! (141.8k–144.1k against 116.6k–139.6k).
+//!
 //! # Failures
 //!
 //! A connection lost mid-append returns [`Error::Database`]; the batch is
