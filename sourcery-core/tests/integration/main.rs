@@ -3,6 +3,7 @@
 //! linked every dependency again (`tests/conformance.rs` stays apart).
 
 mod commands;
+mod read_models;
 mod schema_samples;
 mod snapshots;
 mod subscriptions;

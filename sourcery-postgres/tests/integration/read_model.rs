@@ -916,3 +916,31 @@ async fn a_failing_batched_handler_rolls_its_batch_back_and_names_the_run() {
         Some(deposit + 3)
     );
 }
+
+/// Built from another store (here another schema, on a pool of its own),
+/// the read model and its checkpoint live there, not beside the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_in_another_database_keeps_its_checkpoint_there() {
+    let Some(events) = support::store::<String, ()>().await else {
+        return;
+    };
+    let Some(elsewhere) = support::store::<String, ()>().await else {
+        return;
+    };
+    let table = rows_table(&elsewhere).await;
+    let last = note(&events, 1..=12).await;
+    let runner = ReadModelRunner::new(events.clone())
+        .start(ReadModel::new(&elsewhere, rows(&table, "elsewhere")))
+        .unwrap();
+    runner.wait_for(last, WAIT).await.expect("caught up");
+    runner.stop().await.expect("stop");
+    assert_eq!(
+        numbers(&applied(&elsewhere, &table).await),
+        (1..=12).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        CheckpointStore::new(&elsewhere).load("rows.v1").await.unwrap(),
+        Some(last)
+    );
+    assert_eq!(CheckpointStore::new(&events).load("rows.v1").await.unwrap(), None);
+}
