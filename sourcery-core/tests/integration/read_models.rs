@@ -47,7 +47,7 @@ impl ApplyInTransaction<Store> for Recorded {
         "recorded"
     }
 
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "recorded.v1"
     }
 
