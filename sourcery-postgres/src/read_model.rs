@@ -358,7 +358,7 @@ pub type ReadModelError = read_model::ReadModelError<Error, i64>;
 ///
 /// Each batch of events is one transaction on that database: the handlers'
 /// writes and the advance of the checkpoint (table `sourcery_checkpoints`,
-/// name [`SqlProjection::KIND`]) commit together or not at all, so every
+/// name `<KIND>.v<VERSION>`) commit together or not at all, so every
 /// event's effect is applied exactly once, whatever crashes when.
 ///
 /// **Same database (the default).** Built from the event store, the read

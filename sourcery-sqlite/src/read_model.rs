@@ -204,7 +204,7 @@ pub type ReadModelError = read_model::ReadModelError<Error, i64>;
 ///
 /// Each batch is one `IMMEDIATE` write transaction on that file's writer
 /// thread: the handlers' writes and the advance of the checkpoint (table
-/// `sourcery_checkpoints`, name [`SqlProjection::KIND`]) commit together
+/// `sourcery_checkpoints`, name `<KIND>.v<VERSION>`) commit together
 /// or not at all, so every event's effect is applied exactly once, whatever
 /// crashes when.
 ///
