@@ -4,7 +4,9 @@
 //! commit, and saves its position in a [`CheckpointStore`] so that a
 //! restart resumes where it stopped. Delivery is at least once: what was
 //! applied after the last saved checkpoint is applied again after a crash
-//! (see [`checkpoint`](crate::checkpoint) on idempotent apply).
+//! (see [`checkpoint`](crate::checkpoint) on idempotent apply). For read
+//! models in the store's database, [`ReadModelRunner`] is exactly once: it
+//! applies and checkpoints each batch in one transaction.
 //!
 //! Several application servers can start a runner for the same projection:
 //! with a [`Lease`] (the PostgreSQL store provides one) only the holder
