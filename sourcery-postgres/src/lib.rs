@@ -369,6 +369,14 @@
 //! 35–87 ms on that box in four runs, so the box, not the change, sets the
 //! latency figures.
 //!
+//! Re-run on 2026-12-04 (load 0.4–1.5), after the projection runner stopped
+//! racing each already-read event against its stop and lease futures
+//! (two boxed futures and a select per event; it checks both without
+//! waiting instead): catch-up 1.00 and 1.00 of the keyset read (656k and
+//! 662k against 659k and 665k events/s, two rounds); `NOTIFY` with ÷
+//! without 0.99; p99 8.89 ms in process and 11.42 ms through `LISTEN` (10 s
+//! runs).
+//!
 //! Latency is measured from the start of the append call, so it includes the
 //! append and every append in flight below it. On the same box under a load
 //! average of 7–8 from other builds, the p99 rose to 62–75 ms: the frontier
