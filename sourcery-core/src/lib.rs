@@ -8,6 +8,7 @@
 //! | [`store`], [`concurrency`] | the storage contract, the in-memory store, optimistic and unchecked commits |
 //! | [`snapshot`] | snapshot stores and policies |
 //! | [`subscription`], [`checkpoint`], [`runner`] | following the log live and keeping projections current |
+//! | [`reactor`], [`schedule`] | reactions to events: commands now and later, process managers, dead letters |
 //! | `test` (feature `test-util`) | the test framework and the store conformance suites |
 //!
 //! Applications depend on the `sourcery` facade crate, which re-exports all
@@ -50,8 +51,10 @@ pub mod id;
 pub mod metadata;
 mod non_empty;
 pub mod projection;
+pub mod reactor;
 pub mod repository;
 pub mod runner;
+pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod subscription;

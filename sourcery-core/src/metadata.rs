@@ -32,6 +32,46 @@ impl Metadata for () {}
 impl Metadata for String {}
 impl Metadata for serde_json::Value {}
 
+/// Metadata that can record what caused an event: what a reactor gives the
+/// events of the commands it runs because of an event (see
+/// [`reactor`](crate::reactor)).
+pub trait CausedBy: Metadata {
+    /// The metadata of an event caused by the stored event `cause` whose
+    /// metadata is `metadata`.
+    #[must_use]
+    fn caused_by(cause: EventId, metadata: &Self) -> Self;
+}
+
+/// No metadata: nothing to record.
+impl CausedBy for () {
+    fn caused_by(_: EventId, (): &Self) -> Self {}
+}
+
+/// JSON metadata: the cause's object (its correlation id and the rest),
+/// with `causation_id` set to the cause's id; other values are replaced by
+/// such an object.
+impl CausedBy for serde_json::Value {
+    fn caused_by(cause: EventId, metadata: &Self) -> Self {
+        let mut object = match metadata {
+            serde_json::Value::Object(object) => object.clone(),
+            _ => serde_json::Map::new(),
+        };
+        object.insert(
+            "causation_id".to_owned(),
+            serde_json::Value::String(cause.to_string()),
+        );
+        serde_json::Value::Object(object)
+    }
+}
+
+/// Same correlation id and actor as the cause, causation set to the
+/// cause's id, recorded now ([`EventMetadata::caused_by`]).
+impl CausedBy for EventMetadata {
+    fn caused_by(cause: EventId, metadata: &Self) -> Self {
+        EventMetadata::caused_by(cause, metadata)
+    }
+}
+
 /// Ready-made metadata: who and what caused an event, and when.
 ///
 /// - `correlation_id`: shared by everything one request set off.

@@ -69,6 +69,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::pin::pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,7 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::{Advance, CheckpointStore, Claim, Fence};
 use crate::projection::{Projection, ProjectionEvents, ProjectionFor};
+use crate::store::StoredEvent;
 use crate::subscription::{Follower, Progress, Stall, Subscribe};
 
 pub mod read_model;
@@ -90,9 +92,26 @@ pub struct ProjectionRunner<S, K, L = NoLease> {
     store: S,
     checkpoints: K,
     lease: L,
-    every_events: NonZeroUsize,
-    every_interval: Duration,
-    behind_after: Duration,
+    checkpointing: Checkpointing,
+}
+
+/// How often a runner saves its checkpoint, and when it is behind.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpointing {
+    pub(crate) every_events: NonZeroUsize,
+    pub(crate) every_interval: Duration,
+    pub(crate) behind_after: Duration,
+}
+
+impl Checkpointing {
+    /// Every 100 events or every second; behind after 10 s.
+    pub(crate) fn new() -> Self {
+        Self {
+            every_events: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
+            every_interval: Duration::from_secs(1),
+            behind_after: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Makes sure only one runner per projection applies events, across
@@ -201,6 +220,11 @@ pub enum RunnerError {
     /// Nothing of the batch was committed.
     #[error("the read model `{0}` failed to apply a batch")]
     Projection(&'static str, #[source] Box<dyn StdError + Send + Sync>),
+    /// A reactor's reaction failed every attempt and the runner was told to
+    /// stop ([`OnFailure::Stop`](crate::reactor::OnFailure::Stop)), or its
+    /// reactor store failed. The event is delivered again on restart.
+    #[error("the reactor `{0}` failed")]
+    Reaction(&'static str, #[source] Box<dyn StdError + Send + Sync>),
 }
 
 /// Why [`RunningProjection::wait_for`] returned without the position.
@@ -254,7 +278,7 @@ pub struct RunnerStatus<Pos> {
 }
 
 impl<Pos> RunnerStatus<Pos> {
-    fn starting() -> Self {
+    pub(crate) fn starting() -> Self {
         Self {
             position: None,
             caught_up: false,
@@ -324,9 +348,7 @@ where
             store,
             checkpoints,
             lease: NoLease,
-            every_events: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
-            every_interval: Duration::from_secs(1),
-            behind_after: Duration::from_secs(10),
+            checkpointing: Checkpointing::new(),
         }
     }
 }
@@ -346,23 +368,21 @@ where
             store: self.store,
             checkpoints: self.checkpoints,
             lease,
-            every_events: self.every_events,
-            every_interval: self.every_interval,
-            behind_after: self.behind_after,
+            checkpointing: self.checkpointing,
         }
     }
 
     /// Saves the checkpoint after this many applied events at most.
     #[must_use]
     pub fn checkpoint_every(mut self, events: NonZeroUsize) -> Self {
-        self.every_events = events;
+        self.checkpointing.every_events = events;
         self
     }
 
     /// Saves the checkpoint at least this often while events arrive.
     #[must_use]
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
-        self.every_interval = interval;
+        self.checkpointing.every_interval = interval;
         self
     }
 
@@ -371,7 +391,7 @@ where
     /// warning); default 10 s.
     #[must_use]
     pub fn behind_after(mut self, threshold: Duration) -> Self {
-        self.behind_after = threshold;
+        self.checkpointing.behind_after = threshold;
         self
     }
 
@@ -415,21 +435,17 @@ where
         let state = Arc::new(RwLock::new(projection));
         let (status, watch_status) = watch::channel(RunnerStatus::starting());
         let (stop, stop_requested) = watch::channel(false);
-        let task = Task {
-            store: self.store,
-            checkpoints: self.checkpoints,
+        let consumer = ProjectionConsumer {
             events,
             state: Arc::clone(&state),
-            status,
-            saved: None,
-            fence: None,
-            unsaved: 0,
-            last_save: Instant::now(),
-            pace: Pace::new(self.behind_after),
-            every_events: self.every_events.get(),
-            every_interval: self.every_interval,
-            behind_after: self.behind_after,
         };
+        let task = Task::new(
+            self.store,
+            self.checkpoints,
+            consumer,
+            status,
+            &self.checkpointing,
+        );
         let handle = tokio::spawn(task.run(self.lease, stop_requested));
         Ok(RunningProjection {
             state,
@@ -503,35 +519,158 @@ impl<Pos: fmt::Debug, P> fmt::Debug for RunningProjection<Pos, P> {
     }
 }
 
-/// The background task of a runner.
-struct Task<S: Subscribe, K, P> {
-    store: S,
-    checkpoints: K,
-    events: ProjectionEvents<S, P>,
-    state: Arc<RwLock<P>>,
-    status: watch::Sender<RunnerStatus<S::Position>>,
-    saved: Option<S::Position>,
-    /// The fence of the lease held, once held.
-    fence: Option<Fence>,
-    unsaved: usize,
-    pace: Pace,
-    last_save: Instant,
-    every_events: usize,
-    every_interval: Duration,
-    behind_after: Duration,
+/// What a checkpointed, leased runner feeds events to: a projection in
+/// memory, a reactor. The runner's loop ([`Task`]) is written once; each
+/// consumer says what it wants and what it does with an event.
+pub(crate) trait Consumer<S: Subscribe>: Send + 'static {
+    /// The name its lease and checkpoint are kept under.
+    fn name(&self) -> &'static str;
+
+    /// The events it consumes.
+    fn filters(&self) -> Vec<crate::store::EventFilter<S::Id, S::Position>>;
+
+    /// Called once the lease is held, before the first event, with the
+    /// holder's fence.
+    fn activated(&mut self, fence: Option<Fence>) -> impl Future<Output = Result<(), RunnerError>> + Send {
+        let _ = fence;
+        future::ready(Ok(()))
+    }
+
+    /// Consumes one event. `Ok(false)`: interrupted by a stop before it was
+    /// done (the event is not counted; a restart delivers it again).
+    fn consume<G: LeaseGuard>(
+        &mut self,
+        store: &S,
+        event: StoredEvent<S::Id, S::Position, S::Metadata>,
+        guard: &mut G,
+    ) -> impl Future<Output = Result<bool, RunnerError>> + Send;
+
+    /// Whether the consumer has work of its own due now (checked before
+    /// each event, so that a long catch-up does not hold it back).
+    fn is_due(&self) -> bool {
+        false
+    }
+
+    /// Resolves when the consumer has work of its own (a timer due);
+    /// pending by default. Must be cancel-safe.
+    fn due(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        future::pending()
+    }
+
+    /// Does the work [`due`](Self::due) announced, and whatever is due at a
+    /// tick of the runner.
+    fn run_due<G: LeaseGuard>(
+        &mut self,
+        guard: &mut G,
+    ) -> impl Future<Output = Result<(), RunnerError>> + Send {
+        let _ = guard;
+        future::ready(Ok(()))
+    }
 }
 
-impl<S, K, P> Task<S, K, P>
+/// An in-memory projection as a [`Consumer`].
+struct ProjectionConsumer<S: Subscribe, P> {
+    events: ProjectionEvents<S, P>,
+    state: Arc<RwLock<P>>,
+}
+
+impl<S, P> Consumer<S> for ProjectionConsumer<S, P>
+where
+    S: Subscribe,
+    S::Id: PartialEq,
+    P: Projection<Id = S::Id, Metadata = S::Metadata> + Sync,
+{
+    fn name(&self) -> &'static str {
+        P::KIND
+    }
+
+    fn filters(&self) -> Vec<crate::store::EventFilter<S::Id, S::Position>> {
+        self.events.filters()
+    }
+
+    async fn consume<G: LeaseGuard>(
+        &mut self,
+        store: &S,
+        event: StoredEvent<S::Id, S::Position, S::Metadata>,
+        _: &mut G,
+    ) -> Result<bool, RunnerError> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        self.events
+            .apply(&mut state, &event, store.codec())
+            .map_err(|error| RunnerError::Decode(Box::new(error)))?;
+        Ok(true)
+    }
+}
+
+/// The background task of a runner: holds the lease, follows the log,
+/// feeds the consumer and saves the checkpoint.
+pub(crate) struct Task<S: Subscribe, K, C> {
+    pub(crate) store: S,
+    pub(crate) checkpoints: K,
+    pub(crate) consumer: C,
+    pub(crate) status: watch::Sender<RunnerStatus<S::Position>>,
+    pub(crate) saved: Option<S::Position>,
+    /// The fence of the lease held, once held.
+    pub(crate) fence: Option<Fence>,
+    pub(crate) unsaved: usize,
+    pub(crate) pace: Pace,
+    pub(crate) last_save: Instant,
+    pub(crate) every_events: usize,
+    pub(crate) every_interval: Duration,
+    pub(crate) behind_after: Duration,
+}
+
+/// What ended a wait of the runner's loop.
+enum Woken<P> {
+    Stop,
+    Lost,
+    /// The consumer has work of its own.
+    Due,
+    /// Nothing came for a while.
+    Tick,
+    Progress(P),
+}
+
+impl<S, K, C> Task<S, K, C>
 where
     S: Subscribe,
     S::Id: PartialEq,
     K: CheckpointStore<S::Position>,
-    P: Projection<Id = S::Id, Metadata = S::Metadata> + Sync,
+    C: Consumer<S>,
 {
-    async fn run<L: Lease>(mut self, lease: L, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+    /// A task for `consumer`, configured as `config` says.
+    pub(crate) fn new(
+        store: S,
+        checkpoints: K,
+        consumer: C,
+        status: watch::Sender<RunnerStatus<S::Position>>,
+        config: &Checkpointing,
+    ) -> Self {
+        Self {
+            store,
+            checkpoints,
+            consumer,
+            status,
+            saved: None,
+            fence: None,
+            unsaved: 0,
+            last_save: Instant::now(),
+            pace: Pace::new(config.behind_after),
+            every_events: config.every_events.get(),
+            every_interval: config.every_interval,
+            behind_after: config.behind_after,
+        }
+    }
+
+    pub(crate) async fn run<L: Lease>(
+        mut self,
+        lease: L,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        let name = self.consumer.name();
         let outcome = self.hold_and_follow(&lease, &mut stop).await;
         if let Err(error) = &outcome {
-            report_stop(P::KIND, error);
+            report_stop(name, error);
         }
         // After losing the lease another runner may be ahead already: saving
         // now could move its checkpoint back.
@@ -555,62 +694,56 @@ where
         lease: &L,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), RunnerError> {
+        let name = self.consumer.name();
         let acquired = {
             let stopped = Box::pin(stopped(stop));
-            let acquire = Box::pin(lease.acquire(P::KIND));
+            let acquire = Box::pin(lease.acquire(name));
             match future::select(stopped, acquire).await {
                 Either::Left(((), _)) => return Ok(()),
                 Either::Right((acquired, _)) => acquired,
             }
         };
-        let mut guard = acquired.map_err(|error| RunnerError::Lease(P::KIND, Box::new(error)))?;
-        // Read the checkpoint only now: a previous holder may have moved it.
-        // Claiming it fences that holder off.
-        self.fence = guard.fence();
-        let checkpoint = match self.fence {
-            Some(fence) => match self.checkpoints.claim(P::KIND, fence).await {
-                Ok(Claim::Claimed(checkpoint)) => checkpoint,
-                Ok(Claim::Fenced(newer)) => return Err(RunnerError::Fenced(P::KIND, newer)),
-                Err(error) => return Err(RunnerError::Checkpoint(Box::new(error))),
-            },
-            None => self
-                .checkpoints
-                .load(P::KIND)
-                .await
-                .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?,
-        };
+        let mut guard = acquired.map_err(|error| RunnerError::Lease(name, Box::new(error)))?;
+        let checkpoint = self.claim(&mut guard).await?;
         self.saved = checkpoint;
         self.pace = Pace::new(self.behind_after);
+        self.consumer.activated(self.fence).await?;
         self.status.send_modify(|status| {
             status.position = checkpoint;
             status.started_from = checkpoint;
             status.active = true;
         });
-        let mut follower = Follower::new(self.store.clone(), self.events.filters(), checkpoint);
+        let mut follower = Follower::new(self.store.clone(), self.consumer.filters(), checkpoint);
         loop {
             let stopping = *stop.borrow() || stop.has_changed().is_err();
-            let next = if follower.has_buffered() && !stopping {
+            let woken = if follower.has_buffered() && !stopping {
                 // Read already: no wait, nothing to race against (the lease
-                // is checked before the event is applied).
-                follower.next().await
+                // is checked before the event is consumed).
+                Woken::Progress(follower.next().await)
             } else {
-                let interrupted = Box::pin(future::select(Box::pin(stopped(stop)), Box::pin(guard.lost())));
-                let tick = Box::pin(tokio::time::sleep(Pace::HEAD_EVERY));
-                // Cancel-safe: `Follower::next` loses nothing when dropped.
-                let progress = Box::pin(follower.next());
-                match future::select(future::select(interrupted, tick), progress).await {
-                    Either::Left((Either::Left((Either::Left(_), _)), _)) => return Ok(()),
-                    Either::Left((Either::Left((Either::Right(_), _)), _)) => {
-                        return Err(RunnerError::LeaseLost(P::KIND));
+                self.wait(&mut follower, stop, &mut guard).await
+            };
+            let next = match woken {
+                Woken::Stop => return Ok(()),
+                Woken::Lost => return Err(RunnerError::LeaseLost(name)),
+                Woken::Due => {
+                    if guard.is_lost() {
+                        return Err(RunnerError::LeaseLost(name));
                     }
-                    Either::Left((Either::Right(_), _)) => {
-                        // Nothing came for a while: the signals still move
-                        // (a stall, falling behind).
-                        self.pace.signal(P::KIND, &self.store, &self.status, false);
-                        continue;
-                    }
-                    Either::Right((progress, _)) => progress,
+                    self.consumer.run_due(&mut guard).await?;
+                    continue;
                 }
+                Woken::Tick => {
+                    // Nothing came for a while: the signals still move (a
+                    // stall, falling behind), and the consumer's own work.
+                    self.pace.signal(name, &self.store, &self.status, false);
+                    if guard.is_lost() {
+                        return Err(RunnerError::LeaseLost(name));
+                    }
+                    self.consumer.run_due(&mut guard).await?;
+                    continue;
+                }
+                Woken::Progress(next) => next,
             };
             match next {
                 None => return Ok(()),
@@ -622,28 +755,29 @@ where
                 }
                 Some(Ok(Progress::Event(event))) => {
                     if guard.is_lost() {
-                        return Err(RunnerError::LeaseLost(P::KIND));
+                        return Err(RunnerError::LeaseLost(name));
                     }
-                    {
-                        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-                        self.events
-                            .apply(&mut state, &event, self.store.codec())
-                            .map_err(|error| RunnerError::Decode(Box::new(error)))?;
+                    if self.consumer.is_due() {
+                        self.consumer.run_due(&mut guard).await?;
+                    }
+                    let position = event.position;
+                    if !self.consumer.consume(&self.store, event, &mut guard).await? {
+                        return Ok(());
                     }
                     self.unsaved += 1;
                     let active_for = self.pace.since.elapsed();
                     self.status.send_modify(|status| {
-                        status.position = Some(event.position);
+                        status.position = Some(position);
                         status.applied += 1;
                         status.active_for = active_for;
                     });
-                    self.pace.look_at_head(P::KIND, &self.store, &self.status).await?;
+                    self.pace.look_at_head(name, &self.store, &self.status).await?;
                     if self.unsaved >= self.every_events {
                         self.save().await?;
                     }
                 }
                 Some(Ok(Progress::CaughtUp(head))) => {
-                    self.pace.signal(P::KIND, &self.store, &self.status, true);
+                    self.pace.signal(name, &self.store, &self.status, true);
                     let active_for = self.pace.since.elapsed();
                     self.status.send_modify(|status| {
                         status.position = status.position.max(Some(head));
@@ -659,20 +793,64 @@ where
         }
     }
 
+    /// Reads the checkpoint once the lease is held (a previous holder may
+    /// have moved it), claiming it with the lease's fence: that fences the
+    /// previous holder off.
+    async fn claim<G: LeaseGuard>(&mut self, guard: &mut G) -> Result<Option<S::Position>, RunnerError> {
+        let name = self.consumer.name();
+        self.fence = guard.fence();
+        match self.fence {
+            Some(fence) => match self.checkpoints.claim(name, fence).await {
+                Ok(Claim::Claimed(checkpoint)) => Ok(checkpoint),
+                Ok(Claim::Fenced(newer)) => Err(RunnerError::Fenced(name, newer)),
+                Err(error) => Err(RunnerError::Checkpoint(Box::new(error))),
+            },
+            None => self
+                .checkpoints
+                .load(name)
+                .await
+                .map_err(|error| RunnerError::Checkpoint(Box::new(error))),
+        }
+    }
+
+    /// Waits for the next thing to do: a stop, the lease lost, the
+    /// consumer's own work, a tick, or the follower's next report.
+    async fn wait<G: LeaseGuard>(
+        &mut self,
+        follower: &mut Follower<S>,
+        stop: &mut watch::Receiver<bool>,
+        guard: &mut G,
+    ) -> Woken<Option<Result<Progress<S::Id, S::Position, S::Metadata>, S::Error>>> {
+        let (stopping, losing) = (pin!(stopped(stop)), pin!(guard.lost()));
+        let interrupted = pin!(future::select(stopping, losing));
+        let tick = pin!(tokio::time::sleep(Pace::HEAD_EVERY));
+        let due = pin!(self.consumer.due());
+        // Cancel-safe: `Follower::next` loses nothing when dropped.
+        let progress = pin!(follower.next());
+        match future::select(future::select(interrupted, future::select(due, tick)), progress).await {
+            Either::Left((Either::Left((Either::Left(_), _)), _)) => Woken::Stop,
+            Either::Left((Either::Left((Either::Right(_), _)), _)) => Woken::Lost,
+            Either::Left((Either::Right((Either::Left(_), _)), _)) => Woken::Due,
+            Either::Left((Either::Right((Either::Right(_), _)), _)) => Woken::Tick,
+            Either::Right((progress, _)) => Woken::Progress(progress),
+        }
+    }
+
     async fn save(&mut self) -> Result<(), RunnerError> {
+        let name = self.consumer.name();
         let position = self.status.borrow().position;
         if let Some(position) = position
             && self.saved != Some(position)
         {
             let advanced = self
                 .checkpoints
-                .advance(P::KIND, position, self.fence)
+                .advance(name, position, self.fence)
                 .await
                 .map_err(|error| RunnerError::Checkpoint(Box::new(error)))?;
             match advanced {
                 Advance::Saved => {}
-                Advance::Fenced(newer) => return Err(RunnerError::Fenced(P::KIND, newer)),
-                Advance::Behind(_) => return Err(RunnerError::CheckpointAhead(P::KIND)),
+                Advance::Fenced(newer) => return Err(RunnerError::Fenced(name, newer)),
+                Advance::Behind(_) => return Err(RunnerError::CheckpointAhead(name)),
             }
             self.saved = Some(position);
         }
@@ -684,7 +862,7 @@ where
 
 /// When a runner became active, when it last read the log's head, and
 /// when it was last caught up.
-struct Pace {
+pub(crate) struct Pace {
     since: Instant,
     head_read: Instant,
     caught_up_at: Instant,
@@ -795,7 +973,7 @@ fn report_stop(projection: &str, error: &RunnerError) {
 
 /// Waits until `status` reports `position`, the runner stopped, or
 /// `timeout` passed.
-async fn wait_for_status<Pos: Copy + Ord>(
+pub(crate) async fn wait_for_status<Pos: Copy + Ord>(
     status: &watch::Receiver<RunnerStatus<Pos>>,
     position: Pos,
     timeout: Duration,
