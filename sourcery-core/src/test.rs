@@ -5,11 +5,14 @@
 //!   concurrent writer, in integration tests.
 //! - [`conformance`]: the suite every [`EventStore`](crate::store::EventStore)
 //!   implementation must pass: ours and yours.
+//! - [`reactor_store`]: the rules every [`ReactorStore`](crate::reactor::ReactorStore)
+//!   keeps (timers and dead letters), as one check.
 //! - [`schema`]: golden samples of your events, so CI fails when today's
 //!   types no longer read yesterday's data.
 
 pub mod conformance;
 mod framework;
+pub mod reactor_store;
 mod repository;
 pub mod schema;
 

@@ -238,3 +238,26 @@ where
             .is_some())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReactorStore;
+    use crate::id::EventId;
+    use crate::store::StoredEvent;
+
+    #[tokio::test]
+    async fn keeps_the_rules_of_reactor_stores() {
+        let store = ReactorStore::<String, u64, String>::new();
+        crate::test::reactor_store::check(&store, "memory-", [3, 7, 12], |position| StoredEvent {
+            id: EventId::from_bytes([u8::try_from(position).unwrap_or(0); 16]),
+            aggregate_kind: "order".to_owned(),
+            aggregate_id: format!("order-{position}"),
+            kind: "order.placed".to_owned(),
+            position,
+            schema_version: 1,
+            data: br#"{"sku":"apple"}"#.to_vec(),
+            metadata: format!("meta-{position}"),
+        })
+        .await;
+    }
+}
