@@ -1,8 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub use sourcery_core::{
-    aggregate, checkpoint, codec, concurrency, event, id, metadata, projection, repository, runner,
-    subscription,
+    aggregate, checkpoint, codec, concurrency, event, id, metadata, projection, reactor, repository, runner,
+    schedule, subscription,
 };
 
 pub use sourcery_core::aggregate::{Aggregate, Apply, Handle, HandleCreate};

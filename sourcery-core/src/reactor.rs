@@ -89,6 +89,54 @@ pub use store::{DeadLetter, ReactorStore};
 pub type Envelope<S> =
     StoredEvent<<S as EventStore>::Id, <S as EventStore>::Position, <S as EventStore>::Metadata>;
 
+/// The event a reaction reacts to: its envelope as stored (id, stream,
+/// position, metadata), read through `Deref`.
+pub struct Cause<'a, S: EventStore> {
+    event: &'a Envelope<S>,
+}
+
+impl<'a, S: EventStore> Cause<'a, S> {
+    /// The cause of a reaction to `event`.
+    #[must_use]
+    pub fn new(event: &'a Envelope<S>) -> Self {
+        Self { event }
+    }
+
+    /// The stored event.
+    #[must_use]
+    pub fn event(&self) -> &'a Envelope<S> {
+        self.event
+    }
+}
+
+impl<S: EventStore> Clone for Cause<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: EventStore> Copy for Cause<'_, S> {}
+
+impl<S: EventStore> std::ops::Deref for Cause<'_, S> {
+    type Target = Envelope<S>;
+
+    fn deref(&self) -> &Envelope<S> {
+        self.event
+    }
+}
+
+impl<S: EventStore> fmt::Debug for Cause<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cause")
+            .field("id", &self.event.id)
+            .field("kind", &self.event.kind)
+            .field("aggregate_kind", &self.event.aggregate_kind)
+            .field("aggregate_id", &self.event.aggregate_id)
+            .field("position", &self.event.position)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A boxed error, as reactions report them.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -757,14 +805,14 @@ where
     pub fn on<E, F, Err>(mut self, handler: F) -> Self
     where
         E: DecodeEvent + 'static,
-        F: Fn(&E, &Envelope<S>, &mut Reactions<S, Snap>) -> Result<(), Err> + Send + Sync + 'static,
+        F: Fn(&E, Cause<'_, S>, &mut Reactions<S, Snap>) -> Result<(), Err> + Send + Sync + 'static,
         Err: Into<BoxError>,
     {
         let decide: Arc<Decide<S, Snap>> = Arc::new(move |event, codec, out| {
             let decoded: E = event
                 .decode(codec)
                 .map_err(|error| ReactError::Decode(Box::new(error)))?;
-            handler(&decoded, event, out).map_err(|error| ReactError::Handler(error.into()))
+            handler(&decoded, Cause::new(event), out).map_err(|error| ReactError::Handler(error.into()))
         });
         for kind in E::decoded_kinds() {
             self.routes

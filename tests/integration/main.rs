@@ -4,6 +4,7 @@
 
 mod derive;
 mod projection;
+mod reactor;
 mod repository;
 mod runner;
 mod schema_evolution;

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BoxError, Envelope, Fire, ReactError, Reacting, Reactions, Scheduled, sealed};
+use super::{BoxError, Cause, Envelope, Fire, ReactError, Reacting, Reactions, Scheduled, sealed};
 use crate::aggregate::{Aggregate, Handle};
 use crate::concurrency::Optimistic;
 use crate::event::DecodeEvent;
@@ -161,8 +161,8 @@ where
     pub fn on<E, C, F, Err>(mut self, correlate: C, decide: F) -> Self
     where
         E: DecodeEvent + Send + 'static,
-        C: Fn(&E, &Envelope<S>) -> Option<P::Id> + Send + Sync + 'static,
-        F: Fn(&P, &E, &Envelope<S>, &mut Decision<P, S, Snap>) -> Result<(), Err> + Send + Sync + 'static,
+        C: Fn(&E, Cause<'_, S>) -> Option<P::Id> + Send + Sync + 'static,
+        F: Fn(&P, &E, Cause<'_, S>, &mut Decision<P, S, Snap>) -> Result<(), Err> + Send + Sync + 'static,
         Err: Into<BoxError>,
         S::Metadata: Clone,
     {
@@ -171,7 +171,7 @@ where
             let decoded: E = event
                 .decode(codec)
                 .map_err(|error| ReactError::Decode(Box::new(error)))?;
-            let Some(id) = correlate(&decoded, event) else {
+            let Some(id) = correlate(&decoded, Cause::new(event)) else {
                 return Ok(None);
             };
             let decide = Arc::clone(&decide);
@@ -179,7 +179,8 @@ where
             Ok(Some((
                 id,
                 Box::new(move |state: &P, out: &mut Decision<P, S, Snap>| {
-                    decide(state, &decoded, &cause, out).map_err(|error| ReactError::Handler(error.into()))
+                    decide(state, &decoded, Cause::new(&cause), out)
+                        .map_err(|error| ReactError::Handler(error.into()))
                 })
                     as Box<dyn FnOnce(&P, &mut Decision<P, S, Snap>) -> Result<(), ReactError> + Send>,
             )))

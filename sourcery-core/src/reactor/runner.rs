@@ -367,16 +367,16 @@ impl<Pos: Copy + Ord + Send + Sync + 'static> RunningReactor<Pos> {
             .unwrap_or(Err(WaitError::Timeout(timeout)))
     }
 
-    /// Stops the runner and saves its checkpoint.
+    /// Stops the runner, saves its checkpoint and returns what it did.
     ///
     /// # Errors
     ///
     /// The error that stopped the runner earlier, if one did, or a failure
     /// to save the final checkpoint.
-    pub async fn stop(self) -> Result<(), RunnerError> {
+    pub async fn stop(self) -> Result<ReactorStats, RunnerError> {
         let _ = self.stop.send(true);
         match self.task.await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome.map(|()| *self.stats.borrow()),
             Err(_) => Err(RunnerError::Panicked(self.name)),
         }
     }
