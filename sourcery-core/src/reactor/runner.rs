@@ -61,16 +61,23 @@ pub struct ReactorStats {
 ///
 /// ```
 /// use std::time::Duration;
+/// use serde::{Deserialize, Serialize};
 /// use sourcery_core::checkpoint;
+/// use sourcery_core::concurrency::Unchecked;
+/// use sourcery_core::event::DomainEvent;
 /// use sourcery_core::reactor::{self, OnFailure, Reactor, ReactorRunner};
 /// use sourcery_core::repository::Repository;
 /// use sourcery_core::schedule::TestClock;
-/// use sourcery_core::store::inmemory;
+/// use sourcery_core::store::{EventStore, inmemory};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Pinged;
+/// impl DomainEvent for Pinged { const KIND: &'static str = "ping"; }
 ///
 /// type Store = inmemory::Store<String, ()>;
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// let store = Store::new();
-/// let runner = ReactorRunner::new(
+/// let running = ReactorRunner::new(
 ///     Repository::new(store.clone()),
 ///     checkpoint::inmemory::CheckpointStore::new(),
 ///     reactor::inmemory::ReactorStore::new(),
@@ -78,10 +85,19 @@ pub struct ReactorStats {
 /// .clock(TestClock::new())
 /// .attempts(3)
 /// .backoff(Duration::from_millis(1), Duration::from_millis(10))
-/// .on_failure(OnFailure::Park);
-/// let reactor = Reactor::<Store>::new("nothing").on(|_: &(), _, _| Ok::<_, std::convert::Infallible>(()));
-/// # let _ = (runner, reactor);
-/// # });
+/// .on_failure(OnFailure::Park)
+/// .start(Reactor::<Store>::new("pongs").on(|_: &Pinged, cause, _| {
+///     println!("pinged at {}", cause.position);
+///     Ok::<_, std::convert::Infallible>(())
+/// }))?;
+///
+/// let mut tx = store.begin::<Unchecked>("pinger", "p".to_string(), None);
+/// tx.append(Pinged, ())?;
+/// let written = tx.commit().await?.expect("one event");
+/// running.wait_for(written.last_position, Duration::from_secs(5)).await?;
+/// assert_eq!(running.stop().await?.reactions, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 pub struct ReactorRunner<S: EventStore, K, D, Snap = NoSnapshots, L = NoLease> {
     repository: Repository<S, Optimistic, Snap>,
