@@ -31,7 +31,7 @@ fn done<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 /// A timer of `reactor` for the checks.
 fn timer<Pos>(reactor: &str, n: u128, key: &str, due: DateTime<Utc>, cause: Pos) -> NewTimer<Pos> {
     NewTimer {
-        id: TimerId::from_uuid(Uuid::from_u128(n)),
+        id: TimerId::from_uuid(Uuid::new_v5(&Uuid::from_u128(n), reactor.as_bytes())),
         reactor: reactor.to_owned(),
         key: key.to_owned(),
         due,
