@@ -161,7 +161,8 @@ fn millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
-/// What became of a changed-rows count that cannot be one (beyond `u64`).
+/// A count of changed rows as the trait returns it (`usize` always fits
+/// `u64` where Rust runs; saturated if not).
 fn count(changed: usize) -> u64 {
     u64::try_from(changed).unwrap_or(u64::MAX)
 }
@@ -629,5 +630,47 @@ where
                     .at(path)
             })
             .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every step of `sql`'s query plan, with `parameters`.
+    fn plan(sql: &str, parameters: impl rusqlite::Params) -> Vec<String> {
+        let connection = crate::schema::open_memory(Path::new(":memory:")).expect("an in-memory database");
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the plan prepares");
+        statement
+            .query_map(parameters, |row| row.get(3))
+            .expect("the plan runs")
+            .collect::<Result<_, _>>()
+            .expect("the plan reads")
+    }
+
+    #[test]
+    fn indexes_serve_the_runners_statements_without_a_sort() {
+        assert_eq!(
+            plan(super::DUE, ("r", 0, 10)),
+            ["SEARCH sourcery_timers USING INDEX sourcery_timers_due (reactor=? AND state=? AND due<?)"],
+            "the due timers: the index, already in (due, id) order"
+        );
+        assert_eq!(
+            plan(super::NEXT_DUE, ["r"]),
+            ["SEARCH sourcery_timers USING COVERING INDEX sourcery_timers_due (reactor=? AND state=?)"],
+            "the next due time: the first index entry"
+        );
+        assert_eq!(
+            plan(super::CANCEL, ("r", "k", 5)),
+            ["SEARCH sourcery_timers USING INDEX sourcery_timers_key (reactor=? AND key=?)"],
+            "a cancellation: the pending timers of the key"
+        );
+        assert_eq!(
+            plan(super::DEAD_LETTERS, ["r"]),
+            ["SEARCH sourcery_dead_letters USING INDEX sqlite_autoindex_sourcery_dead_letters_1 (reactor=?)"],
+            "the dead letters: the primary key, in position order"
+        );
     }
 }

@@ -69,6 +69,62 @@ async fn keeps_the_rules_of_reactor_stores_in_memory() {
     sourcery_core::test::reactor_store::check(&store.reactors(), "memory-", [3, 7, 12], stored_event).await;
 }
 
+/// Timers of "reminders" in every state (fired, failed, retried, cancelled)
+/// and two dead letters, one with a retry requested.
+async fn write_timers_and_letters(reactors: &ReactorStore<String, Metadata>, now: DateTime<Utc>) {
+    reactors
+        .schedule(vec![
+            timer(1, "reminders", "a", now, 1),
+            timer(2, "reminders", "b", now + TimeDelta::seconds(1), 1),
+            timer(3, "reminders", "c", now + TimeDelta::seconds(2), 2),
+            timer(4, "reminders", "d", now + TimeDelta::days(14), 2),
+        ])
+        .await
+        .expect("the timers are scheduled");
+    assert!(
+        reactors
+            .finish(timer_id(1), TimerOutcome::Fired)
+            .await
+            .expect("fired")
+    );
+    let retry = TimerOutcome::Retry {
+        due: now + TimeDelta::minutes(5),
+        error: "the stock is locked".to_owned(),
+    };
+    assert!(reactors.finish(timer_id(2), retry).await.expect("retried"));
+    let failed = TimerOutcome::Failed {
+        error: "the stock is gone".to_owned(),
+    };
+    assert!(reactors.finish(timer_id(3), failed).await.expect("failed"));
+    assert_eq!(reactors.cancel("reminders", "d", 3).await.expect("cancelled"), 1);
+    reactors
+        .park(DeadLetter::new(
+            "reminders",
+            stored_event(5),
+            "no such product",
+            3,
+            now,
+        ))
+        .await
+        .expect("parked");
+    reactors
+        .park(DeadLetter::new(
+            "reminders",
+            stored_event(9),
+            "no such customer",
+            4,
+            now,
+        ))
+        .await
+        .expect("parked");
+    assert!(
+        reactors
+            .request_retry("reminders", 9)
+            .await
+            .expect("a retry request")
+    );
+}
+
 /// Timers in every state and dead letters (one with a retry requested) as
 /// a reopened file reads them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,57 +135,7 @@ async fn timers_and_dead_letters_survive_reopening_the_file() {
     let (timers, letters) = {
         let store = open(&path).await;
         let reactors = store.reactors();
-        reactors
-            .schedule(vec![
-                timer(1, "reminders", "a", now, 1),
-                timer(2, "reminders", "b", now + TimeDelta::seconds(1), 1),
-                timer(3, "reminders", "c", now + TimeDelta::seconds(2), 2),
-                timer(4, "reminders", "d", now + TimeDelta::days(14), 2),
-            ])
-            .await
-            .expect("the timers are scheduled");
-        assert!(
-            reactors
-                .finish(timer_id(1), TimerOutcome::Fired)
-                .await
-                .expect("fired")
-        );
-        let retry = TimerOutcome::Retry {
-            due: now + TimeDelta::minutes(5),
-            error: "the stock is locked".to_owned(),
-        };
-        assert!(reactors.finish(timer_id(2), retry).await.expect("retried"));
-        let failed = TimerOutcome::Failed {
-            error: "the stock is gone".to_owned(),
-        };
-        assert!(reactors.finish(timer_id(3), failed).await.expect("failed"));
-        assert_eq!(reactors.cancel("reminders", "d", 3).await.expect("cancelled"), 1);
-        reactors
-            .park(DeadLetter::new(
-                "reminders",
-                stored_event(5),
-                "no such product",
-                3,
-                now,
-            ))
-            .await
-            .expect("parked");
-        reactors
-            .park(DeadLetter::new(
-                "reminders",
-                stored_event(9),
-                "no such customer",
-                4,
-                now,
-            ))
-            .await
-            .expect("parked");
-        assert!(
-            reactors
-                .request_retry("reminders", 9)
-                .await
-                .expect("a retry request")
-        );
+        write_timers_and_letters(&reactors, now).await;
         let timers = reactors.timers("reminders").await.expect("the timers list");
         let letters = reactors
             .dead_letters("reminders")
