@@ -146,6 +146,42 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A column of a stored timer (table `sourcery_timers`) holds what the
+    /// store never writes: an id that is not 16 bytes, a state it does not
+    /// know, a negative number of attempts, a due time out of range. The
+    /// row was written by something other than the store.
+    #[error("the `{column}` of stored timer {timer} of reactor `{reactor}` does not decode")]
+    DecodeTimer {
+        /// The reactor the timer belongs to.
+        reactor: String,
+        /// The timer's id (its stored bytes in hexadecimal when the id is
+        /// what does not decode).
+        timer: String,
+        /// The column that does not decode.
+        column: &'static str,
+        /// Why it does not.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A column of a stored dead letter (table `sourcery_dead_letters`)
+    /// does not decode: its event's aggregate id does not parse into the
+    /// store's id type, its metadata not into the metadata type (the store
+    /// was opened with other types than the ones that parked it), or a
+    /// column holds what the store never writes.
+    #[error(
+        "the `{column}` of the dead letter of reactor `{reactor}` at position {position} does not decode"
+    )]
+    DecodeDeadLetter {
+        /// The reactor the dead letter belongs to.
+        reactor: String,
+        /// The position of its event.
+        position: i64,
+        /// The column that does not decode.
+        column: &'static str,
+        /// Why it does not.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// One of the store's threads could not be started.
     #[error("cannot start a thread for the SQLite store")]
     Thread(#[source] std::io::Error),

@@ -7,8 +7,9 @@
 //! [`GloballyOrdered`](sourcery_core::store::GloballyOrdered) and can be
 //! followed live ([`Subscribe`](sourcery_core::subscription::Subscribe)).
 //! The same file keeps projection checkpoints ([`Store::checkpoints`], a
-//! [`CheckpointStore`]) and snapshots ([`Store::snapshots`], a
-//! [`SnapshotStore`]).
+//! [`CheckpointStore`]), snapshots ([`Store::snapshots`], a
+//! [`SnapshotStore`]) and reactors' timers and dead letters
+//! ([`Store::reactors`], a [`ReactorStore`]).
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -228,6 +229,19 @@
 //! as an append does; a read model in another file (built from a store
 //! opened on it) does not delay appends.
 //!
+//! # Reactors
+//!
+//! [`Store::reactors`] gives a
+//! [`ReactorRunner`](sourcery_core::reactor::ReactorRunner) (and
+//! operators) its
+//! [`ReactorStore`](sourcery_core::reactor::ReactorStore): the reactors'
+//! scheduled commands (`sourcery_timers`) and the reactions parked after
+//! their last failed attempt (`sourcery_dead_letters`, each with a copy of
+//! its event), both added by schema version 7, in the same file and
+//! through the same threads. Every method is one statement, or one
+//! `IMMEDIATE` transaction, so processes sharing the file see each other's
+//! changes. Times are kept in whole milliseconds.
+//!
 //! # Schema
 //!
 //! Tables are named `sourcery_*` (so the file can hold the application's
@@ -249,9 +263,14 @@
 //!
 //! Checkpoints are rows of `sourcery_checkpoints` (`name` → `position`),
 //! snapshots rows of `sourcery_snapshots` (`subject`, `kind`, `id` →
-//! `position`, `schema_version`, `data`). A file written at an older schema
+//! `position`, `schema_version`, `data`), timers rows of `sourcery_timers`
+//! (`id` → `reactor`, `key`, `due`, `command`, `payload`, `cause`, `state`,
+//! `attempts`, `last_error`) and dead letters rows of
+//! `sourcery_dead_letters` (`reactor`, `position` → the event's columns,
+//! `error`, `attempts`, `parked_at`, `retry_requested`). A file written at an older schema
 //! version (1: events only; 2: with checkpoints; 3: with snapshots; 4: with
-//! event schema versions) gets the missing tables and columns when the store
+//! event schema versions; 5: with event ids; 6: with fences and read
+//! models) gets the missing tables and columns when the store
 //! opens it, in one transaction. Its events stay as they are: at schema
 //! version 1 if they predate 4, and, if they predate 5, each with the id its
 //! metadata names when earlier releases' `EventMetadata` recorded one (the
@@ -337,6 +356,7 @@ mod error;
 mod event_id;
 mod load;
 mod options;
+mod reactor;
 mod read_model;
 mod schema;
 mod snapshot;
@@ -348,6 +368,7 @@ mod worker;
 pub use checkpoint::CheckpointStore;
 pub use error::{DatabaseError, Error};
 pub use options::{OpenOptions, Synchronous};
+pub use reactor::ReactorStore;
 pub use read_model::{ApplySql, ReadModel, ReadModelError, SqlEvents, SqlProjection};
 pub use snapshot::SnapshotStore;
 pub use store::Store;

@@ -11,8 +11,9 @@
 //! `sourcery_checkpoints` (2), `sourcery_snapshots` (3); 4 adds the events'
 //! `schema_version` column, 5 their `event_id` column and its unique index
 //! `sourcery_events_event_id` (ids of older events from their metadata, or
-//! random), 6 the checkpoints' `fence` column (and a nullable `position`) and `sourcery_read_models`. A file at an older version gets the missing migrations when it
-//! is opened.
+//! random), 6 the checkpoints' `fence` column (and a nullable `position`) and `sourcery_read_models`, 7 the
+//! reactors' `sourcery_timers` and `sourcery_dead_letters`. A file at an older version gets the missing
+//! migrations when it is opened.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -60,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         description: "checkpoint fences, read model versions",
         sql: include_str!("../migrations/0006_read_models.sql"),
+    },
+    Migration {
+        version: 7,
+        description: "reactor timers and dead letters",
+        sql: include_str!("../migrations/0007_reactors.sql"),
     },
 ];
 

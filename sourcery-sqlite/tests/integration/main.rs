@@ -72,6 +72,7 @@ mod data;
 mod ids;
 mod migrations;
 mod open_together;
+mod reactor_store;
 mod read_model;
 mod read_model_crash;
 mod retry_after_kill;

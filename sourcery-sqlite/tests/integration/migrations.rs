@@ -60,7 +60,7 @@ async fn a_version_1_file_migrates_forward() {
 
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
     assert_eq!(recorded_versions(&path), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
 
     // The old event is there and the stream goes on.
     let id = "ACC-1".to_owned();
@@ -145,7 +145,7 @@ async fn a_version_2_file_migrates_forward() {
             .expect("version 2 is recorded");
     }
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
         store
             .checkpoints()
@@ -193,7 +193,7 @@ async fn a_version_3_file_migrates_forward_and_its_events_read_as_version_1() {
     assert_eq!(recorded_versions(&path), [1, 2, 3]);
 
     let store: Store<String, ()> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6, 7]);
     let id = "ACC-1".to_owned();
     let old = store
         .load_events(&[EventFilter::for_stream("account", id.clone())])
@@ -320,7 +320,7 @@ async fn a_version_4_file_migrates_and_keeps_the_event_ids_of_its_metadata() {
     assert_eq!(recorded_versions(&path), [1, 2, 3, 4]);
 
     let store: Store<String, serde_json::Value> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6, 7]);
     let id = "ACC-1".to_owned();
     // The metadata that is not JSON fails to decode; read the ids by hand.
     drop(store);
@@ -451,7 +451,7 @@ async fn migration_5_keeps_every_position_and_gives_the_schema_of_a_fresh_file()
     drop(connection);
 
     let store: Store<String, serde_json::Value> = Store::open(&path).await.expect("the old file opens");
-    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(&path), [1, 2, 3, 4, 5, 6, 7]);
     let appended = store
         .append(
             "account",
