@@ -655,7 +655,10 @@ impl Apply<FulfilmentEnded> for Fulfilment {
 type Step = Decision<Fulfilment, Store>;
 
 /// The process of an event: its order's.
-#[expect(clippy::unnecessary_wraps, reason = "the shape a correlation takes: `None` for events of no process")]
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the shape a correlation takes: `None` for events of no process"
+)]
 fn order_id<E>(_: &E, event: Cause<'_, Store>) -> Option<String> {
     Some(event.aggregate_id.clone())
 }
