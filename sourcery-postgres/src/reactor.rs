@@ -533,7 +533,8 @@ where
                 let reactor: String = row.try_get(8)?;
                 let attempts = attempts(row.try_get(10)?, "dead letter", &reactor)?;
                 let parked_at = row.try_get::<Timestamp, _>(11)?.0;
-                let mut letter = DeadLetter::new(reactor, event, row.try_get::<String, _>(9)?, attempts, parked_at);
+                let mut letter =
+                    DeadLetter::new(reactor, event, row.try_get::<String, _>(9)?, attempts, parked_at);
                 letter.retry_requested = row.try_get(12)?;
                 Ok(letter)
             })

@@ -70,7 +70,9 @@ impl<'r> Decode<'r, Postgres> for Timestamp {
             .checked_add(POSTGRES_EPOCH_MICROS)
             .and_then(DateTime::from_timestamp_micros)
             .map(Self)
-            .ok_or_else(|| format!("the timestamptz {micros} (microseconds from 2000) is out of range").into())
+            .ok_or_else(|| {
+                format!("the timestamptz {micros} (microseconds from 2000) is out of range").into()
+            })
     }
 }
 
