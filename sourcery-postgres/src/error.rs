@@ -1,5 +1,6 @@
 //! What goes wrong in the PostgreSQL store.
 
+use sourcery_core::schedule::TimerId;
 use sourcery_core::store::IdParseError;
 
 /// A failure of the PostgreSQL store.
@@ -191,6 +192,59 @@ pub enum Error {
     /// connection, whatever the runtime's workers do) could not start.
     #[error("the thread holding a lease could not be started")]
     LeaseThread(#[source] std::io::Error),
+
+    /// A stored timer's state is not one of `pending`, `fired`,
+    /// `cancelled` and `failed` (the column's check forbids it: the row was
+    /// changed by hand, or the check dropped).
+    #[error("timer {timer} has the state {found:?}, which is not a timer state")]
+    StoredTimerState {
+        /// The timer.
+        timer: TimerId,
+        /// The stored state.
+        found: String,
+    },
+
+    /// A stored timer's or dead letter's count of attempts is negative (the
+    /// column's check forbids it).
+    #[error("a {what} of reactor {reactor:?} has {found} attempts, which is not a count")]
+    StoredAttempts {
+        /// `"timer"` or `"dead letter"`.
+        what: &'static str,
+        /// The reactor.
+        reactor: String,
+        /// The stored value.
+        found: i32,
+        /// Why it does not convert.
+        #[source]
+        source: std::num::TryFromIntError,
+    },
+
+    /// A number to store does not fit its `integer` column (at most
+    /// 2,147,483,647): a dead letter's attempts or its event's schema
+    /// version. Nothing was written.
+    #[error("the {field} {value} does not fit its column (at most 2147483647)")]
+    OutOfRange {
+        /// What the number is.
+        field: &'static str,
+        /// The number given.
+        value: u64,
+    },
+
+    /// A text to store holds a NUL character, which PostgreSQL's `text`
+    /// (and `jsonb`) cannot hold. Nothing was written.
+    #[error("the {field} holds a NUL character, which PostgreSQL text cannot hold")]
+    Nul {
+        /// Which text: `"timer's reactor"`, `"dead letter's error"`, ...
+        field: &'static str,
+    },
+
+    /// A timer outcome this release of the store does not know (the core's
+    /// `TimerOutcome` grew a variant); nothing was written.
+    #[error("this release of the PostgreSQL store does not know the timer outcome {outcome}")]
+    UnknownTimerOutcome {
+        /// The outcome, as `Debug` prints it.
+        outcome: String,
+    },
 
     /// The database answered in a way the store's own SQL cannot produce.
     #[error("the database returned an unexpected result: {detail}")]

@@ -453,6 +453,20 @@
 //! against 137.0k–142.7k), the store's batched side about as fast
 //! (141.8k–144.1k against 116.6k–139.6k).
 //!
+//! # Reactors
+//!
+//! A [`ReactorStore`] keeps what reactors must not lose across restarts,
+//! in two tables of the store's schema (migration 0011): their **timers**
+//! (`sourcery_timers`: commands scheduled by reactions, pending until their
+//! runner fires them, then fired, cancelled or failed, and kept so that a
+//! reaction delivered again schedules nothing new) and their **dead
+//! letters** (`sourcery_dead_letters`: the event a reaction kept failing
+//! on, as the events table stores it, with the error, the attempts and an
+//! operator's retry request). Build it from the [`Store`] the reactors
+//! follow ([`ReactorStore::new`]); it shares the store's pool. Scheduling a
+//! batch of timers is one statement (`INSERT … SELECT FROM UNNEST(…) ON
+//! CONFLICT (id) DO NOTHING`), and so is every other call.
+//!
 //! # Failures
 //!
 //! A connection lost mid-append returns [`Error::Database`]; the batch is
@@ -469,15 +483,18 @@ mod error;
 mod lease;
 mod load;
 mod migrate;
+mod reactor;
 mod read_model;
 mod schema;
 mod snapshot;
 mod store;
 mod subscription;
+mod timestamp;
 
 pub use checkpoint::CheckpointStore;
 pub use error::Error;
 pub use lease::{Lease, LeaseGuard};
+pub use reactor::ReactorStore;
 pub use read_model::{
     ApplySql, ApplySqlBatch, ReadModel, ReadModelError, ReadModelTransaction, SqlEvents, SqlProjection,
 };

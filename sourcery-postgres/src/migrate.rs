@@ -71,6 +71,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0010_read_models.sql",
         sql: include_str!("../migrations/0010_read_models.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_reactors.sql",
+        sql: include_str!("../migrations/0011_reactors.sql"),
+    },
 ];
 
 /// The highest migration this release ships.

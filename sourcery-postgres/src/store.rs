@@ -992,8 +992,9 @@ fn schema_version_column(index: usize, version: u32) -> Result<i32, Error> {
     }
 }
 
-/// Decodes one row of a load.
-fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id, i64, M>, Error> {
+/// Decodes one row of a load, or the event of a dead letter: the first
+/// eight columns, in the order `load_select` selects them.
+pub(crate) fn decode<Id: TextId, M: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent<Id, i64, M>, Error> {
     let position: i64 = row.try_get(0)?;
     let aggregate_kind: String = row.try_get(1)?;
     let id: &str = row.try_get(2)?;

@@ -33,10 +33,10 @@ async fn a_fresh_schema_gets_every_migration_and_a_second_run_does_nothing() {
         return;
     };
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new());
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     assert!(
         store
             .load_events(&[EventFilter::for_event("x")])
@@ -70,10 +70,10 @@ async fn four_concurrent_migrations_apply_once() {
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![], vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]],
+        [vec![], vec![], vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]],
         "one task applied everything"
     );
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn a_schema_from_a_newer_release_or_with_changed_migrations_is_refused() {
         store.migrate().await,
         Err(Error::SchemaTooNew {
             found: 99,
-            known: 10,
+            known: 11,
             ..
         })
     ));
@@ -184,10 +184,10 @@ async fn a_schema_from_before_schema_versions_upgrades_and_its_events_read_as_ve
 
     assert_eq!(
         store.migrate().await.unwrap(),
-        [8, 9, 10],
+        [8, 9, 10, 11],
         "only the newer migrations apply"
     );
-    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(recorded(&store).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     let old = store
         .load_events(&[EventFilter::for_stream("account", "old".to_owned())])
         .await
@@ -304,7 +304,7 @@ async fn a_schema_from_before_event_ids_upgrades_and_keeps_the_ids_in_metadata()
 
     assert_eq!(
         store.migrate().await.unwrap(),
-        [9, 10],
+        [9, 10, 11],
         "only the newer migrations apply"
     );
     let (not_null, constraint): (bool, Option<String>) = sqlx::query_as(
