@@ -106,7 +106,7 @@ async fn schemas_keep_their_own_snapshots_and_a_missing_table_is_reported() {
         unmigrated.load(&key).await,
         Err(Error::NotMigrated { .. })
     ));
-    assert_eq!(unmigrated.migrate().await.expect("migrate").last(), Some(&10));
+    assert_eq!(unmigrated.migrate().await.expect("migrate").last(), Some(&11));
     assert_eq!(unmigrated.load(&key).await.expect("load"), None);
     assert!(matches!(
         SnapshotStore::with_schema(a.pool().clone(), "no-dashes", SnapshotPolicy::Never),
