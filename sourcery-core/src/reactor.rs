@@ -72,6 +72,7 @@ use crate::event::DecodeEvent;
 use crate::id::{CommandId, EventId};
 use crate::metadata::CausedBy;
 use crate::repository::{CommandOptions, CommandOutcome, Repository};
+use crate::runner::read_model::Routes;
 use crate::schedule::{NewTimer, ScheduledCommand, TimerId};
 use crate::snapshot::{AggregateSnapshots, NoSnapshots};
 use crate::store::{EventFilter, EventStore, StoredEvent};
@@ -192,10 +193,7 @@ type Decide<S, Snap> = dyn Fn(&Envelope<S>, &<S as EventStore>::Codec, &mut Reac
     + Sync;
 
 /// The events a reactor reacts to, each with its decision.
-type Routes<S, Snap> = Vec<(
-    EventFilter<<S as EventStore>::Id, <S as EventStore>::Position>,
-    Arc<Decide<S, Snap>>,
-)>;
+type Decisions<S, Snap> = Routes<<S as EventStore>::Id, <S as EventStore>::Position, Arc<Decide<S, Snap>>>;
 
 /// A command a reaction decided to run.
 pub struct PlannedCommand<S: EventStore, Snap = NoSnapshots> {
@@ -391,16 +389,7 @@ impl<S: EventStore, Snap> Reactions<S, Snap> {
         S::Metadata: CausedBy,
         Snap: AggregateSnapshots<A, S::Position> + 'static,
     {
-        self.commands.push(PlannedCommand {
-            aggregate_kind: A::KIND,
-            target: id,
-            command: Box::new(command),
-            command_type: std::any::type_name::<C>(),
-            debug: debug_as::<C>,
-            creates: false,
-            run: run_execute::<S, Snap, A, C>,
-        });
-        self
+        self.plan::<A, C>(id, command, false, run_execute::<S, Snap, A, C>)
     }
 
     /// Creates aggregate `A` with `id` from `command`. Run again (a
@@ -412,14 +401,22 @@ impl<S: EventStore, Snap> Reactions<S, Snap> {
         S::Metadata: CausedBy,
         Snap: AggregateSnapshots<A, S::Position> + 'static,
     {
+        self.plan::<A, C>(id, command, true, run_create::<S, Snap, A, C>)
+    }
+
+    fn plan<A, C>(&mut self, id: S::Id, command: C, creates: bool, run: Run<S, Snap>) -> &mut Self
+    where
+        A: Aggregate,
+        C: fmt::Debug + Send + Sync + 'static,
+    {
         self.commands.push(PlannedCommand {
             aggregate_kind: A::KIND,
             target: id,
             command: Box::new(command),
             command_type: std::any::type_name::<C>(),
             debug: debug_as::<C>,
-            creates: true,
-            run: run_create::<S, Snap, A, C>,
+            creates,
+            run,
         });
         self
     }
@@ -533,6 +530,13 @@ fn scheduled_name<A: Aggregate, C: ScheduledCommand>() -> String {
     format!("{}/{}", A::KIND, C::KIND)
 }
 
+/// The command held by a [`PlannedCommand`], as a `C`.
+fn planned<C: 'static>(command: &(dyn Any + Send + Sync)) -> Result<&C, BoxError> {
+    command
+        .downcast_ref::<C>()
+        .ok_or_else(|| BoxError::from("a planned command of another type"))
+}
+
 fn run_execute<'a, S, Snap, A, C>(
     repository: &'a Repository<S, Optimistic, Snap>,
     id: &'a S::Id,
@@ -548,13 +552,10 @@ where
     Snap: AggregateSnapshots<A, S::Position>,
 {
     Box::pin(async move {
-        let command = command
-            .downcast_ref::<C>()
-            .ok_or_else(|| BoxError::from("a planned command of another type"))?;
-        let outcome = repository
+        let command = planned::<C>(command)?;
+        Ok(repository
             .execute_with::<A, C>(id, command, metadata, options)
-            .await?;
-        Ok(outcome)
+            .await?)
     })
 }
 
@@ -573,13 +574,10 @@ where
     Snap: AggregateSnapshots<A, S::Position>,
 {
     Box::pin(async move {
-        let command = command
-            .downcast_ref::<C>()
-            .ok_or_else(|| BoxError::from("a planned command of another type"))?;
-        let outcome = repository
+        let command = planned::<C>(command)?;
+        Ok(repository
             .create_with::<A, C>(id, command, metadata, options)
-            .await?;
-        Ok(outcome)
+            .await?)
     })
 }
 
@@ -771,7 +769,7 @@ pub(crate) fn new_timers<S: EventStore, Snap>(
 /// repository its commands run through (none by default).
 pub struct Reactor<S: EventStore, Snap = NoSnapshots> {
     name: &'static str,
-    routes: Routes<S, Snap>,
+    routes: Decisions<S, Snap>,
     scheduled: Scheduled<S, Snap>,
 }
 
@@ -787,7 +785,7 @@ where
     pub fn new(name: &'static str) -> Self {
         Self {
             name,
-            routes: Vec::new(),
+            routes: Routes::new(),
             scheduled: Scheduled::new(),
         }
     }
@@ -816,7 +814,7 @@ where
         });
         for kind in E::decoded_kinds() {
             self.routes
-                .push((EventFilter::for_event(kind), Arc::clone(&decide)));
+                .push(EventFilter::for_event(kind), Arc::clone(&decide));
         }
         self
     }
@@ -840,7 +838,7 @@ where
     /// The filters of the events the reactor reacts to.
     #[must_use]
     pub fn filters(&self) -> Vec<EventFilter<S::Id, S::Position>> {
-        self.routes.iter().map(|(filter, _)| filter.clone()).collect()
+        self.routes.filters()
     }
 
     /// Decides the reactions to `event` at `now`, without carrying them
@@ -863,15 +861,7 @@ where
         S::Metadata: CausedBy,
     {
         let mut reactions = Reactions::new(now);
-        let route = self.routes.iter().find(|(filter, _)| {
-            filter.matches(
-                &event.aggregate_kind,
-                &event.aggregate_id,
-                &event.kind,
-                &event.position,
-            )
-        });
-        if let Some((_, decide)) = route {
+        if let Some(decide) = self.routes.route(event) {
             decide(event, codec, &mut reactions)?;
         }
         self.scheduled.encode(&mut reactions, event)?;
@@ -883,7 +873,7 @@ impl<S: EventStore, Snap> fmt::Debug for Reactor<S, Snap> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
             .field("name", &self.name)
-            .field("events", &self.routes.len())
+            .field("events", &self.routes)
             .field("scheduled", &self.scheduled.commands.keys().collect::<Vec<_>>())
             .finish()
     }

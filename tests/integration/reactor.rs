@@ -255,6 +255,15 @@ async fn place(repository: &Repository<Store>, order: &str, sku: &'static str, q
         .expect("one event")
 }
 
+async fn pay(repository: &Repository<Store>, order: &str) -> u64 {
+    repository
+        .execute::<Order, _>(&order.to_owned(), &Pay, EventMetadata::new())
+        .await
+        .expect("paid")
+        .last_position
+        .expect("one event")
+}
+
 async fn add_stock(repository: &Repository<Store>, sku: &str, quantity: u32) {
     repository
         .create::<Stock, _>(&sku.to_owned(), &AddStock(quantity), EventMetadata::new())
@@ -483,12 +492,7 @@ async fn timers_fire_once_at_their_time_and_a_cancelled_one_never() {
     let (checkpoints, reactors, clock) = (Checkpoints::new(), Reactors::new(), TestClock::new());
     place(&repository, "unpaid", "apple", 1).await;
     place(&repository, "paid", "apple", 1).await;
-    let paid = repository
-        .execute::<Order, _>(&"paid".to_owned(), &Pay, EventMetadata::new())
-        .await
-        .expect("paid")
-        .last_position
-        .expect("written");
+    let paid = pay(&repository, "paid").await;
 
     let running = runner(&store, &checkpoints, &reactors, &clock)
         .start(payment_deadlines())
@@ -726,12 +730,7 @@ async fn a_process_manager_reserves_waits_for_payment_and_cancels_after_its_time
     add_stock(&repository, "apple", 10).await;
     place(&repository, "o-paid", "apple", 2).await;
     place(&repository, "o-late", "apple", 3).await;
-    let paid = repository
-        .execute::<Order, _>(&"o-paid".to_owned(), &Pay, EventMetadata::new())
-        .await
-        .expect("paid")
-        .last_position
-        .expect("written");
+    let paid = pay(&repository, "o-paid").await;
     let running = runner(&store, &checkpoints, &reactors, &clock)
         .start(fulfilment())
         .expect("starts");

@@ -16,6 +16,7 @@ use crate::event::DecodeEvent;
 use crate::id::CommandId;
 use crate::metadata::CausedBy;
 use crate::repository::{Repository, apply_stored, commit};
+use crate::runner::read_model::Routes;
 use crate::schedule::ScheduledCommand;
 use crate::snapshot::{AggregateSnapshots, NoSnapshots};
 use crate::store::{EventFilter, EventStore};
@@ -99,10 +100,7 @@ type Route<P, S, Snap> = dyn Fn(&Envelope<S>, &<S as EventStore>::Codec) -> Resu
     + Sync;
 
 /// The events a process manager reacts to, each with its route.
-type Routes<P, S, Snap> = Vec<(
-    EventFilter<<S as EventStore>::Id, <S as EventStore>::Position>,
-    Arc<Route<P, S, Snap>>,
-)>;
+type Steps<P, S, Snap> = Routes<<S as EventStore>::Id, <S as EventStore>::Position, Arc<Route<P, S, Snap>>>;
 
 /// A decision on one process: its id, its state then, the decision.
 pub type Decided<P, S, Snap = NoSnapshots> = Option<(<P as Aggregate>::Id, P, Decision<P, S, Snap>)>;
@@ -126,7 +124,7 @@ pub type Decided<P, S, Snap = NoSnapshots> = Option<(<P as Aggregate>::Id, P, De
 /// per step) so that its redeliveries decide alike.
 pub struct ProcessManager<P: Aggregate, S: EventStore, Snap = NoSnapshots> {
     name: &'static str,
-    routes: Routes<P, S, Snap>,
+    routes: Steps<P, S, Snap>,
     scheduled: Scheduled<S, Snap>,
 }
 
@@ -143,7 +141,7 @@ where
     pub fn new(name: &'static str) -> Self {
         Self {
             name,
-            routes: Vec::new(),
+            routes: Routes::new(),
             scheduled: Scheduled::new(),
         }
     }
@@ -186,8 +184,7 @@ where
             )))
         });
         for kind in E::decoded_kinds() {
-            self.routes
-                .push((EventFilter::for_event(kind), Arc::clone(&route)));
+            self.routes.push(EventFilter::for_event(kind), Arc::clone(&route));
         }
         self
     }
@@ -211,7 +208,7 @@ where
     /// The filters of the events it reacts to.
     #[must_use]
     pub fn filters(&self) -> Vec<EventFilter<S::Id, S::Position>> {
-        self.routes.iter().map(|(filter, _)| filter.clone()).collect()
+        self.routes.filters()
     }
 
     /// Decides on `event` for the process in `state` at `now`, without
@@ -243,16 +240,8 @@ where
     }
 
     fn route(&self, event: &Envelope<S>, codec: &S::Codec) -> Result<Option<Routed<P, S, Snap>>, ReactError> {
-        let route = self.routes.iter().find(|(filter, _)| {
-            filter.matches(
-                &event.aggregate_kind,
-                &event.aggregate_id,
-                &event.kind,
-                &event.position,
-            )
-        });
-        match route {
-            Some((_, route)) => route(event, codec),
+        match self.routes.route(event) {
+            Some(route) => route(event, codec),
             None => Ok(None),
         }
     }
@@ -310,7 +299,7 @@ impl<P: Aggregate, S: EventStore, Snap> fmt::Debug for ProcessManager<P, S, Snap
         f.debug_struct("ProcessManager")
             .field("name", &self.name)
             .field("process", &P::KIND)
-            .field("events", &self.routes.len())
+            .field("events", &self.routes)
             .finish_non_exhaustive()
     }
 }

@@ -432,6 +432,12 @@ struct CommandFailed {
 #[error("the reactor store failed")]
 struct StoreFailed(#[source] BoxError);
 
+impl StoreFailed {
+    fn boxed(error: impl StdError + Send + Sync + 'static) -> BoxError {
+        Box::new(Self(Box::new(error)))
+    }
+}
+
 /// `error` and its causes, `error: cause: cause`.
 fn chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
@@ -496,14 +502,14 @@ where
             self.reactor_store
                 .cancel(name, key, event.position)
                 .await
-                .map_err(|error| Failed::Reaction(Box::new(StoreFailed(Box::new(error)))))?;
+                .map_err(|error| Failed::Reaction(StoreFailed::boxed(error)))?;
         }
         let timers = new_timers(name, &reactions, event);
         if let Some(earliest) = timers.iter().map(|timer| timer.due).min() {
             self.reactor_store
                 .schedule(timers)
                 .await
-                .map_err(|error| Failed::Reaction(Box::new(StoreFailed(Box::new(error)))))?;
+                .map_err(|error| Failed::Reaction(StoreFailed::boxed(error)))?;
             self.next_due = Some(self.next_due.map_or(earliest, |due| due.min(earliest)));
         }
         let metadata = S::Metadata::caused_by(event.id, &event.metadata);
@@ -560,7 +566,7 @@ where
         self.reactor_store
             .park(letter)
             .await
-            .map_err(|error| RunnerError::Reaction(name, Box::new(StoreFailed(Box::new(error)))))?;
+            .map_err(|error| RunnerError::Reaction(name, StoreFailed::boxed(error)))?;
         self.stats.send_modify(|stats| stats.parked += 1);
         Ok(())
     }
@@ -606,7 +612,7 @@ where
             .reactor_store
             .finish(timer.id, outcome)
             .await
-            .map_err(|error| RunnerError::Reaction(name, Box::new(StoreFailed(Box::new(error)))))?;
+            .map_err(|error| RunnerError::Reaction(name, StoreFailed::boxed(error)))?;
         if recorded {
             self.stats.send_modify(|stats| {
                 if fired {
@@ -644,7 +650,7 @@ where
             .reactor_store
             .next_due(name)
             .await
-            .map_err(|error| RunnerError::Reaction(name, Box::new(StoreFailed(Box::new(error)))))?;
+            .map_err(|error| RunnerError::Reaction(name, StoreFailed::boxed(error)))?;
         Ok(())
     }
 
@@ -719,7 +725,7 @@ where
 
     async fn run_due<G: LeaseGuard>(&mut self, guard: &mut G) -> Result<(), RunnerError> {
         let name = self.name();
-        let failed = |error: D::Error| RunnerError::Reaction(name, Box::new(StoreFailed(Box::new(error))));
+        let failed = |error: D::Error| RunnerError::Reaction(name, StoreFailed::boxed(error));
         loop {
             let due = self
                 .reactor_store
