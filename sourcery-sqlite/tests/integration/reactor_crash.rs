@@ -16,7 +16,9 @@
 //! in the wrong stage fails (and its reaction would end as a dead letter):
 //! a double effect or a lost reaction shows.
 //!
-//! The parent writes the stock and the orders up front. The child reports
+//! The parent writes the stock, then a wave of 20 orders before each run
+//! of the child, so that the child reacts to new orders and to the
+//! reactions to earlier ones (kills fall in all three). The child reports
 //! each decision of the process (`step`, before the step's events are
 //! appended) and each command its aggregate handles (`reserve`, `fulfil`,
 //! after the step's events were appended and before the command's are);
@@ -394,12 +396,12 @@ fn reserved_for(reserved: &StockReserved, _: Cause<'_, TestStore>) -> Option<Str
 
 /// The process is in `stage`, or the reaction fails: a step decided on
 /// another state than the one before it is a library bug.
-fn expect_stage(state: &Fulfilment, stage: Stage, order: &str, event: &str) -> Result<(), String> {
-    if state.stage == stage {
+fn expect_stage(state: &Fulfilment, expected: Stage, order: &str, event: &str) -> Result<(), String> {
+    if state.stage == expected {
         Ok(())
     } else {
         Err(format!(
-            "{order}: {event} found the process {:?}, not {stage:?}",
+            "{order}: {event} found the process {:?}, not {expected:?}",
             state.stage
         ))
     }
@@ -584,7 +586,7 @@ impl Log {
                 fulfilled <= 1,
                 "{context}: {order} was fulfilled {fulfilled} times"
             );
-            let (started, secured, completed) = (steps.len() >= 1, steps.len() >= 2, steps.len() >= 3);
+            let (started, secured, completed) = (!steps.is_empty(), steps.len() >= 2, steps.len() >= 3);
             let reserved = !reservations.is_empty();
             let fulfilled = fulfilled == 1;
             // Each effect follows the step that causes it.
@@ -660,9 +662,11 @@ struct Tally {
     before_checkpoint: u32,
     /// The events those kills left to be delivered again.
     redelivered: usize,
-    /// Right after a report of a step being decided (before its append).
+    /// Whose child's last report was of a step being decided (before its
+    /// append).
     after_step_report: u32,
-    /// Right after a report of a command being handled (before its append).
+    /// Whose child's last report was of a command being handled (before
+    /// its append).
     after_command_report: u32,
     /// After the child had reacted to everything.
     idle: u32,
@@ -673,7 +677,7 @@ struct Tally {
 struct Reports {
     running: bool,
     /// Reports of steps and commands.
-    reports: u64,
+    reported: u64,
     /// The last of them.
     last: Option<String>,
     /// Whether it reacted to everything.
@@ -691,7 +695,7 @@ impl Reports {
             "caught-up" => self.caught_up = true,
             "finished" => self.finished = Some(report.to_owned()),
             "step" | "reserve" | "fulfil" => {
-                self.reports += 1;
+                self.reported += 1;
                 self.last = Some(report.to_owned());
             }
             _ => return Some(report.to_owned()),
@@ -741,7 +745,7 @@ fn next_line(child: &mut Child, received: &Receiver<String>, reports: &mut Repor
 fn run_and_kill(path: &Path, kill_after: u64, delay: Duration, context: &str) -> Reports {
     let (mut child, received, reader) = spawn(path, "kill");
     let mut reports = Reports::default();
-    while reports.reports < kill_after && !reports.caught_up {
+    while reports.reported < kill_after && !reports.caught_up {
         next_line(&mut child, &received, &mut reports, context);
     }
     super::spin_for(delay);
@@ -756,7 +760,7 @@ fn run_and_kill(path: &Path, kill_after: u64, delay: Duration, context: &str) ->
     }
     reader.join().expect("the reader thread ends");
     assert!(reports.running, "{context}: the child said it was running");
-    reports.reports += after.reports;
+    reports.reported += after.reported;
     reports.caught_up |= after.caught_up;
     if after.last.is_some() {
         reports.last = after.last;
@@ -839,11 +843,38 @@ fn a_process_manager_killed_50_times_finishes_every_order_exactly_once() {
     let before_last_run = runtime.block_on(Log::load(&store)).check(checkpoint, &context);
     let last_run = run_to_end(&path, &context);
     let context = format!("after the last run (seed {seed})");
-    let log = runtime.block_on(Log::load(&store));
-    let checkpoint = runtime
-        .block_on(bounded(checkpoints.load(NAME)))
+    runtime.block_on(check_finished(&store, &context));
+    assert!(
+        tally.inside_reaction > 0 && tally.before_checkpoint > 0,
+        "seed {seed}: no kill fell inside a reaction or before a checkpoint ({tally:?}): the test tested \
+         less than it should"
+    );
+    eprintln!(
+        "reactor crash test (seed {seed}): {KILLS} kills over {ORDERS} orders in {:.1?}; kills \
+         inside a reaction (a step appended, its command not): {}, after reactions beyond the checkpoint: {} \
+         ({} events delivered again), last report a step's: {}, a command's: {}, \
+         after the child caught up: {}; {} of {ORDERS} processes completed before the last run, which {}",
+        started.elapsed(),
+        tally.inside_reaction,
+        tally.before_checkpoint,
+        tally.redelivered,
+        tally.after_step_report,
+        tally.after_command_report,
+        tally.idle,
+        before_last_run.completed,
+        last_run
+    );
+}
+
+/// Checks that every order's process finished exactly once: its process
+/// stream, one reservation, one fulfilment; no dead letter; the stock adds
+/// up.
+async fn check_finished(store: &TestStore, context: &str) {
+    let log = Log::load(store).await;
+    let checkpoint = bounded(store.checkpoints().load(NAME))
+        .await
         .expect("the checkpoint reads");
-    let progress = log.check(checkpoint, &context);
+    let progress = log.check(checkpoint, context);
 
     // Every order's process finished, exactly once.
     assert_eq!(log.placed.len(), ORDERS as usize, "{context}: the orders");
@@ -869,8 +900,8 @@ fn a_process_manager_killed_50_times_finishes_every_order_exactly_once() {
         log.placed.keys().collect::<Vec<_>>(),
         "{context}: reservations are for the orders placed"
     );
-    let letters = runtime
-        .block_on(bounded(store.reactors().dead_letters(NAME)))
+    let letters = bounded(store.reactors().dead_letters(NAME))
+        .await
         .expect("the dead letters read");
     assert!(letters.is_empty(), "{context}: dead letters: {letters:?}");
     // The stock adds up, loaded as aggregates.
@@ -879,8 +910,8 @@ fn a_process_manager_killed_50_times_finishes_every_order_exactly_once() {
         let sku = sku_of(sku);
         let ordered: u32 = (0..ORDERS).filter(|&n| sku_of(n) == sku).map(quantity_of).sum();
         let orders = u32::try_from((0..ORDERS).filter(|&n| sku_of(n) == sku).count()).expect("small");
-        let stock = runtime
-            .block_on(bounded(repository.load::<Stock>(&sku)))
+        let stock = bounded(repository.load::<Stock>(&sku))
+            .await
             .expect("the stock loads");
         assert_eq!(
             (
@@ -898,26 +929,6 @@ fn a_process_manager_killed_50_times_finishes_every_order_exactly_once() {
             "{context}: {sku} received once"
         );
     }
-    assert!(
-        tally.inside_reaction > 0 && tally.before_checkpoint > 0,
-        "seed {seed}: no kill fell inside a reaction or before a checkpoint ({tally:?}): the test tested \
-         less than it should"
-    );
-    eprintln!(
-        "reactor crash test (seed {seed}): {KILLS} kills over {ORDERS} orders in {:.1?}; kills \
-         inside a reaction (a step appended, its command not): {}, after reactions beyond the checkpoint: {} \
-         ({} events delivered again), right after a step's report: {}, right after a command's report: {}, \
-         after the child caught up: {}; {} of {ORDERS} processes completed before the last run, which {}",
-        started.elapsed(),
-        tally.inside_reaction,
-        tally.before_checkpoint,
-        tally.redelivered,
-        tally.after_step_report,
-        tally.after_command_report,
-        tally.idle,
-        before_last_run.completed,
-        last_run
-    );
 }
 
 /// The highest position of an event the process manager reacts to.
