@@ -64,6 +64,27 @@ impl Random {
     }
 }
 
+/// Bounds every store call of the crash tests' parents (and their waits for
+/// a runner to reach a position).
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `call`, failing the test if it takes longer than [`CALL_TIMEOUT`].
+async fn bounded<T>(call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .expect("the store call finishes in time")
+}
+
+/// Busy-waits for `delay`: picks the moment of a kill after a child's
+/// report (not a wait for anything to happen; the crash tests' assertions
+/// hold wherever the kill falls).
+fn spin_for(delay: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < delay {
+        std::hint::spin_loop();
+    }
+}
+
 mod bad_files;
 mod checkpoints;
 mod concurrency;
@@ -72,6 +93,7 @@ mod data;
 mod ids;
 mod migrations;
 mod open_together;
+mod reactor_crash;
 mod reactor_store;
 mod read_model;
 mod read_model_crash;

@@ -40,6 +40,8 @@ use sourcery_core::runner::{ReadModelRunner, WaitError};
 use sourcery_core::store::{EventFilter, EventStore};
 use sourcery_sqlite::{ApplySql, ReadModel, SqlEvents, SqlProjection, Store};
 
+use super::{CALL_TIMEOUT, bounded};
+
 /// Holds the file's path in the child.
 const CHILD: &str = "SOURCERY_SQLITE_READ_MODEL_CRASH_CHILD";
 /// `<run> <batch size> <events to append> <first n>`, in the child.
@@ -61,8 +63,6 @@ const SKIPPED_EVERY: u64 = 6;
 const FIRST_BATCH_GUESS: Duration = Duration::from_millis(3);
 /// How long the parent waits for one line of the child's output.
 const LINE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bounds every store call of the parent.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The child gives up after this long (the parent kills it long before).
 const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 /// What the child's lines start with (the harness may print the test's
@@ -305,12 +305,6 @@ fn check(path: &Path, log: &[Logged], context: &str) -> Option<i64> {
     state.checkpoint
 }
 
-async fn bounded<T>(call: impl Future<Output = T>) -> T {
-    tokio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .expect("the store call finishes in time")
-}
-
 /// Opens the store at `path` and creates the read model's tables.
 async fn open(path: &Path) -> TestStore {
     let store = bounded(Store::open(path)).await.expect("the store opens");
@@ -514,10 +508,7 @@ fn run_and_kill(
     // kill, after the write just reported. The assertions hold wherever it
     // falls.
     let delay = durations.mean() * u32::try_from(delay_per_mille).expect("small") / 1000;
-    let spin = Instant::now();
-    while spin.elapsed() < delay {
-        std::hint::spin_loop();
-    }
+    super::spin_for(delay);
     child.kill().expect("SIGKILL reaches the child");
     child.wait().expect("the child is reaped");
     // What the child wrote before the kill is in the pipe.

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sourcery_core::event::DomainEvent;
@@ -33,6 +33,8 @@ use sourcery_core::store::{
     AppendOutcome, EventFilter, EventId, EventStore, JsonCodec, NonEmpty, PersistableEvent,
 };
 use sourcery_sqlite::{Error, OpenOptions, Store, Synchronous};
+
+use super::bounded;
 
 const CHILD: &str = "SOURCERY_SQLITE_RETRY_CHILD";
 const KILLS: u32 = 30;
@@ -48,8 +50,6 @@ const MAX_RECORDS_BEFORE_KILL: u64 = 20;
 const MAX_KILL_DELAY: Duration = Duration::from_millis(4);
 /// How long the parent waits for one line of the child's output.
 const LINE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bounds every store call of the parent.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Written {
@@ -278,12 +278,6 @@ fn a_retry_after_a_kill_is_a_replay_if_the_batch_landed_and_a_write_if_not() {
     );
 }
 
-async fn bounded<T>(call: impl Future<Output = T>) -> T {
-    tokio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .expect("the store call finishes in time")
-}
-
 async fn positions_of(store: &TestStore, record: &Record) -> Vec<Option<i64>> {
     bounded(store.event_positions("retry", &record.stream, &record.ids))
         .await
@@ -398,10 +392,7 @@ fn run_and_kill(
     // Not waiting for anything to happen: this picks the moment of the
     // kill, around the append of the batch just recorded. The assertions
     // hold wherever it falls.
-    let start = Instant::now();
-    while start.elapsed() < delay {
-        std::hint::spin_loop();
-    }
+    super::spin_for(delay);
     child.kill().expect("SIGKILL reaches the child");
     child.wait().expect("the child is reaped");
     // What the child wrote before the kill is in the pipe.
