@@ -545,6 +545,19 @@ async fn timers_fire_once_at_their_time_and_a_cancelled_one_never() {
     );
 }
 
+/// Waits until `a` and `b` together (with `before`, fired by runners
+/// gone) recorded `target` firings: the one that fires the last wakes its
+/// own wait.
+async fn fired_together(a: &RunningReactor<u64>, b: &RunningReactor<u64>, target: u64, before: u64) {
+    let reached = |_: &ReactorStats| before + a.stats().timers_fired + b.stats().timers_fired >= target;
+    let (on_a, on_b) = (a.wait_until(reached, WAIT), b.wait_until(reached, WAIT));
+    match futures::future::select(Box::pin(on_a), Box::pin(on_b)).await {
+        futures::future::Either::Left((done, _)) | futures::future::Either::Right((done, _)) => {
+            done.expect("the timers fired within the wait");
+        }
+    }
+}
+
 /// Reminds every order an hour after it was placed.
 fn hourly_reminders() -> reactor::Reactor<Store> {
     reactor::Reactor::<Store>::new("reminders")
@@ -581,24 +594,15 @@ async fn a_thousand_timers_fire_once_each_across_restarts_and_two_runners() {
         .start(hourly_reminders())
         .expect("starts");
     clock.advance(HOUR);
-    // Restart one of them midway.
-    wait_until(&one, |stats| stats.timers_fired >= 100).await;
+    // Restart one of them midway (whichever fires faster, together they
+    // pass 100).
+    fired_together(&one, &two, 100, 0).await;
     let fired_before = one.stop().await.expect("stops").timers_fired;
     let three = runner(&store, &checkpoints, &reactors, &clock)
         .start(hourly_reminders())
         .expect("starts");
-    // Done when the firings recorded by all three add up: the last one
-    // to fire wakes its own wait.
-    let all =
-        |_: &ReactorStats| fired_before + two.stats().timers_fired + three.stats().timers_fired >= ORDERS;
-    {
-        let (on_two, on_three) = (two.wait_until(all, WAIT), three.wait_until(all, WAIT));
-        match futures::future::select(Box::pin(on_two), Box::pin(on_three)).await {
-            futures::future::Either::Left((done, _)) | futures::future::Either::Right((done, _)) => {
-                done.expect("every timer fired within the wait");
-            }
-        }
-    }
+    // Done when the firings recorded by all three add up.
+    fired_together(&two, &three, ORDERS, fired_before).await;
     let fired = fired_before
         + two.stop().await.expect("stops").timers_fired
         + three.stop().await.expect("stops").timers_fired;
