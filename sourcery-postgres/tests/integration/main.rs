@@ -14,6 +14,7 @@ mod faults;
 mod global_order;
 mod ids;
 mod migrations;
+mod reactor;
 mod reactor_store;
 mod read_model;
 mod read_model_crash;
