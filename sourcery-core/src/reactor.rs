@@ -48,8 +48,9 @@
 //! the next event ([`OnFailure::Park`], the default) — or the runner stops
 //! ([`OnFailure::Stop`]). Operators list dead letters with
 //! [`ReactorStore::dead_letters`], ask for a retry with
-//! [`ReactorStore::request_retry`] (the reactor's active runner tries it at
-//! its next tick, and removes the letter when it succeeds) or discard them.
+//! [`ReactorStore::request_retry`] (the reactor's active runner tries it
+//! within its `timer_poll`, 1 s by default, and removes the letter when it
+//! succeeds) or discard them.
 //!
 //! The guide's chapter "Reactors and process managers" and the example
 //! `order_fulfilment` show a whole flow.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::future::{self, Either};
@@ -277,6 +277,7 @@ where
             timer_poll: self.timer_poll,
             stop: stop_requested.clone(),
             next_due: None,
+            looked: Instant::now(),
         };
         let task = Task::new(store, self.checkpoints, consumer, report, &self.checkpointing);
         let handle = tokio::spawn(task.run(self.lease, stop_requested));
@@ -473,6 +474,8 @@ struct Reactions<S: EventStore, D, Snap, R> {
     stop: watch::Receiver<bool>,
     /// When the earliest pending timer is due, as last read.
     next_due: Option<DateTime<Utc>>,
+    /// When it last looked for due timers and retry requests.
+    looked: Instant,
 }
 
 impl<S, D, Snap, R> Reactions<S, D, Snap, R>
@@ -534,6 +537,11 @@ where
             self.stats.send_modify(|stats| stats.commands += 1);
         }
         Ok(())
+    }
+
+    /// Whether a stop was asked for (or the handle dropped).
+    fn stopping(&self) -> bool {
+        *self.stop.borrow() || self.stop.has_changed().is_err()
     }
 
     /// Sleeps `delay` unless a stop comes first; returns whether it slept.
@@ -696,24 +704,21 @@ where
     }
 
     fn is_due(&self) -> bool {
-        self.next_due.is_some_and(|due| due <= self.clock.now())
+        self.next_due.is_some_and(|due| due <= self.clock.now()) || self.looked.elapsed() >= self.timer_poll
     }
 
     async fn due(&mut self) {
-        let now = self.clock.now();
+        // The next look: when the earliest timer is due, and at least every
+        // `timer_poll` (retry requests, timers scheduled elsewhere).
+        let poll = self.timer_poll.saturating_sub(self.looked.elapsed());
         let wait = match self.next_due {
-            None => None,
-            Some(due) => Some(
-                (due - now)
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(self.timer_poll),
-            ),
+            None => poll,
+            Some(due) => (due - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
         };
-        let sleep = match wait {
-            Some(wait) => Either::Left(tokio::time::sleep(wait)),
-            None => Either::Right(future::pending::<()>()),
-        };
+        let sleep = tokio::time::sleep(wait);
         match &mut self.jumps {
             Some(jumps) => {
                 let jumped = pin!(jumps.changed());
@@ -726,6 +731,7 @@ where
     async fn run_due<G: LeaseGuard>(&mut self, guard: &mut G) -> Result<(), RunnerError> {
         let name = self.name();
         let failed = |error: D::Error| RunnerError::Reaction(name, StoreFailed::boxed(error));
+        self.looked = Instant::now();
         loop {
             let due = self
                 .reactor_store
@@ -737,6 +743,9 @@ where
                 if guard.is_lost() {
                     return Err(RunnerError::LeaseLost(name));
                 }
+                if self.stopping() {
+                    return Ok(());
+                }
                 self.fire(timer).await?;
             }
             if !full {
@@ -745,6 +754,9 @@ where
         }
         let letters = self.reactor_store.dead_letters(name).await.map_err(failed)?;
         for letter in letters.into_iter().filter(|letter| letter.retry_requested) {
+            if self.stopping() {
+                return Ok(());
+            }
             match self.react_once(&letter.event, guard).await {
                 Ok(()) => {
                     self.reactor_store

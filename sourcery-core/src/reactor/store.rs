@@ -25,7 +25,7 @@ pub struct DeadLetter<Id, Pos, M> {
     pub parked_at: DateTime<Utc>,
     /// Whether an operator asked for it to be tried again
     /// ([`ReactorStore::request_retry`]); the reactor's active runner does
-    /// so at its next tick.
+    /// so within its `timer_poll` (1 s by default).
     pub retry_requested: bool,
 }
 

@@ -1168,15 +1168,15 @@ async fn a_poison_event_is_parked_later_events_go_on_and_a_retry_after_the_fix_c
 }
 
 // ---------------------------------------------------------------------------
-// 4. Known library bugs: these assert what the runner's docs promise, and
-// fail today (run them with `--ignored`).
+// 4. A stop and a retry request are not held back by work in progress
+// (both failed before `run_due` looked at the stop between timers and the
+// runner looked every `timer_poll` whatever the traffic).
 
 /// `stop` with timers due: asked to stop after 20 of 600 due timers
-/// fired, the runner fires all 600 first (`run_due` checks only the lease
-/// between timers, never the stop request), so a stop, and a graceful
-/// handover to a standby, waits for every due timer.
+/// fired, the runner stops between two timers instead of firing all 600
+/// first, so a stop (and a graceful handover to a standby) does not wait
+/// for every due timer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "library bug: a stop is not seen between due timers"]
 async fn a_stop_is_honoured_between_due_timers() {
     const ORDERS: u64 = 600;
     let Some(store) = support::store_with::<String, EventMetadata>(6).await else {
@@ -1213,12 +1213,10 @@ async fn a_stop_is_honoured_between_due_timers() {
 }
 
 /// Retry requests under steady traffic: with `timer_poll` at 20 ms and no
-/// timer pending, a request is not picked up while an event arrives every
-/// 300 ms (`due` waits forever without a pending timer, and the 1 s tick
-/// that runs `run_due` starts afresh at each event), only about a second
-/// after the traffic stops.
+/// timer pending, a request is picked up while an event arrives every
+/// 300 ms (the runner looks at least every `timer_poll`, before an event
+/// too, rather than on a tick that each event restarts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "library bug: retry requests starve while events keep coming"]
 async fn a_retry_request_is_picked_up_within_the_timer_poll_under_steady_traffic() {
     let Some(store) = support::store_with::<String, EventMetadata>(6).await else {
         return;
