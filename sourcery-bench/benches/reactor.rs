@@ -36,6 +36,8 @@
 #![allow(missing_docs, reason = "a benchmark binary")]
 
 use std::convert::Infallible;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -194,6 +196,12 @@ where
     (written, last.expect("orders were written"))
 }
 
+/// Runs `work` in a task of the runtime, as the reactor's runner runs: the
+/// baselines then execute on the same worker threads as the reactor.
+async fn in_task<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    tokio::spawn(work).await.expect("the baseline task completes")
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut values = values.to_vec();
     values.sort_by(f64::total_cmp);
@@ -257,12 +265,14 @@ where
     let rounds = env_usize("ROUNDS", 9);
     let count = env_usize("ORDERS", 500);
     let repository = Repository::new(store.clone());
+    let every = NonZeroUsize::new(env_usize("CHECKPOINT_EVERY", 100)).unwrap_or(NonZeroUsize::MIN);
     let runner = || {
         ReactorRunner::new(
             Repository::new(store.clone()),
             checkpoints.clone(),
             reactors.clone(),
         )
+        .checkpoint_every(every)
     };
 
     // Warm-up, not counted: the reactor's checkpoint exists from here on,
@@ -320,10 +330,9 @@ where
             false,
         ));
         drop(placed);
-        let (drafted, _) =
-            runtime.block_on(write_orders(&repository, &format!("r{round}-hand"), count, true));
-        let (drafted_id, _) =
-            runtime.block_on(write_orders(&repository, &format!("r{round}-id"), count, true));
+        let write =
+            |prefix: &str| Arc::new(runtime.block_on(write_orders(&repository, prefix, count, true)).0);
+        let (drafted, drafted_id) = (write(&format!("r{round}-hand")), write(&format!("r{round}-id")));
         let mut times = [Duration::ZERO; 3];
         for side in order(round) {
             let elapsed = match side {
@@ -342,32 +351,38 @@ where
                     );
                     elapsed
                 }),
-                Side::Hand => runtime.block_on(async {
-                    let start = Instant::now();
-                    for order in &drafted {
-                        let metadata = EventMetadata::caused_by(order.event, &order.metadata);
-                        repository
-                            .execute::<Order, _>(&order.id, &Confirm, metadata)
-                            .await
-                            .expect("confirmed");
-                    }
-                    start.elapsed()
-                }),
-                Side::HandWithId => runtime.block_on(async {
-                    let start = Instant::now();
-                    for order in &drafted_id {
-                        let metadata = EventMetadata::caused_by(order.event, &order.metadata);
-                        let options = CommandOptions::new()
-                            .command_id(reaction_command_id(HAND, order.event, 0))
-                            .retry(RetryPolicy::none().conflicts(5));
-                        let outcome = repository
-                            .execute_with::<Order, _>(&order.id, &Confirm, metadata, options)
-                            .await
-                            .expect("confirmed");
-                        assert!(!outcome.replayed);
-                    }
-                    start.elapsed()
-                }),
+                Side::Hand => {
+                    let (repository, orders) = (repository.clone(), Arc::clone(&drafted));
+                    runtime.block_on(in_task(async move {
+                        let start = Instant::now();
+                        for order in orders.iter() {
+                            let metadata = EventMetadata::caused_by(order.event, &order.metadata);
+                            repository
+                                .execute::<Order, _>(&order.id, &Confirm, metadata)
+                                .await
+                                .expect("confirmed");
+                        }
+                        start.elapsed()
+                    }))
+                }
+                Side::HandWithId => {
+                    let (repository, orders) = (repository.clone(), Arc::clone(&drafted_id));
+                    runtime.block_on(in_task(async move {
+                        let start = Instant::now();
+                        for order in orders.iter() {
+                            let metadata = EventMetadata::caused_by(order.event, &order.metadata);
+                            let options = CommandOptions::new()
+                                .command_id(reaction_command_id(HAND, order.event, 0))
+                                .retry(RetryPolicy::none().conflicts(5));
+                            let outcome = repository
+                                .execute_with::<Order, _>(&order.id, &Confirm, metadata, options)
+                                .await
+                                .expect("confirmed");
+                            assert!(!outcome.replayed);
+                        }
+                        start.elapsed()
+                    }))
+                }
             };
             times[side as usize] = elapsed;
         }
