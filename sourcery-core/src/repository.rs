@@ -217,6 +217,20 @@ pub enum CommandError<AggregateError, StoreError, Pos: Debug, Id: Debug> {
 }
 
 impl<AggregateError, StoreError, Pos: Debug, Id: Debug> CommandError<AggregateError, StoreError, Pos, Id> {
+    /// Whether the command was refused by the aggregate or the store's
+    /// rules (rejected, a conflict, not found, already exists, ids reused),
+    /// as opposed to a failure.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected(_)
+                | Self::Conflict(_)
+                | Self::NotFound { .. }
+                | Self::AlreadyExists { .. }
+                | Self::IdReused(_)
+        )
+    }
+
     /// Whether this is a concurrency conflict (reload and retry).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict(_))
@@ -962,7 +976,7 @@ impl Idempotency {
         match options.id() {
             Some(command_id) => Self {
                 command_id: Some(command_id),
-                may_have_run: true,
+                may_have_run: !options.assumes_new(),
             },
             None if options.retry_policy().store_error_retries() > 0 => Self {
                 command_id: Some(CommandId::new()),
@@ -1009,6 +1023,13 @@ where
                     "the store failed during a command; sending it again with the same event ids"
                 );
                 tokio::time::sleep(policy.backoff_before(failures)).await;
+            }
+            Err(error)
+                if idempotency.command_id.is_some() && !idempotency.may_have_run && error.is_refusal() =>
+            {
+                // A command id assumed new, refused: it may have run before.
+                // Look for its events, then decide again.
+                idempotency.may_have_run = true;
             }
             Err(error) => return Err(error),
         }

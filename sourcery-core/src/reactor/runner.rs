@@ -522,7 +522,8 @@ where
             }
             let options = CommandOptions::new()
                 .command_id(reaction_command_id(name, event.id, index))
-                .retry(RetryPolicy::none().conflicts(CONFLICT_RETRIES));
+                .retry(RetryPolicy::none().conflicts(CONFLICT_RETRIES))
+                .assume_new();
             command
                 .run(&self.repository, metadata.clone(), options)
                 .await
@@ -586,7 +587,8 @@ where
             Some(fire) => {
                 let options = CommandOptions::new()
                     .command_id(timer.id.command_id())
-                    .retry(RetryPolicy::none().conflicts(CONFLICT_RETRIES));
+                    .retry(RetryPolicy::none().conflicts(CONFLICT_RETRIES))
+                    .assume_new();
                 fire(&self.repository, &timer.payload, options).await.map(|_| ())
             }
             None => Err(BoxError::from(super::ReactError::Undeclared(

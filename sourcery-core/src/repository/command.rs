@@ -30,6 +30,7 @@ pub struct CommandOptions<Pos> {
     command_id: Option<CommandId>,
     expected: Option<ExpectedVersion<Pos>>,
     retry: RetryPolicy,
+    assume_new: bool,
 }
 
 impl<Pos> CommandOptions<Pos> {
@@ -42,6 +43,7 @@ impl<Pos> CommandOptions<Pos> {
             command_id: None,
             expected: None,
             retry: RetryPolicy::none(),
+            assume_new: false,
         }
     }
 
@@ -54,6 +56,29 @@ impl<Pos> CommandOptions<Pos> {
     pub fn command_id(mut self, id: CommandId) -> Self {
         self.command_id = Some(id);
         self
+    }
+
+    /// Tells the repository that the command id most likely has not run
+    /// yet, so that it decides and commits at once instead of looking for
+    /// the command's events first (one read less per command). The
+    /// command stays idempotent: a commit of events whose ids are stored
+    /// already is a replay (the store's rule), and after any refusal (a
+    /// rejection, a conflict, a missing or existing aggregate, ids reused)
+    /// the repository looks for the command's events before it answers.
+    /// One difference remains: a command that ran before and now decides
+    /// to write nothing succeeds with no events instead of the first
+    /// outcome. What a [`ReactorRunner`](crate::reactor::ReactorRunner)
+    /// uses for the commands of reactions seen for the first time.
+    #[must_use]
+    pub fn assume_new(mut self) -> Self {
+        self.assume_new = true;
+        self
+    }
+
+    /// Whether the command id is assumed new ([`assume_new`](Self::assume_new)).
+    #[must_use]
+    pub fn assumes_new(&self) -> bool {
+        self.assume_new
     }
 
     /// What the commit requires of the stream's version, instead of what the

@@ -197,6 +197,60 @@ async fn a_replay_returns_the_first_outcome_even_where_deciding_again_would_refu
     );
 }
 
+#[tokio::test]
+async fn a_command_id_assumed_new_still_applies_once_and_is_found_after_a_refusal() {
+    let (repository, id) = opened(Store::new()).await;
+    let assumed = |key: &str| keyed(key).assume_new();
+    let first = repository
+        .execute_with::<Counter, _>(&id, &Twice(1), (), assumed("twice"))
+        .await
+        .expect("the first run");
+    assert!(!first.replayed && first.attempts == 1, "{first:?}");
+    // Decided again alike: the store recognises the ids.
+    let again = repository
+        .execute_with::<Counter, _>(&id, &Twice(1), (), assumed("twice"))
+        .await
+        .expect("the second run");
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(again.last_position, first.last_position);
+    // Decided again, refused (7 + 7 > 10): looked for after the refusal.
+    let seven = repository
+        .execute_with::<Counter, _>(&id, &Add(7), (), assumed("add-7"))
+        .await
+        .expect("7 fits");
+    let refused_then_found = repository
+        .execute_with::<Counter, _>(&id, &Add(7), (), assumed("add-7"))
+        .await
+        .expect("the rejection leads to the first run's outcome");
+    assert!(
+        refused_then_found.replayed && refused_then_found.attempts == 2,
+        "{refused_then_found:?}"
+    );
+    assert_eq!(refused_then_found.last_position, seven.last_position);
+    // A new command id that is refused stays refused.
+    let refused = repository
+        .execute_with::<Counter, _>(&id, &Add(7), (), assumed("add-7-again"))
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::Rejected(Full))),
+        "{refused:?}"
+    );
+    let counter = repository.load::<Counter>(&id).await.expect("load");
+    assert_eq!((counter.total, counter.additions), (9, 3));
+    // A creation assumed new, run again: found after `AlreadyExists`.
+    let fresh = "c-2".to_owned();
+    let created = repository
+        .create_with::<Counter, _>(&fresh, &Open, (), assumed("open-c-2"))
+        .await
+        .expect("create");
+    let recreated = repository
+        .create_with::<Counter, _>(&fresh, &Open, (), assumed("open-c-2"))
+        .await
+        .expect("found");
+    assert!(recreated.replayed);
+    assert_eq!(recreated.last_position, created.last_position);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_runs_of_one_command_id_apply_once_and_agree_on_the_outcome() {
     let (repository, id) = opened(Store::new()).await;
