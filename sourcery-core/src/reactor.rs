@@ -54,19 +54,23 @@
 //!
 //! # Speed
 //!
-//! Reactors: a reactor issuing one command per event (each loading a
-//! one-event stream and appending one event) against the same commands run
-//! in a loop of `Repository::execute`, 500 events per round, 9 rounds, the
-//! order of the sides rotated (`cargo bench -p sourcery-bench --bench
-//! reactor`; 2 vCPUs, load average about 1–2). On SQLite (`synchronous =
-//! FULL`) the reactor carries out about 1,400 reactions/s against 2,150/s
-//! for the loop: a median ratio of 0.68 (rounds from 0.55 to 0.95). On
-//! PostgreSQL it is 1,300/s against 1,840/s, a ratio of 0.71 (0.59–0.78).
-//! Most of the gap is idempotency, not the runner: the same loop with the
-//! reaction's command id (`execute_with`, whose replay probe reads the
-//! stream once more before each command) runs at 0.74× (SQLite) and 0.79×
-//! (PostgreSQL) the plain loop's speed, and against that loop the reactor
-//! is at 0.82–0.88×. Starting a runner takes 0.5 to 8 ms.
+//! A reactor issuing one command per event (each loading a one-event
+//! stream and appending one event) against the same commands run in a loop
+//! of `Repository::execute`, 500 events per round, 9 rounds, the order of
+//! the sides rotated (`cargo bench -p sourcery-bench --bench reactor`; 2
+//! vCPUs, load average 1.8–2.1), median of the per-round ratios:
+//!
+//! | store | reactor | loop of `execute` | ratio (range) |
+//! |---|---|---|---|
+//! | SQLite (`synchronous = FULL`) | 1,662 reactions/s | 1,850 commands/s | **0.953** (0.775–0.991) |
+//! | PostgreSQL | 1,429 reactions/s | 1,470 commands/s | **0.946** (0.788–1.259) |
+//!
+//! The reaction's commands run under command ids with
+//! [`CommandOptions::assume_new`]: decided and committed at once, looked
+//! for only after a refusal. With a lookup before every command (plain
+//! `execute_with` and a command id) the same loop runs at 0.72× (SQLite) and
+//! 0.83× (PostgreSQL) the plain loop's speed; before `assume_new` the reactor
+//! ran at 0.68× and 0.71×. Starting a runner takes 0.1 to 7 ms.
 //!
 //! The guide's chapter "Reactors and process managers" and the example
 //! `order_fulfilment` show a whole flow.
