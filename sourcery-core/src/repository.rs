@@ -1004,6 +1004,8 @@ where
 {
     let policy = options.retry_policy();
     let mut idempotency = Idempotency::of(options);
+    // The caller's command id, assumed new: looked for after a refusal.
+    let assumed_new = options.id().is_some() && options.assumes_new();
     let (mut attempts, mut conflicts, mut failures) = (1_u32, 0_u32, 0_u32);
     loop {
         match attempt(idempotency).await {
@@ -1024,9 +1026,7 @@ where
                 );
                 tokio::time::sleep(policy.backoff_before(failures)).await;
             }
-            Err(error)
-                if idempotency.command_id.is_some() && !idempotency.may_have_run && error.is_refusal() =>
-            {
+            Err(error) if assumed_new && !idempotency.may_have_run && error.is_refusal() => {
                 // A command id assumed new, refused: it may have run before.
                 // Look for its events, then decide again.
                 idempotency.may_have_run = true;
