@@ -1,6 +1,8 @@
 //! Test helpers (feature `test-util`).
 //!
 //! - [`TestFramework`]: given–when–then tests of an aggregate's decisions.
+//! - [`ProcessTest`]: the same for a process manager's: given its past
+//!   events, when an event arrives, then these events, commands and timers.
 //! - [`RepositoryTestExt`]: seed a store with history, and simulate a
 //!   concurrent writer, in integration tests.
 //! - [`conformance`]: the suite every [`EventStore`](crate::store::EventStore)
@@ -12,9 +14,11 @@
 
 pub mod conformance;
 mod framework;
+mod process;
 pub mod reactor_store;
 mod repository;
 pub mod schema;
 
 pub use framework::{Outcome, TestFramework};
+pub use process::{ProcessOutcome, ProcessTest};
 pub use repository::RepositoryTestExt;

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sourcery::checkpoint::inmemory::CheckpointStore as Checkpoints;
-use sourcery::codec::JsonCodec;
-use sourcery::id::EventId;
 use sourcery::reactor::{
     self, Cause, Decision, OnFailure, ProcessManager, ReactorRunner, ReactorStats, ReactorStore as _,
     RunningReactor,
 };
 use sourcery::runner::RunnerError;
 use sourcery::schedule::{ScheduledCommand, TestClock, TimerState};
-use sourcery::store::{EventFilter, EventStore, StoredEvent, inmemory};
+use sourcery::store::{EventFilter, EventStore, inmemory};
+use sourcery::test::ProcessTest;
 use sourcery::{Aggregate, Apply, DomainEvent, EventMetadata, Handle, HandleCreate, Repository};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -795,84 +794,51 @@ async fn a_process_manager_reserves_waits_for_payment_and_cancels_after_its_time
     );
 }
 
-/// A stored event of `order`, as the runner would deliver it.
-fn delivered<E: DomainEvent>(
-    order: &str,
-    event: &E,
-    position: u64,
-) -> StoredEvent<String, u64, EventMetadata> {
-    StoredEvent {
-        id: EventId::new(),
-        aggregate_kind: "order".into(),
-        aggregate_id: order.into(),
-        kind: E::KIND.into(),
-        position,
-        schema_version: 1,
-        data: serde_json::to_vec(event).expect("encodes"),
-        metadata: EventMetadata::new(),
-    }
-}
-
+// ANCHOR: process_test
 #[test]
 fn a_process_is_tested_like_an_aggregate_given_events_expect_commands_and_timers() {
     let process = fulfilment();
-    let now = TestClock::new();
+    let now = sourcery::schedule::Clock::now(&TestClock::new());
+    let started = FulfilmentStarted {
+        sku: "apple".into(),
+        quantity: 2,
+    };
+    let timeout = CancelUnpaid {
+        reason: "no payment within 30 minutes".into(),
+    };
     let placed = OrderPlaced {
         sku: "apple".into(),
         quantity: 2,
     };
+    let due = now + Duration::from_secs(30 * 60);
+
     // Given a new process, when the order is placed:
-    let (id, _, decision) = process
-        .decide(
-            &delivered("o-1", &placed, 1),
-            &JsonCodec,
-            |_| Fulfilment::default(),
-            sourcery::schedule::Clock::now(&now),
-        )
-        .expect("decides")
-        .expect("routed to a process");
-    assert_eq!(id, "o-1");
-    assert_eq!(decision.events().len(), 1);
-    let commands = decision.commands();
-    assert_eq!(commands.len(), 1);
-    assert!(
-        commands[0].is::<Stock, _>(&"apple".to_owned(), &Reserve { quantity: 2 }),
-        "{commands:?}"
-    );
-    let timers = decision.timers();
-    assert_eq!(timers.len(), 1);
-    let due = sourcery::schedule::Clock::now(&now) + Duration::from_secs(30 * 60);
-    assert!(
-        timers[0].is::<Order, _>(
-            &"o-1".to_owned(),
-            &CancelUnpaid {
-                reason: "no payment within 30 minutes".into()
-            },
-            due
-        ),
-        "{timers:?}"
-    );
+    ProcessTest::new(&process)
+        .at(now)
+        .when("order", "o-1".to_owned(), &placed, 1)
+        .then_expect_events(&[started.clone()])
+        .then_expect_command::<Stock, _>(&"apple".to_owned(), &Reserve { quantity: 2 })
+        .then_expect_timer::<Order, _>(&"o-1".to_owned(), &timeout, due);
 
     // Given it started, when the order is paid: ended, the timeout cancelled.
-    let started = Fulfilment {
-        started: Some(FulfilmentStarted {
-            sku: "apple".into(),
-            quantity: 2,
-        }),
-        outcome: None,
-    };
-    let (_, _, decision) = process
-        .decide(
-            &delivered("o-1", &OrderPaid, 2),
-            &JsonCodec,
-            |_| started,
-            sourcery::schedule::Clock::now(&now),
-        )
-        .expect("decides")
-        .expect("routed");
-    assert!(decision.commands().is_empty() && decision.timers().is_empty());
-    assert_eq!(decision.cancelled(), ["payment/o-1".to_owned()]);
+    ProcessTest::new(&process)
+        .given(&[started.clone()])
+        .when("order", "o-1".to_owned(), &OrderPaid, 2)
+        .then_expect_events(&[FulfilmentEnded {
+            outcome: "paid".into(),
+        }])
+        .then_expect_no_commands()
+        .then_expect_no_timers()
+        .then_expect_cancelled(&["payment/o-1"]);
+
+    // Placed again (a duplicate order event): nothing more happens.
+    ProcessTest::new(&process)
+        .given(&[started])
+        .when("order", "o-1".to_owned(), &placed, 3)
+        .then_expect_events::<FulfilmentStarted>(&[])
+        .then_expect_no_commands();
 }
+// ANCHOR_END: process_test
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_fails_for_a_while_succeeds_on_a_later_attempt() {
@@ -904,4 +870,27 @@ async fn a_handler_that_fails_for_a_while_succeeds_on_a_later_attempt() {
     running.stop().await.expect("stops");
     assert_eq!((stats.reactions, stats.parked, stats.commands), (1, 0, 1));
     assert_eq!(stock(&repository, "apple").await.available, 9);
+}
+
+#[test]
+#[should_panic(expected = "expected the command Reserve { quantity: 3 } on stock \"apple\"")]
+fn a_process_test_names_the_command_it_missed() {
+    let placed = OrderPlaced {
+        sku: "apple".into(),
+        quantity: 2,
+    };
+    ProcessTest::new(&fulfilment())
+        .when("order", "o-1".to_owned(), &placed, 1)
+        .then_expect_command::<Stock, _>(&"apple".to_owned(), &Reserve { quantity: 3 });
+}
+
+#[test]
+#[should_panic(expected = "it recorded [FulfilmentEnded(FulfilmentEnded { outcome: \"paid\" })]")]
+fn a_process_test_shows_what_was_recorded_instead() {
+    ProcessTest::new(&fulfilment())
+        .when("order", "o-1".to_owned(), &OrderPaid, 1)
+        .then_expect_events(&[FulfilmentStarted {
+            sku: "apple".into(),
+            quantity: 2,
+        }]);
 }
