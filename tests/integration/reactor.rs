@@ -816,13 +816,13 @@ fn a_process_is_tested_like_an_aggregate_given_events_expect_commands_and_timers
     ProcessTest::new(&process)
         .at(now)
         .when("order", "o-1".to_owned(), &placed, 1)
-        .then_expect_events(&[started.clone()])
+        .then_expect_events(std::slice::from_ref(&started))
         .then_expect_command::<Stock, _>(&"apple".to_owned(), &Reserve { quantity: 2 })
         .then_expect_timer::<Order, _>(&"o-1".to_owned(), &timeout, due);
 
     // Given it started, when the order is paid: ended, the timeout cancelled.
     ProcessTest::new(&process)
-        .given(&[started.clone()])
+        .given(std::slice::from_ref(&started))
         .when("order", "o-1".to_owned(), &OrderPaid, 2)
         .then_expect_events(&[FulfilmentEnded {
             outcome: "paid".into(),
