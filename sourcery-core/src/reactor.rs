@@ -304,7 +304,9 @@ pub struct PlannedTimer<S: EventStore> {
     aggregate_kind: &'static str,
     target: S::Id,
     value: Box<dyn Any + Send + Sync>,
-    payload: Result<Vec<u8>, Arc<serde_json::Error>>,
+    /// The target, command and metadata encoded for the store (filled when
+    /// the reactor has decided: [`Scheduled::encode`]).
+    payload: Vec<u8>,
 }
 
 impl<S: EventStore> PlannedTimer<S> {
@@ -465,7 +467,7 @@ impl<S: EventStore, Snap> Reactions<S, Snap> {
             due,
             command: name,
             aggregate_kind: A::KIND,
-            payload: Ok(Vec::new()),
+            payload: Vec::new(),
             target: id,
             value: Box::new(command),
         });
@@ -725,7 +727,7 @@ impl<S: EventStore, Snap> Scheduled<S, Snap> {
                 return Err(ReactError::Undeclared(timer.command.clone()));
             };
             match encode(&*timer.value, &timer.target, &metadata) {
-                Some(Ok(payload)) => timer.payload = Ok(payload),
+                Some(Ok(payload)) => timer.payload = payload,
                 Some(Err(source)) => {
                     return Err(ReactError::Encode {
                         command: timer.command.clone(),
@@ -767,17 +769,14 @@ pub(crate) fn new_timers<S: EventStore, Snap>(
 ) -> Vec<NewTimer<S::Position>> {
     (0_u32..)
         .zip(&reactions.timers)
-        .filter_map(|(index, timer)| {
-            let payload = timer.payload.as_ref().ok()?;
-            Some(NewTimer {
-                id: reaction_timer_id(reactor, cause.id, index),
-                reactor: reactor.to_owned(),
-                key: timer.key.clone(),
-                due: timer.due,
-                command: timer.command.clone(),
-                payload: payload.clone(),
-                cause: cause.position,
-            })
+        .map(|(index, timer)| NewTimer {
+            id: reaction_timer_id(reactor, cause.id, index),
+            reactor: reactor.to_owned(),
+            key: timer.key.clone(),
+            due: timer.due,
+            command: timer.command.clone(),
+            payload: timer.payload.clone(),
+            cause: cause.position,
         })
         .collect()
 }

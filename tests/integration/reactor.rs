@@ -284,6 +284,14 @@ async fn order(repository: &Repository<Store>, id: &str) -> Order {
         .expect("order loads")
 }
 
+/// Stops `running` within the wait, and returns its stats.
+async fn stop(running: RunningReactor<u64>) -> ReactorStats {
+    tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("the runner stopped cleanly")
+}
+
 async fn wait_for(running: &RunningReactor<u64>, position: u64) {
     running
         .wait_for(position, WAIT)
@@ -313,7 +321,7 @@ async fn an_event_delivered_again_takes_effect_once() {
         .expect("starts");
     wait_for(&running, head).await;
     assert_eq!(running.stats().commands, 3);
-    running.stop().await.expect("stops");
+    stop(running).await;
     assert_eq!(stock(&repository, "apple").await.available, 90);
 
     // A fresh checkpoint store: every event is delivered again, as after a
@@ -323,7 +331,7 @@ async fn an_event_delivered_again_takes_effect_once() {
         .expect("starts");
     wait_for(&again, head).await;
     assert_eq!(again.stats().reactions, 3, "each event reacted to again");
-    again.stop().await.expect("stops");
+    stop(again).await;
     let apple = stock(&repository, "apple").await;
     assert_eq!(
         (apple.available, apple.reservations),
@@ -353,7 +361,7 @@ async fn the_events_of_a_reaction_record_their_cause() {
         .start(reservations())
         .expect("starts");
     wait_for(&running, placed.last_position.expect("written")).await;
-    running.stop().await.expect("stops");
+    stop(running).await;
 
     let reserved = store
         .load_events(&[EventFilter::for_event(StockReserved::KIND)])
@@ -417,7 +425,7 @@ async fn a_poison_event_is_parked_later_events_go_on_and_a_retry_after_the_fix_c
             .is_empty()
     );
     assert_eq!(stock(&repository, "plum").await.available, 4);
-    running.stop().await.expect("stops");
+    stop(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,7 +461,7 @@ async fn a_runner_told_to_stop_on_failure_stops_and_delivers_the_event_again() {
         .start(reservations())
         .expect("starts");
     wait_for(&again, poison).await;
-    again.stop().await.expect("stops");
+    stop(again).await;
     assert_eq!(stock(&repository, "plum").await.available, 2);
 }
 
@@ -515,7 +523,7 @@ async fn timers_fire_once_at_their_time_and_a_cancelled_one_never() {
 
     clock.advance(24 * HOUR);
     wait_until(&running, |stats| stats.timers_fired == 3).await;
-    running.stop().await.expect("stops");
+    stop(running).await;
     assert!(order(&repository, "unpaid").await.cancelled);
     assert!(!order(&repository, "paid").await.cancelled);
 
@@ -526,7 +534,7 @@ async fn timers_fire_once_at_their_time_and_a_cancelled_one_never() {
     clock.advance(HOUR);
     let barrier = place(&repository, "later", "apple", 1).await;
     wait_for(&again, barrier).await;
-    again.stop().await.expect("stops");
+    stop(again).await;
     let unpaid = order(&repository, "unpaid").await;
     assert_eq!((unpaid.reminders, unpaid.cancelled), (1, true));
     let states: Vec<_> = reactors
@@ -582,7 +590,7 @@ async fn a_thousand_timers_fire_once_each_across_restarts_and_two_runners() {
         .start(hourly_reminders())
         .expect("starts");
     wait_for(&first, head).await;
-    first.stop().await.expect("stops");
+    stop(first).await;
 
     // Two runners at once, sharing one store (no lease: each follows the
     // log and fires due timers; the store records each firing once).
@@ -596,15 +604,13 @@ async fn a_thousand_timers_fire_once_each_across_restarts_and_two_runners() {
     // Restart one of them midway (whichever fires faster, together they
     // pass 100).
     fired_together(&one, &two, 100, 0).await;
-    let fired_before = one.stop().await.expect("stops").timers_fired;
+    let fired_before = stop(one).await.timers_fired;
     let three = runner(&store, &checkpoints, &reactors, &clock)
         .start(hourly_reminders())
         .expect("starts");
     // Done when the firings recorded by all three add up.
     fired_together(&two, &three, ORDERS, fired_before).await;
-    let fired = fired_before
-        + two.stop().await.expect("stops").timers_fired
-        + three.stop().await.expect("stops").timers_fired;
+    let fired = fired_before + stop(two).await.timers_fired + stop(three).await.timers_fired;
 
     assert_eq!(fired, ORDERS, "each timer recorded as fired once");
     let timers = reactors.timers("reminders").await.expect("lists");
@@ -748,7 +754,7 @@ async fn a_process_manager_reserves_waits_for_payment_and_cancels_after_its_time
         .expect("loads");
     let head = cancelled.last().expect("the late order was cancelled").position;
     wait_for(&running, head).await;
-    running.stop().await.expect("stops");
+    stop(running).await;
 
     let process = |id: &str| {
         let repository = repository.clone();
@@ -779,7 +785,7 @@ async fn a_process_manager_reserves_waits_for_payment_and_cancels_after_its_time
         .start(fulfilment())
         .expect("starts");
     wait_for(&again, head).await;
-    again.stop().await.expect("stops");
+    stop(again).await;
     assert_eq!(store.load_events(&[]).await.map(|events| events.len()), before);
     let after = store
         .load_events(&[EventFilter::for_stream("fulfilment", "o-late".to_owned())])
@@ -867,7 +873,7 @@ async fn a_handler_that_fails_for_a_while_succeeds_on_a_later_attempt() {
         .expect("starts");
     wait_for(&running, head).await;
     let stats = running.stats();
-    running.stop().await.expect("stops");
+    stop(running).await;
     assert_eq!((stats.reactions, stats.parked, stats.commands), (1, 0, 1));
     assert_eq!(stock(&repository, "apple").await.available, 9);
 }

@@ -347,7 +347,9 @@ impl<Pos: Copy + Ord + Send + Sync + 'static> RunningReactor<Pos> {
     }
 
     /// Waits until `done` holds for the runner's [`ReactorStats`] (for
-    /// example, a timer fired), and returns them.
+    /// example, a timer fired), and returns them. `done` is called each
+    /// time they change, with no lock held: it may read other runners'
+    /// stats too.
     ///
     /// # Errors
     ///
@@ -362,10 +364,15 @@ impl<Pos: Copy + Ord + Send + Sync + 'static> RunningReactor<Pos> {
         let mut runner = self.status.clone();
         let reached = async {
             loop {
-                if done(&counts.borrow_and_update()) {
-                    return Ok(*counts.borrow());
+                // Copied out first: `done` may read this or another
+                // runner's stats, and holding the channel's lock while a
+                // writer waits would deadlock that read.
+                let stats = *counts.borrow_and_update();
+                if done(&stats) {
+                    return Ok(stats);
                 }
-                if !runner.borrow_and_update().running {
+                let running = runner.borrow_and_update().running;
+                if !running {
                     return Err(WaitError::Stopped);
                 }
                 let closed = {
@@ -374,7 +381,8 @@ impl<Pos: Copy + Ord + Send + Sync + 'static> RunningReactor<Pos> {
                         Either::Left((changed, _)) | Either::Right((changed, _)) => changed.is_err(),
                     }
                 };
-                if closed && !done(&counts.borrow()) {
+                let stats = *counts.borrow();
+                if closed && !done(&stats) {
                     return Err(WaitError::Stopped);
                 }
             }
