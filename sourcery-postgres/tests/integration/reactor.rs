@@ -661,7 +661,10 @@ async fn a_thousand_timers_fire_once_each_across_takeovers_and_a_restart_and_a_c
     stopped(&a, "A stops once it knows its lease is lost").await;
     let a_fired = a.stats().timers_fired;
     let a_noticed = killed.elapsed();
-    match a.stop().await {
+    match tokio::time::timeout(WAIT, a.stop())
+        .await
+        .expect("the runner stops within the wait")
+    {
         Err(RunnerError::LeaseLost(REMINDERS)) => {}
         other => panic!("A stops with its lease lost, got {other:?}"),
     }
@@ -688,7 +691,10 @@ async fn a_thousand_timers_fire_once_each_across_takeovers_and_a_restart_and_a_c
     assert_ne!(a_pid, b_pid);
     stopped(&b, "B stops once it knows its lease is lost").await;
     let b_fired = b.stats().timers_fired;
-    match b.stop().await {
+    match tokio::time::timeout(WAIT, b.stop())
+        .await
+        .expect("the runner stops within the wait")
+    {
         Err(RunnerError::LeaseLost(REMINDERS)) => {}
         other => panic!("B stops with its lease lost, got {other:?}"),
     }
@@ -711,7 +717,11 @@ async fn a_thousand_timers_fire_once_each_across_takeovers_and_a_restart_and_a_c
         None,
         "no timer is pending"
     );
-    let again_fired = again.stop().await.expect("the restarted A stops").timers_fired;
+    let again_fired = tokio::time::timeout(WAIT, again.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("the restarted A stops")
+        .timers_fired;
     assert!(again_fired >= done.timers_fired);
     assert_eq!(
         a_fired + b_fired + again_fired,
@@ -777,7 +787,10 @@ async fn a_thousand_timers_fire_once_each_across_takeovers_and_a_restart_and_a_c
         .expect("a fourth runner starts");
     let barrier = two.place("barrier", "apple", 1).await;
     fourth.wait_for(barrier, WAIT).await.expect("it reacts");
-    let fourth = fourth.stop().await.expect("it stops");
+    let fourth = tokio::time::timeout(WAIT, fourth.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("it stops");
     assert_eq!(fourth.timers_fired, 0, "{fourth:?}");
     assert_eq!(
         u64::try_from(one.events_of(PaymentReminded::KIND).await.len()).expect("small"),
@@ -980,7 +993,9 @@ async fn held_holder(held_in: HeldIn) {
     gate.release.send(()).expect("A's handler waits");
     stopped(&a, "A stops after its command").await;
     let a_stats = a.stats();
-    let a_stopped = a.stop().await;
+    let a_stopped = tokio::time::timeout(WAIT, a.stop())
+        .await
+        .expect("the runner stops within the wait");
     match (held_in, &a_stopped) {
         (HeldIn::First, Err(RunnerError::LeaseLost(CONFIRMATIONS))) => {
             assert_eq!(
@@ -1027,7 +1042,10 @@ async fn held_holder(held_in: HeldIn) {
     // B goes on with the next order.
     let next = one.place("o-2", "apple", 1).await;
     b.wait_for(next, WAIT).await.expect("B follows");
-    let b_end = b.stop().await.expect("B stops");
+    let b_end = tokio::time::timeout(WAIT, b.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("B stops");
     assert_eq!(b_end.reactions, b_stats.reactions + 1);
     assert_eq!(
         one.checkpoint(CONFIRMATIONS).await.1,
@@ -1149,7 +1167,10 @@ async fn a_poison_event_is_parked_later_events_go_on_and_a_retry_after_the_fix_c
     );
     let plum = server.stock("plum").await;
     assert_eq!((plum.available, plum.reservations), (4, 1));
-    let stats = running.stop().await.expect("stops");
+    let stats = tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("stops");
     assert_eq!(
         (stats.parked, stats.retried, stats.reactions),
         (1, 1, 2),
@@ -1200,7 +1221,10 @@ async fn a_stop_is_honoured_between_due_timers() {
         .await
         .expect("fires");
     let asked = Instant::now();
-    let stats = running.stop().await.expect("stops");
+    let stats = tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("stops");
     say(&format!(
         "a stop asked after 20 firings returned after {:.0?}, {} of {ORDERS} fired",
         asked.elapsed(),
@@ -1252,6 +1276,9 @@ async fn a_retry_request_is_picked_up_within_the_timer_poll_under_steady_traffic
         "a retry request under steady traffic: {retried:?}, {:.1?} after the request",
         requested.elapsed()
     ));
-    running.stop().await.expect("stops");
+    tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the runner stops within the wait")
+        .expect("stops");
     retried.expect("the retry is picked up while the events keep coming");
 }
