@@ -198,19 +198,25 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
     }
 
     /// Indices of the events a kind-wide filter selects, ascending.
-    fn select_kind(&self, kind: &str, filter: &EventFilter<Id, u64>, into: &mut Vec<usize>) {
+    /// At most `limit` of them: the first `limit` of a union are among the
+    /// first `limit` of each part, so a page copies no more than it needs
+    /// (a catch-up stays linear in the log's length).
+    fn select_kind(&self, kind: &str, filter: &EventFilter<Id, u64>, limit: usize, into: &mut Vec<usize>) {
         let candidates = self.kinds.get(kind).map_or(&[][..], Vec::as_slice);
-        into.extend_from_slice(&candidates[first_after(candidates, filter.after_position())..]);
+        let start = first_after(candidates, filter.after_position());
+        let end = start.saturating_add(limit).min(candidates.len());
+        into.extend_from_slice(&candidates[start..end]);
     }
 
     /// Indices of the events that any of `filters` (all on the stream
     /// `aggregate_kind` / `aggregate_id`) selects, ascending, in one pass
-    /// over the stream.
+    /// over the stream; at most `limit` of them.
     fn select_stream(
         &self,
         aggregate_kind: &str,
         aggregate_id: &Id,
         filters: &[&EventFilter<Id, u64>],
+        limit: usize,
         into: &mut Vec<usize>,
     ) {
         let candidates = self.stream(aggregate_kind, aggregate_id);
@@ -219,13 +225,19 @@ impl<Id: Eq + Hash, M> Log<Id, M> {
             .map(|filter| first_after(candidates, filter.after_position()))
             .min()
             .unwrap_or(candidates.len());
-        into.extend(candidates[earliest..].iter().copied().filter(|&index| {
-            let event = &self.events[index];
-            filters.iter().any(|filter| {
-                filter.event_kind().is_none_or(|kind| kind == event.kind)
-                    && filter.after_position().is_none_or(|after| event.position > after)
-            })
-        }));
+        into.extend(
+            candidates[earliest..]
+                .iter()
+                .copied()
+                .filter(|&index| {
+                    let event = &self.events[index];
+                    filters.iter().any(|filter| {
+                        filter.event_kind().is_none_or(|kind| kind == event.kind)
+                            && filter.after_position().is_none_or(|after| event.position > after)
+                    })
+                })
+                .take(limit),
+        );
     }
 }
 
@@ -408,7 +420,7 @@ impl<Id: Clone + Eq + Hash, M: Clone> Log<Id, M> {
         let mut streams: Vec<StreamFilters<'_, Id>> = Vec::new();
         for filter in filters {
             match (filter.aggregate(), filter.event_kind()) {
-                (None, Some(event_kind)) => self.select_kind(event_kind, filter, &mut indices),
+                (None, Some(event_kind)) => self.select_kind(event_kind, filter, limit, &mut indices),
                 // Filters are built so that one without a stream has a kind.
                 (None, None) => {}
                 (Some((kind, id)), _) => match streams.iter_mut().find(|(k, i, _)| *k == kind && *i == id) {
@@ -419,7 +431,7 @@ impl<Id: Clone + Eq + Hash, M: Clone> Log<Id, M> {
         }
         let passes = streams.len() + filters.iter().filter(|f| f.aggregate().is_none()).count();
         for (kind, id, group) in &streams {
-            self.select_stream(kind, id, group, &mut indices);
+            self.select_stream(kind, id, group, limit, &mut indices);
         }
         if passes > 1 {
             indices.sort_unstable();
@@ -484,6 +496,48 @@ where
 mod tests {
     use super::*;
     use crate::store::{AppendError, TextField};
+
+    /// A page of `limit` is the first `limit` events of the whole answer,
+    /// for kind filters, stream filters and their unions, after any cursor.
+    #[tokio::test]
+    async fn a_page_is_the_head_of_the_whole_answer() {
+        let store = Store::<String, ()>::new();
+        for n in 0..60_u32 {
+            let stream = format!("s{}", n % 5);
+            let kind = ["a", "b", "c"][usize::try_from(n % 3).unwrap_or(0)];
+            let event = PersistableEvent::new(kind, n.to_be_bytes().to_vec(), ());
+            store
+                .append("agg", &stream, None, NonEmpty::new(event))
+                .await
+                .expect("append");
+        }
+        let cursors = [None, Some(7), Some(31), Some(58)];
+        for after in cursors {
+            let cut = |filter: EventFilter<String, u64>| match after {
+                Some(position) => filter.after(position),
+                None => filter,
+            };
+            let shapes: Vec<Vec<EventFilter<String, u64>>> = vec![
+                vec![cut(EventFilter::for_event("a"))],
+                vec![cut(EventFilter::for_event("a")), cut(EventFilter::for_event("c"))],
+                vec![cut(EventFilter::for_stream("agg", "s1".to_owned()))],
+                vec![
+                    cut(EventFilter::for_event("b")),
+                    cut(EventFilter::for_stream("agg", "s2".to_owned())),
+                    cut(EventFilter::for_aggregate("c", "agg", "s3".to_owned())),
+                ],
+            ];
+            for filters in &shapes {
+                let log = store.read();
+                let whole: Vec<u64> = log.load(filters, usize::MAX).iter().map(|e| e.position).collect();
+                for limit in [1, 2, 5, 13, 100] {
+                    let page: Vec<u64> = log.load(filters, limit).iter().map(|e| e.position).collect();
+                    let head: Vec<u64> = whole.iter().copied().take(limit).collect();
+                    assert_eq!(page, head, "filters {filters:?}, limit {limit}");
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn what_no_store_keeps_is_refused_before_the_version_check() {
