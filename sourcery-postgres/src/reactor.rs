@@ -91,6 +91,7 @@ struct Statements {
     cancel_timer: String,
     park: String,
     dead_letters: String,
+    retry_requests: String,
     request_retry: String,
     discard: String,
 }
@@ -150,6 +151,11 @@ impl Statements {
                 "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version, \
                         event_id, reactor, error, attempts, parked_at, retry_requested \
                  FROM {letters} WHERE reactor = $1 ORDER BY position"
+            ),
+            retry_requests: format!(
+                "SELECT position, aggregate_kind, aggregate_id, event_kind, data, metadata::text, schema_version, \
+                        event_id, reactor, error, attempts, parked_at, retry_requested \
+                 FROM {letters} WHERE reactor = $1 AND retry_requested ORDER BY position"
             ),
             request_retry: format!(
                 "UPDATE {letters} SET retry_requested = true WHERE reactor = $1 AND position = $2"
@@ -300,6 +306,36 @@ impl TimerColumns {
             columns.causes.push(timer.cause);
         }
         Ok(columns)
+    }
+}
+
+impl<Id, M> ReactorStore<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The dead letters of `reactor` that the query `sql` selects.
+    async fn letters(&self, sql: &str, reactor: &str) -> Result<Vec<DeadLetter<Id, i64, M>>, Error> {
+        if !storable(reactor) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql)
+            .bind(reactor)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| self.database(error))?;
+        rows.iter()
+            .map(|row| {
+                let event = crate::store::decode(row)?;
+                let reactor: String = row.try_get(8)?;
+                let attempts = attempts(row.try_get(10)?, "dead letter", &reactor)?;
+                let parked_at = row.try_get::<Timestamp, _>(11)?.0;
+                let mut letter =
+                    DeadLetter::new(reactor, event, row.try_get::<String, _>(9)?, attempts, parked_at);
+                letter.retry_requested = row.try_get(12)?;
+                Ok(letter)
+            })
+            .collect()
     }
 }
 
@@ -519,26 +555,16 @@ where
     /// [`Error::Database`] when the database fails, [`Error::NotMigrated`]
     /// when the table is missing.
     async fn dead_letters<'a>(&'a self, reactor: &'a str) -> Result<Vec<DeadLetter<Id, i64, M>>, Error> {
-        if !storable(reactor) {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(&self.sql.dead_letters)
-            .bind(reactor)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| self.database(error))?;
-        rows.iter()
-            .map(|row| {
-                let event = crate::store::decode(row)?;
-                let reactor: String = row.try_get(8)?;
-                let attempts = attempts(row.try_get(10)?, "dead letter", &reactor)?;
-                let parked_at = row.try_get::<Timestamp, _>(11)?.0;
-                let mut letter =
-                    DeadLetter::new(reactor, event, row.try_get::<String, _>(9)?, attempts, parked_at);
-                letter.retry_requested = row.try_get(12)?;
-                Ok(letter)
-            })
-            .collect()
+        self.letters(&self.sql.dead_letters, reactor).await
+    }
+
+    /// Only the rows with a retry request (as `dead_letters` otherwise).
+    ///
+    /// # Errors
+    ///
+    /// As [`dead_letters`](reactor::ReactorStore::dead_letters).
+    async fn retry_requests<'a>(&'a self, reactor: &'a str) -> Result<Vec<DeadLetter<Id, i64, M>>, Error> {
+        self.letters(&self.sql.retry_requests, reactor).await
     }
 
     /// # Errors

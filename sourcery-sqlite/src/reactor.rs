@@ -68,6 +68,11 @@ const DEAD_LETTERS: &str = "SELECT position, event_id, aggregate_kind, aggregate
                             schema_version, data, metadata, error, attempts, parked_at, retry_requested \
                             FROM sourcery_dead_letters WHERE reactor = ?1 ORDER BY position";
 
+/// The same, only those with a retry request.
+const RETRY_REQUESTS: &str = "SELECT position, event_id, aggregate_kind, aggregate_id, event_kind, \
+                              schema_version, data, metadata, error, attempts, parked_at, retry_requested \
+                              FROM sourcery_dead_letters WHERE reactor = ?1 AND retry_requested ORDER BY position";
+
 const REQUEST_RETRY: &str =
     "UPDATE sourcery_dead_letters SET retry_requested = 1 WHERE reactor = ?1 AND position = ?2";
 
@@ -288,7 +293,7 @@ struct LetterRow {
 }
 
 impl LetterRow {
-    /// Reads the columns of [`DEAD_LETTERS`].
+    /// Reads the columns of [`DEAD_LETTERS`] (and [`RETRY_REQUESTS`]).
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             position: row.get(0)?,
@@ -384,6 +389,33 @@ fn finish_on(
         .at(path)?;
     transaction.commit().at(path)?;
     Ok(changed > 0)
+}
+
+impl<Id, M> ReactorStore<Id, M>
+where
+    Id: TextId + Clone + fmt::Debug + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The dead letters of `reactor` that the query `sql` selects.
+    async fn letters(&self, sql: &'static str, reactor: &str) -> Result<Vec<DeadLetter<Id, i64, M>>, Error> {
+        let name = reactor.to_owned();
+        let rows = self
+            .inner
+            .readers
+            .run(move |connection, path| {
+                connection
+                    .prepare_cached(sql)
+                    .and_then(|mut statement| {
+                        statement
+                            .query_map([name.as_str()], LetterRow::read)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .at(path)
+            })
+            .await??;
+        // Decoded here, on the caller's task (as loads are).
+        rows.into_iter().map(|row| row.decode(reactor)).collect()
+    }
 }
 
 impl<Id, M> reactor::ReactorStore<Id, i64, M> for ReactorStore<Id, M>
@@ -585,23 +617,11 @@ where
     }
 
     async fn dead_letters<'a>(&'a self, reactor: &'a str) -> Result<Vec<DeadLetter<Id, i64, M>>, Error> {
-        let name = reactor.to_owned();
-        let rows = self
-            .inner
-            .readers
-            .run(move |connection, path| {
-                connection
-                    .prepare_cached(DEAD_LETTERS)
-                    .and_then(|mut statement| {
-                        statement
-                            .query_map([name.as_str()], LetterRow::read)?
-                            .collect::<rusqlite::Result<Vec<_>>>()
-                    })
-                    .at(path)
-            })
-            .await??;
-        // Decoded here, on the caller's task (as loads are).
-        rows.into_iter().map(|row| row.decode(reactor)).collect()
+        self.letters(DEAD_LETTERS, reactor).await
+    }
+
+    async fn retry_requests<'a>(&'a self, reactor: &'a str) -> Result<Vec<DeadLetter<Id, i64, M>>, Error> {
+        self.letters(RETRY_REQUESTS, reactor).await
     }
 
     async fn request_retry<'a>(&'a self, reactor: &'a str, position: i64) -> Result<bool, Error> {
@@ -671,6 +691,11 @@ mod tests {
             plan(super::DEAD_LETTERS, ["r"]),
             ["SEARCH sourcery_dead_letters USING INDEX sqlite_autoindex_sourcery_dead_letters_1 (reactor=?)"],
             "the dead letters: the primary key, in position order"
+        );
+        assert_eq!(
+            plan(super::RETRY_REQUESTS, ["r"]),
+            ["SEARCH sourcery_dead_letters USING INDEX sqlite_autoindex_sourcery_dead_letters_1 (reactor=?)"],
+            "the retry requests: the reactor's letters, in position order"
         );
     }
 }

@@ -762,8 +762,8 @@ where
                 break;
             }
         }
-        let letters = self.reactor_store.dead_letters(name).await.map_err(failed)?;
-        for letter in letters.into_iter().filter(|letter| letter.retry_requested) {
+        let letters = self.reactor_store.retry_requests(name).await.map_err(failed)?;
+        for letter in letters {
             if self.stopping() {
                 return Ok(());
             }

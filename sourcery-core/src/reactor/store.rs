@@ -134,6 +134,23 @@ pub trait ReactorStore<Id, Pos, M>: Send + Sync + 'static {
         reactor: &'a str,
     ) -> impl Future<Output = Result<Vec<DeadLetter<Id, Pos, M>>, Self::Error>> + Send + 'a;
 
+    /// The dead letters of `reactor` an operator asked to retry, in event
+    /// position order: what the reactor's runner looks for at each poll.
+    /// By default [`dead_letters`](Self::dead_letters) filtered; stores
+    /// override it with a query that reads only those.
+    fn retry_requests<'a>(
+        &'a self,
+        reactor: &'a str,
+    ) -> impl Future<Output = Result<Vec<DeadLetter<Id, Pos, M>>, Self::Error>> + Send + 'a {
+        async move {
+            let letters = self.dead_letters(reactor).await?;
+            Ok(letters
+                .into_iter()
+                .filter(|letter| letter.retry_requested)
+                .collect())
+        }
+    }
+
     /// Asks the reactor's active runner to try the reaction parked at
     /// `position` again; returns whether one is parked there.
     fn request_retry<'a>(

@@ -285,6 +285,12 @@ pub async fn check<D, Id, Pos, M>(
             )
         },
     );
+    let requests = done(store.retry_requests(&letters).await);
+    expect(
+        "letters.retry_requests",
+        requests.len() == 1 && requests[0].event == event(first) && requests[0].retry_requested,
+        || format!("expected the one letter at {first:?} among the retry requests, got {requests:?}"),
+    );
 
     // letters.park_replaces
     let reparked_at = now + TimeDelta::from_std(Duration::from_secs(5)).unwrap_or(TimeDelta::zero());
